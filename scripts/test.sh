@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up and runs every check of telestion-rs on a fresh Debian machine
+# (root, Rust toolchain only): installs nats-server from the OS packages when
+# it is missing, then runs rustfmt, clippy, the whole test suite (unit,
+# integration, end-to-end, trybuild, doc tests) and the benchmark's smoke mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/usr/local/sbin"
+
+if ! command -v nats-server >/dev/null 2>&1; then
+    echo "==> installing nats-server (Debian package)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+fi
+echo "==> $(nats-server --version)"
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --all-targets --quiet
+cargo test --workspace --doc --quiet
+
+if [ -f examples/bench.rs ]; then
+    echo "==> benchmark smoke mode"
+    cargo run --release --quiet --example bench -- --smoke
+fi
+echo "==> all checks passed"
