@@ -11,16 +11,17 @@ use crate::error::StartError;
 use crate::service::{Options, Service};
 
 /// Installs the default tracing subscriber: stderr, `RUST_LOG` filter
-/// (default `info`), human-readable lines, or JSON lines when the
-/// environment variable `LOG_FORMAT` is `json`. Does nothing when a
-/// subscriber is already installed.
+/// (default `info`), human-readable lines (colored only on a terminal), or
+/// JSON lines when the environment variable `LOG_FORMAT` is `json`. Does
+/// nothing when a subscriber is already installed.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if json {
         builder.json().with_current_span(false).try_init()
     } else {
