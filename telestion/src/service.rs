@@ -472,9 +472,12 @@ impl Service {
     /// [`Service::shutdown`], then drains. The usual way to run a service
     /// by hand.
     pub async fn serve(&self, routes: impl IntoIterator<Item = Route>) -> Result<(), StartError> {
+        let mut count = 0;
         for route in routes {
             self.subscribe(route).await?;
+            count += 1;
         }
+        tracing::info!(handlers = count, "ready");
         self.wait_for_shutdown().await?;
         self.drain().await;
         Ok(())
