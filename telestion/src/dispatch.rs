@@ -336,7 +336,7 @@ async fn handle_message<H, Args>(
         }
         Ok(Ok(Reply::Error(error))) => (error, 500),
         Ok(Err(error)) => (format!("cannot handle the message: {error}"), 400),
-        Err(panic) => (format!("handler panicked: {}", panic_message(&panic)), 500),
+        Err(panic) => (format!("handler panicked: {}", panic_message(&*panic)), 500),
     };
     service.record_error();
     tracing::error!(handler = %info.name, %subject, %error, "handler failed");
