@@ -477,6 +477,13 @@ impl Service {
             self.subscribe(route).await?;
             count += 1;
         }
+        // Make sure every SUB above has been written to the server before
+        // saying "ready" (tests and scripts wait for that word).
+        if let Some(client) = &self.inner.client
+            && let Err(e) = client.flush().await
+        {
+            tracing::warn!(error = %e, "cannot confirm the subscriptions with the server");
+        }
         tracing::info!(handlers = count, "ready");
         self.wait_for_shutdown().await?;
         self.drain().await;

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The telestion-rs demo, in one command, on a fresh Debian machine (root,
+# Rust toolchain only):
+#
+#     bash scripts/demo.sh
+#
+# - uses the NATS server at NATS_URL when one is reachable there; otherwise
+#   starts its own nats-server on a free loopback port (never 4222), after
+#   installing it from the OS packages when it is missing;
+# - builds and runs standard_ops, publisher, latest_value_cache and
+#   requester against it with one shared data directory:
+#       publisher  --data.demo.temperature-->  latest_value_cache
+#       requester  --latest.demo.temperature-->  latest_value_cache (reply)
+#       requester  --__telestion__/log/temperature-->  standard_ops
+#       standard_ops  -->  $DATA_DIR/logs/temperature.log
+# - shows the log file growing, prints the health table of every instance,
+#   and stops everything cleanly after DEMO_SECONDS (default 20) or on Ctrl-C.
+#
+# Settings (environment): DEMO_SECONDS, DEMO_DATA_DIR (default: a new temp
+# dir, kept afterwards), NATS_URL, DEMO_BIN_DIR (use prebuilt example
+# binaries from this directory instead of building them).
+set -euo pipefail
+# Job control: each background service gets its own process group, so a
+# Ctrl-C in the terminal reaches only this script, which then stops the
+# services in order (services first, NATS last).
+set -m
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/usr/local/sbin"
+
+SECONDS_TO_RUN="${DEMO_SECONDS:-20}"
+SERVICES=(standard_ops latest_value_cache publisher requester)
+PIDS=()
+NATS_PID=""
+
+say() { printf 'demo: %s\n' "$*"; }
+
+# Whether something accepts TCP connections on host $1, port $2.
+reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+stop_all() {
+    trap - INT TERM EXIT
+    say "stopping"
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -n "$NATS_PID" ]; then
+        kill -TERM "$NATS_PID" 2>/dev/null || true
+        wait "$NATS_PID" 2>/dev/null || true
+    fi
+    say "stopped; data and service output are in $DATA_DIR"
+}
+
+# ---- NATS -----------------------------------------------------------------
+if [ -n "${NATS_URL:-}" ]; then
+    hostport="${NATS_URL#*://}"
+    hostport="${hostport##*@}"
+    hostport="${hostport%%,*}"
+    host="${hostport%:*}"
+    port="${hostport##*:}"
+    [ "$host" = "$hostport" ] && port=4222
+    if ! reachable "$host" "$port"; then
+        say "nothing answers at NATS_URL=$NATS_URL; starting a local NATS server instead"
+        unset NATS_URL
+    fi
+fi
+if [ -z "${NATS_URL:-}" ]; then
+    if ! command -v nats-server >/dev/null 2>&1; then
+        say "installing nats-server (Debian package)"
+        SUDO=""
+        if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
+    fi
+fi
+
+# ---- build ----------------------------------------------------------------
+if [ -n "${DEMO_BIN_DIR:-}" ]; then
+    BIN_DIR="$DEMO_BIN_DIR"
+else
+    say "building the examples"
+    cargo build --quiet --example standard_ops --example publisher \
+        --example latest_value_cache --example requester --example health
+    BIN_DIR="${CARGO_TARGET_DIR:-target}/debug/examples"
+fi
+
+DATA_DIR="${DEMO_DATA_DIR:-$(mktemp -d /tmp/telestion-demo.XXXXXX)}"
+mkdir -p "$DATA_DIR/output"
+DATA_DIR="$(cd "$DATA_DIR" && pwd)"
+trap 'stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+if [ -z "${NATS_URL:-}" ]; then
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        reachable 127.0.0.1 "$port" || break
+    done
+    nats-server -a 127.0.0.1 -p "$port" >"$DATA_DIR/output/nats-server.log" 2>&1 &
+    NATS_PID=$!
+    for _ in $(seq 100); do reachable 127.0.0.1 "$port" && break; sleep 0.1; done
+    reachable 127.0.0.1 "$port" || { say "nats-server did not start"; exit 1; }
+    export NATS_URL="nats://127.0.0.1:$port"
+    say "started nats-server on port $port"
+else
+    say "using the NATS server at $NATS_URL"
+fi
+export DATA_DIR
+unset SERVICE_NAME SERVICE_ID CONFIG_FILE
+
+# ---- services -------------------------------------------------------------
+start() {
+    local name="$1"
+    shift
+    env SERVICE_NAME="$name" "$@" "$BIN_DIR/$name" >"$DATA_DIR/output/$name.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 100); do
+        grep -q ' ready' "$DATA_DIR/output/$name.log" && return 0
+        kill -0 "${PIDS[-1]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "$name did not start; its output:"
+    cat "$DATA_DIR/output/$name.log"
+    exit 1
+}
+start standard_ops
+start latest_value_cache DATA_SUBJECT='data.demo.>' REQUEST_SUBJECT='latest.demo.>'
+start publisher DATA_SUBJECT=data.demo.temperature FREQUENCY=500
+start requester REQUEST_SUBJECT=latest.demo.temperature \
+    OUTPUT_SUBJECT=__telestion__/log/temperature FREQUENCY=1000
+say "running ${SERVICES[*]} (data dir $DATA_DIR) for $SECONDS_TO_RUN s; Ctrl-C stops"
+
+# ---- watch ----------------------------------------------------------------
+LOG="$DATA_DIR/logs/temperature.log"
+end=$((SECONDS + SECONDS_TO_RUN))
+while [ "$SECONDS" -lt "$end" ]; do
+    sleep 2 &
+    wait $! || true
+    if [ -f "$LOG" ]; then
+        say "$LOG: $(wc -l <"$LOG") lines; newest: $(tail -n 1 "$LOG")"
+    else
+        say "$LOG: not yet written"
+    fi
+done
+
+say "health of every instance on the bus:"
+SERVICE_NAME=health "$BIN_DIR/health" 2>>"$DATA_DIR/output/health.log" || true
+stop_all
+exit 0

@@ -1,0 +1,243 @@
+//! `examples/standard_ops.rs`: data logging.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::support::{NatsServer, eventually, health};
+use crate::{WAIT, files_below, request, service_cmd, spawn_ready};
+
+/// The parsed lines of `<data_dir>/logs/<category>.log` (panics on a line
+/// that is not a JSON object with time and subject).
+fn lines(data_dir: &Path, category: &str) -> Vec<Value> {
+    let path = data_dir.join("logs").join(format!("{category}.log"));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "torn last line in {path:?}"
+    );
+    text.lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("line {line:?} of {path:?} is not JSON: {e}"));
+            let time = value["time"].as_str().expect("a line without time");
+            humantime::parse_rfc3339(time).expect("time is not RFC 3339");
+            assert!(
+                value["subject"].is_string(),
+                "a line without subject: {line}"
+            );
+            let kinds = ["json", "text", "base64"]
+                .iter()
+                .filter(|k| value.get(**k).is_some())
+                .count();
+            assert_eq!(kinds, 1, "a line must hold exactly one body form: {line}");
+            value
+        })
+        .collect()
+}
+
+/// The body a line holds, as bytes.
+fn body_of(line: &Value) -> Vec<u8> {
+    if let Some(json) = line.get("json") {
+        serde_json::to_vec(json).unwrap()
+    } else if let Some(text) = line.get("text") {
+        text.as_str().unwrap().as_bytes().to_vec()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(line["base64"].as_str().unwrap())
+            .unwrap()
+    }
+}
+
+async fn ack(client: &async_nats::Client, subject: &str, body: &'static [u8]) -> Value {
+    let reply = request(client, subject, body).await;
+    serde_json::from_slice(&reply.payload)
+        .unwrap_or_else(|e| panic!("reply to {subject} is not JSON ({e}): {:?}", reply.payload))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_both_subject_forms_and_every_body_kind() {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let _ops = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let client = server.client().await;
+
+    let spec = "__telestion__/log/readings";
+    assert_eq!(
+        ack(&client, spec, br#"{"a": [1, 2]}"#).await,
+        json!({"ok": true})
+    );
+    assert_eq!(
+        ack(&client, spec, b"hello world").await,
+        json!({"ok": true})
+    );
+    assert_eq!(ack(&client, spec, b"").await, json!({"ok": true}));
+    assert_eq!(
+        ack(&client, spec, &[0, 0xff, 1, 0xfe]).await,
+        json!({"ok": true})
+    );
+    assert_eq!(ack(&client, spec, b"\"quoted\"").await, json!({"ok": true}));
+    let dotted = "__telestion__.log.team.readings";
+    assert_eq!(ack(&client, dotted, b"42").await, json!({"ok": true}));
+
+    // Replied means written: no waiting needed.
+    let logged = lines(data.path(), "readings");
+    assert_eq!(logged.len(), 5, "{logged:?}");
+    for line in &logged {
+        assert_eq!(line["subject"], spec);
+    }
+    assert_eq!(logged[0]["json"], json!({"a": [1, 2]}));
+    assert_eq!(logged[1]["text"], "hello world");
+    assert_eq!(logged[2]["text"], "");
+    assert_eq!(body_of(&logged[3]), vec![0, 0xff, 1, 0xfe]);
+    assert_eq!(logged[4]["json"], "quoted");
+    assert_eq!(body_of(&logged[1]), b"hello world");
+
+    // The dotted form: the category is everything after the prefix.
+    let team = lines(data.path(), "team.readings");
+    assert_eq!(team.len(), 1);
+    assert_eq!(team[0]["subject"], dotted);
+    assert_eq!(team[0]["json"], 42);
+
+    // Without a reply subject the line is written just the same.
+    client
+        .publish(spec, "fire and forget".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    eventually(WAIT, "the published message is logged", || {
+        lines(data.path(), "readings").len() == 6
+    })
+    .await;
+    assert_eq!(lines(data.path(), "readings")[5]["text"], "fire and forget");
+
+    // Other subjects are ignored: no reply, no file, no error.
+    let other = tokio::time::timeout(
+        Duration::from_millis(700),
+        client.request("sensors.temperature", "1".into()),
+    )
+    .await;
+    assert!(
+        !matches!(other, Ok(Ok(_))),
+        "standard_ops answered a subject that is not for it"
+    );
+    let mut names: Vec<String> = files_below(data.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["readings.log", "team.readings.log"]);
+    assert_eq!(health(&client, "__telestion__/health").await["errors"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejects_invalid_categories_and_writes_nothing() {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let _ops = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let client = server.client().await;
+
+    let long = format!("__telestion__/log/{}", "a".repeat(129));
+    // `__telestion__/log/.x` is two tokens (`__telestion__/log/`, `x`), so it
+    // reaches the service, which must reject the hidden name `.x`.
+    let bad = [
+        "__telestion__/log/.x",
+        "__telestion__/log/a/b",
+        "__telestion__/log/",
+        "__telestion__/log/a\\b",
+        "__telestion__/log/-ok/etc",
+        "__telestion__.log.a/b",
+        "__telestion__.log.ok.x\u{e4}",
+        long.as_str(),
+    ];
+    for subject in bad {
+        let reply = request(&client, subject, "secret data").await;
+        let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(reply["ok"], false, "{subject}: {reply}");
+        let error = reply["error"].as_str().expect("an error message");
+        assert!(error.contains("category"), "{subject}: {error}");
+    }
+    // `..` and `../x` in a subject make empty tokens (`__telestion__/log/`,
+    // ``, ``): NATS never delivers such a subject to any subscriber, so the
+    // request finds no responder and nothing can be written.
+    for subject in ["__telestion__/log/..", "__telestion__/log/../x"] {
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.request(subject.to_string(), "secret data".into()),
+        )
+        .await;
+        assert!(
+            !matches!(outcome, Ok(Ok(_))),
+            "{subject} was answered: {outcome:?}"
+        );
+    }
+    let report = health(&client, "__telestion__/health").await;
+    assert_eq!(report["errors"], bad.len(), "{report}");
+    assert!(
+        files_below(data.path()).is_empty(),
+        "a rejected message wrote {:?}",
+        files_below(data.path())
+    );
+    let entries: Vec<_> = std::fs::read_dir(data.path()).unwrap().collect();
+    assert!(entries.is_empty(), "a rejected message created {entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
+    const COUNT: usize = 2000;
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut first = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let mut second = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let client = server.client().await;
+
+    // Half the messages with both instances running, then SIGTERM to the
+    // first while the rest are still being published.
+    for n in 0..COUNT {
+        let subject = if n % 2 == 0 {
+            "__telestion__/log/shared"
+        } else {
+            "__telestion__.log.shared"
+        };
+        client
+            .publish(subject, json!({"n": n}).to_string().into())
+            .await
+            .unwrap();
+        if n == COUNT / 2 {
+            client.flush().await.unwrap();
+            first.signal(libc::SIGTERM);
+        }
+        if n % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    client.flush().await.unwrap();
+    assert_eq!(first.wait_exit(WAIT), Some(0), "{}", first.stderr());
+
+    eventually(WAIT, "every message is logged", || {
+        let text = std::fs::read_to_string(data.path().join("logs/shared.log")).unwrap_or_default();
+        text.lines().count() >= COUNT
+    })
+    .await;
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit(WAIT), Some(0), "{}", second.stderr());
+
+    let logged = lines(data.path(), "shared");
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for line in &logged {
+        let n = line["json"]["n"].as_u64().expect("a line without n");
+        *seen.entry(n).or_default() += 1;
+    }
+    let duplicates: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "logged more than once: {duplicates:?}"
+    );
+    assert_eq!(logged.len(), COUNT, "lines: {}", logged.len());
+    assert_eq!(seen.len(), COUNT);
+    // The first instance stopped by draining, not by dying.
+    assert!(first.stderr().contains("drained"), "{}", first.stderr());
+}
