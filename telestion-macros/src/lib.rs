@@ -1,14 +1,179 @@
-//! Attribute macros for `telestion` (placeholder; see the macros issue).
+//! Attribute macros for [`telestion`](https://docs.rs/telestion):
+//! `#[telestion::service]` on `async fn main` and `#[subscribe(...)]` on
+//! message handlers. Use them through the `telestion` crate, which
+//! re-exports both; generated code names only `::telestion::...` paths.
+//!
+//! # How handlers are found: a link-time registry
+//!
+//! Each `#[subscribe]` adds a `static` route constructor (`fn() -> Route`)
+//! to a [linkme](https://docs.rs/linkme) distributed slice,
+//! `telestion::__private::ROUTES`. The linker gathers all of them into one
+//! array, so handlers in any module of the binary are found without a
+//! hand-written list, and nothing runs before `main`. linkme rather than
+//! `inventory`: it needs no life-before-main constructors, and on an
+//! unsupported platform it fails at link time instead of silently finding
+//! no handlers.
+//!
+//! The limit (shared by every link-time registry): only code that is linked
+//! into the binary is found. Handlers in the binary crate always are;
+//! handlers in a library crate only when the binary uses something from
+//! that crate. When in doubt, register handlers by hand.
+//!
+//! # What the macros expand to
+//!
+//! This service
+//!
+//! ```no_run
+//! use telestion::{Json, State, subscribe};
+//!
+//! struct Factor(i64);
+//!
+//! #[subscribe("math.scale", concurrency = 4)]
+//! async fn scale(Json(x): Json<i64>, factor: State<Factor>) -> Json<i64> {
+//!     Json(x * factor.0)
+//! }
+//!
+//! #[telestion::service]
+//! async fn main(service: telestion::Service) {
+//!     service.provide(Factor(3));
+//! }
+//! ```
+//!
+//! is, without the macros (apart from the compile-time checks on
+//! parameter and return types, and the handler name in logs):
+//!
+//! ```no_run
+//! use telestion::{Json, Options, Route, Service, State};
+//!
+//! struct Factor(i64);
+//!
+//! async fn scale(Json(x): Json<i64>, factor: State<Factor>) -> Json<i64> {
+//!     Json(x * factor.0)
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     telestion::__private::run(
+//!         Options::new(),
+//!         vec![Route::new("math.scale", scale).concurrency(4)],
+//!         |service: Service| async move {
+//!             service.provide(Factor(3));
+//!         },
+//!     )
+//! }
+//! ```
+//!
+//! `run` builds the tokio runtime, installs logging, loads the config,
+//! connects, starts health, runs the body of `main`, subscribes the routes,
+//! serves until SIGINT/SIGTERM and drains. The same by hand with public API
+//! only: `Service::start(options)`, your start-up code, then
+//! `service.serve(routes)`.
+
+mod args;
+mod service;
+mod subject;
+mod subscribe;
+
 use proc_macro::TokenStream;
 
-/// `#[telestion::service]` on `async fn main`.
+/// Turns `async fn main` into a Telestion service.
+///
+/// The body of `main` is start-up code: it runs after the service has
+/// loaded its config and connected, and before any handler runs. It may
+/// take the service handle (`async fn main(service: telestion::Service)`)
+/// to provide shared state, read typed config or publish, and return `()`
+/// or `Result<(), E>` with `E: Display` (an `Err` fails the start).
+///
+/// Then every `#[subscribe]` handler of the binary is subscribed, and the
+/// service serves until SIGINT/SIGTERM, then drains. A failed start prints
+/// one line `error: ...` to stderr and exits with code 1.
+///
+/// Arguments:
+/// - `nats = false`: run without a NATS connection (no handlers);
+/// - `crate = "path"`: the `telestion` crate under another name.
+///
+/// ```no_run
+/// use telestion::{Json, State, subscribe};
+///
+/// struct Greeting(String);
+///
+/// #[subscribe("greet")]
+/// async fn greet(Json(name): Json<String>, greeting: State<Greeting>) -> String {
+///     format!("{}, {name}!", greeting.0)
+/// }
+///
+/// #[telestion::service]
+/// async fn main(service: telestion::Service) -> Result<(), telestion::ConfigError> {
+///     let greeting = service.config().get::<String>("GREETING")?.unwrap_or("Hello".into());
+///     service.provide(Greeting(greeting));
+///     Ok(())
+/// }
+/// ```
+///
+/// Without NATS:
+///
+/// ```no_run
+/// #[telestion::service(nats = false)]
+/// async fn main(service: telestion::Service) {
+///     println!("{} has no NATS connection", service.name());
+///     service.shutdown();
+/// }
+/// ```
+///
+/// See the [crate docs](crate) for the code this expands to.
 #[proc_macro_attribute]
-pub fn service(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    service::expand(args.into(), item.into()).into()
 }
 
-/// `#[subscribe("subject")]` on a handler.
+/// Registers an `async fn` as a message handler of the service.
+///
+/// The subject is a string literal (NATS wildcards `*` and `>` allowed,
+/// checked at compile time) or `config = "KEY"` for a subject read from
+/// config at start. Further arguments:
+/// - `queue = false`: every instance of the service receives every message
+///   (default: instances share the messages in the queue group
+///   `SERVICE_NAME`); `queue = "name"`: the queue group `name`;
+/// - `concurrency = N`: handle up to `N` messages at once (default 1: one
+///   at a time, in arrival order);
+/// - `crate = "path"`: the `telestion` crate under another name.
+///
+/// Parameters, in any order, are extractors: at most one body (`Json<T>`,
+/// `Bytes`, `Vec<u8>`, `String`, `Message`) plus any of `Subject`,
+/// `Headers`, `ReplyTo`, `Service`, `State<T>`, `TypedConfig<T>`. The
+/// return value is the reply: `()`, `Json<T>`, `Bytes`, `Vec<u8>`,
+/// `String`, `&'static str`, or `Option`/`Result<_, E: Display>` of those.
+/// An `Err`, a body that does not decode, or a panic is counted in health,
+/// logged and answered with an error reply.
+///
+/// ```no_run
+/// use telestion::{Json, Service, Subject, subscribe};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Reading {
+///     celsius: f64,
+/// }
+///
+/// #[subscribe("sensors.*.temperature", concurrency = 4)]
+/// async fn convert(Json(reading): Json<Reading>, subject: Subject) -> Result<Json<f64>, String> {
+///     if reading.celsius < -273.15 {
+///         return Err(format!("{} sent an impossible reading", &*subject));
+///     }
+///     Ok(Json(reading.celsius * 9.0 / 5.0 + 32.0))
+/// }
+///
+/// #[subscribe(config = "ALERT_SUBJECT", queue = false)]
+/// async fn alert(text: String, service: Service) {
+///     println!("{}: {text}", service.id());
+/// }
+///
+/// #[telestion::service]
+/// async fn main() {}
+/// ```
+///
+/// Without the macro, the same handler is
+/// `Route::new("sensors.*.temperature", convert).concurrency(4)`, given to
+/// `Service::serve` or `Service::subscribe`.
 #[proc_macro_attribute]
-pub fn subscribe(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
+    subscribe::expand(args.into(), item.into()).into()
 }

@@ -1,0 +1,259 @@
+//! `#[telestion::service]` on `async fn main`: parse the arguments and the
+//! function, validate, and expand into a synchronous `main` that hands the
+//! body to `telestion::__private::run`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, Block, FnArg, Item, ItemFn, Pat, Path, ReturnType, Type, Visibility};
+
+use crate::args::{self, Arg, Args, Errors};
+
+/// What the arguments of `#[telestion::service(...)]` ask for.
+struct ServiceArgs {
+    /// `nats = false`: run without a NATS connection.
+    nats: bool,
+    /// `crate = "..."`: path of the telestion crate.
+    krate: Path,
+}
+
+/// The validated `async fn main`.
+struct MainFn {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    /// The single parameter, if any: the `Service` handle.
+    param: Option<(Box<Pat>, Box<Type>)>,
+    output: ReturnType,
+    block: Box<Block>,
+}
+
+const VALID_ARGS: &str = "`nats = false` (run without NATS) and `crate = \"path\"` \
+                          (the telestion crate under another name)";
+
+// Input:  #[telestion::service(nats = false)]
+//         async fn main(service: Service) -> Result<(), E> { body }
+// Output: fn main() -> ExitCode {
+//             async fn __telestion_main(service: Service) -> Result<(), E> { body }
+//             ::telestion::__private::run(options, collected_routes(), __telestion_main)
+//         }
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let args = parse_args(args, &mut errors);
+    let main = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(func)) => match check_main(func) {
+            Ok(main) => Some(main),
+            Err(error) => {
+                errors.push(error);
+                None
+            }
+        },
+        Ok(other) => {
+            errors.spanned(
+                item_head(&other),
+                "`#[telestion::service]` goes on `async fn main() { ... }`; for a message \
+                 handler use `#[subscribe(\"subject\")]` on an `async fn`",
+            );
+            None
+        }
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    };
+    match (errors.finish(), main) {
+        (Ok(()), Some(main)) => generate(&args, main),
+        (Err(error), _) => fallback(error, item),
+        (Ok(()), None) => unreachable!("no main without an error"),
+    }
+}
+
+/// Parses `nats = bool` and `crate = "path"`.
+fn parse_args(tokens: TokenStream, errors: &mut Errors) -> ServiceArgs {
+    let mut result = ServiceArgs {
+        nats: true,
+        krate: args::default_crate(),
+    };
+    let parsed = match syn::parse2::<Args>(tokens) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            errors.push(error);
+            return result;
+        }
+    };
+    let mut seen = Vec::new();
+    for arg in &parsed.0 {
+        match arg {
+            Arg::Named { key, value } if key == "nats" => {
+                if args::check_duplicate(&mut seen, key, errors) {
+                    continue;
+                }
+                match args::lit_bool(value) {
+                    Some(lit) => result.nats = lit.value,
+                    None => errors.spanned(
+                        value,
+                        "`nats` takes `true` or `false`; write `nats = false` to run \
+                         without a NATS connection",
+                    ),
+                }
+            }
+            Arg::Named { key, value } if key == "crate" => {
+                if args::check_duplicate(&mut seen, key, errors) {
+                    continue;
+                }
+                if let Some(path) = args::crate_path(value, errors) {
+                    result.krate = path;
+                }
+            }
+            Arg::Named { key, .. } => errors.spanned(
+                key,
+                format!("unknown argument `{key}`; the valid arguments are {VALID_ARGS}"),
+            ),
+            Arg::Positional(_) => errors.spanned(
+                args::arg_tokens(arg),
+                format!("unexpected argument; the valid arguments are {VALID_ARGS}"),
+            ),
+        }
+    }
+    result
+}
+
+/// Checks that `func` is `async fn main` with at most one parameter.
+fn check_main(func: ItemFn) -> syn::Result<MainFn> {
+    let mut errors = Errors::default();
+    let sig = &func.sig;
+    if sig.ident != "main" {
+        errors.spanned(
+            &sig.ident,
+            format!(
+                "`#[telestion::service]` goes on `async fn main`; rename `{}` to `main`, or \
+                 use `#[subscribe(\"subject\")]` if this is a message handler",
+                sig.ident
+            ),
+        );
+    }
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            &sig.fn_token,
+            "`#[telestion::service]` needs an `async fn main`; write `async fn main`",
+        );
+    }
+    if let Some(constness) = &sig.constness {
+        errors.spanned(constness, "`main` cannot be `const`; remove `const`");
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.spanned(unsafety, "`main` cannot be `unsafe`; remove `unsafe`");
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(
+            &sig.generics,
+            "`main` cannot be generic; remove the generic parameters",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, "`main` cannot be variadic");
+    }
+    let mut param = None;
+    for (index, input) in sig.inputs.iter().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => errors.spanned(
+                receiver,
+                "`main` cannot take `self`; write `async fn main(service: telestion::Service)`",
+            ),
+            FnArg::Typed(typed) if index == 0 => {
+                param = Some((typed.pat.clone(), typed.ty.clone()));
+            }
+            FnArg::Typed(typed) => errors.spanned(
+                typed,
+                "`main` takes at most one parameter, the service handle; write \
+                 `async fn main(service: telestion::Service)` and get everything else from \
+                 `service` (config, state, client)",
+            ),
+        }
+    }
+    errors.finish()?;
+    Ok(MainFn {
+        attrs: func.attrs,
+        vis: func.vis,
+        param,
+        output: func.sig.output,
+        block: func.block,
+    })
+}
+
+fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
+    let ServiceArgs { nats, krate } = args;
+    let MainFn {
+        attrs,
+        vis,
+        param,
+        output,
+        block,
+    } = main;
+    let inner = quote::format_ident!("__telestion_main");
+    // Unsatisfied `SetupResult` bounds of `run` are reported at the
+    // argument, so the argument carries the span of the return type.
+    let ret_span = match &output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let (inner_fn, setup) = match param {
+        Some((pat, ty)) => (
+            quote!(async fn #inner(#pat: #ty) #output #block),
+            quote_spanned!(ret_span=> #inner),
+        ),
+        None => (
+            quote!(async fn #inner() #output #block),
+            quote_spanned!(ret_span=> |_: #krate::Service| #inner()),
+        ),
+    };
+    quote! {
+        #(#attrs)*
+        #vis fn main() -> ::std::process::ExitCode {
+            #inner_fn
+            #krate::__private::run(
+                #krate::Options::new().nats(#nats),
+                #krate::__private::collected_routes(),
+                #setup,
+            )
+        }
+    }
+}
+
+/// On error: the errors, the user's code kept as an ordinary function (so
+/// the IDE still analyses it), and a stub `main` (so there is no "`main`
+/// not found" error on top).
+fn fallback(error: syn::Error, item: TokenStream) -> TokenStream {
+    let error = error.to_compile_error();
+    let kept = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(mut func) if func.sig.ident == "main" => {
+            func.sig.ident = syn::Ident::new("__telestion_main", func.sig.ident.span());
+            quote!(#[allow(dead_code)] #func)
+        }
+        Ok(func) => func.into_token_stream(),
+        Err(_) => item,
+    };
+    quote! {
+        #error
+        #kept
+        fn main() {}
+    }
+}
+
+/// The tokens that name an item (for errors about the item as a whole).
+fn item_head(item: &Item) -> TokenStream {
+    match item {
+        Item::Struct(item) => head(&item.struct_token, &item.ident),
+        Item::Enum(item) => head(&item.enum_token, &item.ident),
+        Item::Static(item) => head(&item.static_token, &item.ident),
+        Item::Const(item) => head(&item.const_token, &item.ident),
+        Item::Mod(item) => head(&item.mod_token, &item.ident),
+        Item::Trait(item) => head(&item.trait_token, &item.ident),
+        Item::Type(item) => head(&item.type_token, &item.ident),
+        Item::Impl(item) => head(&item.impl_token, &item.self_ty),
+        other => other.into_token_stream(),
+    }
+}
+
+fn head(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
+    quote!(#keyword #name)
+}
