@@ -97,6 +97,25 @@ pub mod __private {
     /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
     pub const fn assert_into_reply<T: crate::handler::IntoReply>() {}
 
+    /// Used by `#[subscribe]`'s check for a second body extractor:
+    /// `<BodyProbe<T>>::BODY` is `T::BODY` for an extractor and, through
+    /// [`NotAnExtractor`], `false` otherwise (a non-extractor is reported
+    /// once, by [`assert_extractor`], not again here).
+    pub struct BodyProbe<T: ?Sized>(core::marker::PhantomData<T>);
+
+    impl<T: FromMessage> BodyProbe<T> {
+        /// Whether `T` consumes the body.
+        pub const BODY: bool = T::BODY;
+    }
+
+    /// The fallback of [`BodyProbe`] for types that are not extractors.
+    pub trait NotAnExtractor {
+        /// Not a body extractor.
+        const BODY: bool = false;
+    }
+
+    impl<T: ?Sized> NotAnExtractor for BodyProbe<T> {}
+
     /// The routes collected by `#[subscribe]`.
     pub fn collected_routes() -> Vec<crate::Route> {
         crate::registry::collected()
