@@ -113,7 +113,7 @@ start() {
     env SERVICE_NAME="$name" "$@" "$BIN_DIR/$name" >"$DATA_DIR/output/$name.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 100); do
-        grep -q ' ready' "$DATA_DIR/output/$name.log" && return 0
+        grep -qs ' ready' "$DATA_DIR/output/$name.log" && return 0
         kill -0 "${PIDS[-1]}" 2>/dev/null || break
         sleep 0.1
     done
@@ -127,6 +127,9 @@ start publisher DATA_SUBJECT=data.demo.temperature FREQUENCY=500
 start requester REQUEST_SUBJECT=latest.demo.temperature \
     OUTPUT_SUBJECT=__telestion__/log/temperature FREQUENCY=1000
 say "running ${SERVICES[*]} (data dir $DATA_DIR) for $SECONDS_TO_RUN s; Ctrl-C stops"
+say "data flow: publisher -> data.demo.temperature -> latest_value_cache;"
+say "  requester asks latest.demo.temperature every second and forwards the reply"
+say "  to __telestion__/log/temperature -> standard_ops -> logs/temperature.log"
 
 # ---- watch ----------------------------------------------------------------
 LOG="$DATA_DIR/logs/temperature.log"

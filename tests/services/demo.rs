@@ -160,3 +160,31 @@ fn demo_stops_cleanly_on_ctrl_c() {
         );
     }
 }
+
+#[test]
+fn demo_uses_a_reachable_nats_url_and_leaves_it_running() {
+    let server = crate::support::NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = demo_cmd(3, data.path());
+    cmd.env("NATS_URL", server.url());
+    let mut demo = Proc::spawn(cmd);
+    let code = demo.wait_exit(Duration::from_secs(120));
+    let stdout = demo.stdout();
+    assert_eq!(
+        code,
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        demo.stderr()
+    );
+    assert!(
+        stdout.contains(&format!("using the NATS server at {}", server.url())),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("started nats-server"), "{stdout}");
+    assert!(stdout.contains("4 instances answered"), "{stdout}");
+    // The server belongs to someone else: the demo leaves it alone.
+    assert!(
+        port_open(server.port),
+        "the demo stopped a server it did not start"
+    );
+}
