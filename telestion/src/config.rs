@@ -430,10 +430,13 @@ impl Config {
             self.values
                 .iter()
                 .map(|(k, v)| {
-                    let v = if is_secret_key(k) {
-                        Value::String(REDACTED.into())
-                    } else {
-                        v.clone()
+                    let v = match v {
+                        _ if is_secret_key(k) => Value::String(REDACTED.into()),
+                        // `user:password@` in the server URLs.
+                        Value::String(url) if k == "NATS_URL" && url.contains('@') => {
+                            Value::String(crate::connect::display_url(url))
+                        }
+                        _ => v.clone(),
                     };
                     (k.clone(), v)
                 })

@@ -11,6 +11,7 @@
 //! | `NATS_TLS_CA` | PEM file of the CA that signed the server certificate |
 //! | `NATS_TLS_CERT`, `NATS_TLS_KEY` | PEM client certificate and key (mutual TLS) |
 //! | `NATS_PUBLISH_BUFFER` | outgoing messages buffered while disconnected (default 2048) |
+//! | `NATS_SUBSCRIPTION_CAPACITY` | messages buffered per subscription before the client drops them as a slow consumer (default 65536) |
 //!
 //! The first connect fails within 10 s with a clear error (unreachable,
 //! rejected credentials, TLS failure). After that the client reconnects
@@ -32,6 +33,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of outgoing messages the client buffers (for example while
 /// disconnected); see `NATS_PUBLISH_BUFFER`.
 pub const DEFAULT_PUBLISH_BUFFER: usize = 2048;
+
+/// Default number of messages buffered per subscription before the client
+/// drops further ones (a slow consumer); see `NATS_SUBSCRIPTION_CAPACITY`.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65536;
 
 /// Splits `NATS_URL` into its servers.
 pub fn server_list(url: &str) -> Vec<String> {
@@ -57,6 +62,65 @@ pub fn display_url(url: &str) -> String {
         .join(",")
 }
 
+/// `user:password@` (or `token@`) of the servers, as (user, password);
+/// None when the servers carry no credentials.
+type UrlAuth = Option<(String, Option<String>)>;
+
+/// Takes the credentials out of the server URLs. async-nats 0.51 ignores
+/// credentials in URLs (and prints URLs in its debug logs), so they are
+/// passed as connect options instead. All servers that carry credentials
+/// must carry the same ones.
+fn split_credentials(servers: &[String]) -> Result<(Vec<String>, UrlAuth), String> {
+    let mut auth: UrlAuth = None;
+    let mut plain = Vec::with_capacity(servers.len());
+    for server in servers {
+        let start = server.find("://").map_or(0, |i| i + 3);
+        let Some(at) = server.rfind('@').filter(|&at| at >= start) else {
+            plain.push(server.clone());
+            continue;
+        };
+        let userinfo = &server[start..at];
+        let found = match userinfo.split_once(':') {
+            Some((user, password)) => (percent_decode(user), Some(percent_decode(password))),
+            None => (percent_decode(userinfo), None),
+        };
+        if auth.as_ref().is_some_and(|known| *known != found) {
+            return Err(
+                "the servers in NATS_URL carry different credentials; put them in \
+                 NATS_USER/NATS_PASSWORD instead"
+                    .into(),
+            );
+        }
+        auth = Some(found);
+        plain.push(format!("{}{}", &server[..start], &server[at + 1..]));
+    }
+    Ok((plain, auth))
+}
+
+/// Decodes `%XX` escapes (as in URL user info).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn non_empty(config: &Config, key: &str) -> Option<String> {
     config.get_str(key).filter(|v| !v.is_empty())
 }
@@ -79,6 +143,7 @@ pub async fn connect(
     if servers.is_empty() {
         return Err(fail("NATS_URL is empty".into(), None));
     }
+    let (servers, url_auth) = split_credentials(&servers).map_err(|r| fail(r, None))?;
 
     let mut options = ConnectOptions::new()
         .name(service_name)
@@ -98,6 +163,11 @@ pub async fn connect(
         Err(e) => return Err(StartError::Config(e)),
     };
     options = options.client_capacity(buffer);
+    let capacity = match config.get::<usize>("NATS_SUBSCRIPTION_CAPACITY") {
+        Ok(value) => value.unwrap_or(DEFAULT_SUBSCRIPTION_CAPACITY).max(1),
+        Err(e) => return Err(StartError::Config(e)),
+    };
+    options = options.subscription_capacity(capacity);
 
     match (
         non_empty(config, "NATS_USER"),
@@ -112,7 +182,11 @@ pub async fn connect(
                 None,
             ));
         }
-        (None, None) => {}
+        (None, None) => match url_auth {
+            Some((user, Some(password))) => options = options.user_and_password(user, password),
+            Some((token, None)) => options = options.token(token),
+            None => {}
+        },
     }
     if let Some(creds) = non_empty(config, "NATS_CREDS") {
         options = options.credentials_file(&creds).await.map_err(|e| {
@@ -165,6 +239,9 @@ pub async fn connect(
                          NATS_CREDS or NATS_NKEY"
                     )
                 }
+                ConnectErrorKind::Io if e.to_string().contains("certificate") => format!(
+                    "TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY"
+                ),
                 ConnectErrorKind::Io | ConnectErrorKind::TimedOut => {
                     format!("no NATS server reachable ({e}); is nats-server running there?")
                 }
@@ -242,5 +319,12 @@ mod tests {
             display_url("nats://u:secret@h:1,x:y@h2"),
             format!("nats://{REDACTED}@h:1,{REDACTED}@h2")
         );
+        let servers = server_list("nats://u:p%40ss@h:1,tls://u:p%40ss@h2:2,h3:3");
+        let (plain, auth) = split_credentials(&servers).unwrap();
+        assert_eq!(plain, vec!["nats://h:1", "tls://h2:2", "h3:3"]);
+        assert_eq!(auth, Some(("u".into(), Some("p@ss".into()))));
+        let (plain, auth) = split_credentials(&server_list("tok@h:1")).unwrap();
+        assert_eq!((plain, auth), (vec!["h:1".into()], Some(("tok".into(), None))));
+        assert!(split_credentials(&server_list("a:b@h:1,a:c@h:2")).is_err());
     }
 }

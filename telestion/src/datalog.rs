@@ -59,6 +59,7 @@ pub fn log_line(subject: &str, body: &[u8], time: SystemTime) -> String {
     let subject = serde_json::Value::from(subject);
     let tail = match std::str::from_utf8(body) {
         Ok(text) => match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+            Ok(_) if !shallow(text) => format!("\"text\":{}", serde_json::Value::from(text)),
             Ok(raw) if !text.contains(['\n', '\r']) => format!("\"json\":{}", raw.get()),
             Ok(_) => match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(value) => format!("\"json\":{value}"),
@@ -72,6 +73,31 @@ pub fn log_line(subject: &str, body: &[u8], time: SystemTime) -> String {
         ),
     };
     format!("{{\"time\":{time},\"subject\":{subject},{tail}}}\n")
+}
+
+/// Whether valid JSON `text` nests at most 126 levels, so that readers
+/// with serde_json's default recursion limit (127 levels) can parse its line,
+/// which adds one level (deeper bodies are logged as `"text"`).
+fn shallow(text: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    for byte in text.bytes() {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth > 126 {
+                    return false;
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Appends lines to `<dir>/<category>.log` files.

@@ -1,0 +1,17 @@
+//! Reliability and security tests (issue 6), against real `nats-server`
+//! processes on loopback: cluster failover, server restart with the
+//! publish buffer, slow consumers, hostile input (property tests), secrets
+//! (redaction, TLS, NKeys), data-directory permissions, and the soak runs
+//! (`#[ignore]`d; run them with
+//! `cargo test --release --test reliability -- --ignored soak --nocapture`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod common;
+mod data_dir;
+mod failover;
+mod hostile;
+mod secrets;
+mod slow_consumer;
+mod soak;

@@ -1,0 +1,457 @@
+//! Secrets never leak (logs at every level in both formats, error messages,
+//! `Debug` output, the testbed's config echo, health replies), and real
+//! deployments' authentication works: mutual TLS with certificates made in
+//! the test, and NKeys.
+
+use std::path::Path;
+use std::time::Duration;
+
+use telestion::{Options, Route, Service, StartError};
+
+use crate::common::{capture_logs, config, start, try_health};
+use crate::support::{NatsServer, Proc, ServerOptions, example_cmd, free_port, run_with_timeout};
+
+const PASSWORD: &str = "Zq7xK9-pass-4-test";
+const WRONG: &str = "Wr0ng-pass-4-test";
+
+async fn fail(_body: String) -> Result<(), String> {
+    Err("failing on purpose".into())
+}
+async fn echo(body: bytes::Bytes) -> bytes::Bytes {
+    body
+}
+
+fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{what} contains the secret {secret:?}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn password_never_in_logs_errors_debug_or_health() {
+    let (logs, _guard) = capture_logs();
+    let mut server = NatsServer::with_auth("svc", PASSWORD);
+    let data = tempfile::tempdir().unwrap();
+    let creds = [("NATS_USER", "svc"), ("NATS_PASSWORD", PASSWORD)];
+    let service = start(&server.url(), "secrets", data.path(), &creds).await;
+    service
+        .subscribe(Route::new("secret.fail", fail))
+        .await
+        .unwrap();
+    service
+        .subscribe(Route::new("secret.echo", echo))
+        .await
+        .unwrap();
+    let observer =
+        async_nats::ConnectOptions::with_user_and_password("svc".into(), PASSWORD.into())
+            .connect(server.url())
+            .await
+            .unwrap();
+    let reply = observer.request("secret.fail", "x".into()).await.unwrap();
+    assert_clean(
+        "an error reply",
+        &String::from_utf8_lossy(&reply.payload),
+        &[PASSWORD],
+    );
+    let health = try_health(&observer).await.unwrap();
+    assert_eq!(health["errors"], 1);
+    assert_clean("the health reply", &health.to_string(), &[PASSWORD]);
+    // A reconnect logs a lot at debug and trace level.
+    server.restart();
+    crate::support::eventually(Duration::from_secs(15), "reconnect", || {
+        service.is_connected()
+    })
+    .await;
+    assert_clean("Service Debug", &format!("{service:?}"), &[PASSWORD]);
+    assert_clean(
+        "Config Debug",
+        &format!("{:?}", service.config()),
+        &[PASSWORD],
+    );
+    assert_clean(
+        "the redacted config",
+        &service.config().to_redacted_json().to_string(),
+        &[PASSWORD],
+    );
+    // The password is really in use (not a vacuous test).
+    assert_eq!(
+        service.config().get_str("NATS_PASSWORD").as_deref(),
+        Some(PASSWORD)
+    );
+    service.shutdown();
+    service.drain().await;
+
+    // Wrong password: a clear error that does not show it.
+    let error = Service::start(Options::new().config(config(
+        &server.url(),
+        "secrets",
+        data.path(),
+        &[("NATS_USER", "svc"), ("NATS_PASSWORD", WRONG)],
+    )))
+    .await
+    .unwrap_err();
+    assert!(matches!(error, StartError::Connect { .. }));
+    let text = format!(
+        "{error} / {error:?} / {:?}",
+        std::error::Error::source(&error)
+    );
+    assert!(text.contains("rejected the credentials"), "{text}");
+    assert_clean("the wrong-password error", &text, &[WRONG, PASSWORD]);
+
+    // Unreachable server, password in NATS_URL as well as NATS_PASSWORD.
+    let closed = free_port();
+    let error = Service::start(Options::new().config(config(
+        &format!("nats://svc:{PASSWORD}@127.0.0.1:{closed}"),
+        "secrets",
+        data.path(),
+        &creds,
+    )))
+    .await
+    .unwrap_err();
+    let text = format!("{error} / {error:?}");
+    assert!(text.contains("no NATS server reachable"), "{text}");
+    assert_clean("the unreachable error", &text, &[PASSWORD]);
+
+    let text = logs.text();
+    assert!(text.contains("TRACE"), "trace logs were not captured");
+    assert!(
+        text.contains("write operation: CONNECT"),
+        "no CONNECT in the trace"
+    );
+    assert_clean("the logs", &text, &[PASSWORD, WRONG]);
+}
+
+#[tokio::test]
+async fn password_in_nats_url_is_not_leaked() {
+    let (logs, _guard) = capture_logs();
+    let mut server = NatsServer::with_auth("svc", PASSWORD);
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("nats://svc:{PASSWORD}@127.0.0.1:{}", server.port);
+    let service = start(&url, "secrets-url", data.path(), &[]).await;
+    server.restart();
+    crate::support::eventually(Duration::from_secs(15), "reconnect", || {
+        service.is_connected()
+    })
+    .await;
+    assert_clean(
+        "Config Debug",
+        &format!("{:?}", service.config()),
+        &[PASSWORD],
+    );
+    assert_clean(
+        "the redacted config",
+        &service.config().to_redacted_json().to_string(),
+        &[PASSWORD],
+    );
+    service.shutdown();
+    service.drain().await;
+    assert_clean("the logs", &logs.text(), &[PASSWORD]);
+}
+
+/// Runs the `soak` example service at trace level in `format`, exercises it
+/// (requests, an error, health, a reconnect, SIGTERM) and greps everything it
+/// printed.
+#[test]
+fn password_never_in_process_output() {
+    let mut server = NatsServer::with_auth("svc", PASSWORD);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for format in ["human", "json"] {
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = example_cmd("soak");
+        cmd.env("RUST_LOG", "trace")
+            .env("LOG_FORMAT", format)
+            .env("NATS_URL", server.url())
+            .env("NATS_USER", "svc")
+            .env("NATS_PASSWORD", PASSWORD)
+            .env("SERVICE_NAME", "soak")
+            .env("DATA_DIR", data.path());
+        let mut proc = Proc::spawn(cmd);
+        proc.wait_for_stderr("ready", Duration::from_secs(20));
+        let client = runtime.block_on(async {
+            async_nats::ConnectOptions::with_user_and_password("svc".into(), PASSWORD.into())
+                .connect(server.url())
+                .await
+                .unwrap()
+        });
+        runtime.block_on(async {
+            let reply = client.request("soak.echo", "hi".into()).await.unwrap();
+            assert_eq!(reply.payload, "hi".as_bytes());
+            let reply = client.request("soak.fail", "x".into()).await.unwrap();
+            assert!(reply.headers.is_some());
+            let health = try_health(&client).await.unwrap();
+            assert_clean("the health reply", &health.to_string(), &[PASSWORD]);
+        });
+        server.restart();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while proc.stderr().matches("connected to NATS").count() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no reconnect:\n{}",
+                proc.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proc.signal(libc::SIGTERM);
+        assert_eq!(proc.wait_exit(Duration::from_secs(20)), Some(0));
+        let output = format!("{}\n{}", proc.stdout(), proc.stderr());
+        assert!(
+            output.contains("write operation: CONNECT"),
+            "not logging at trace level:\n{output}"
+        );
+        if format == "json" {
+            assert!(output.contains("\"level\":\"TRACE\""), "{output}");
+        }
+        assert_clean(&format!("the {format} logs"), &output, &[PASSWORD]);
+    }
+}
+
+/// The testbed (the ordinary start-up path) never echoes the password, in
+/// its config echo, its logs or its error.
+#[test]
+fn testbed_never_echoes_the_password() {
+    let server = NatsServer::with_auth("svc", PASSWORD);
+    for (password, started) in [(PASSWORD, true), (WRONG, false)] {
+        for format in ["human", "json"] {
+            let data = tempfile::tempdir().unwrap();
+            let mut cmd = example_cmd("testbed");
+            cmd.env("RUST_LOG", "trace")
+                .env("LOG_FORMAT", format)
+                .env("NATS_URL", server.url())
+                .env("NATS_USER", "svc")
+                .env("NATS_PASSWORD", password)
+                .env("SERVICE_NAME", "testbed")
+                .env("DATA_DIR", data.path());
+            let output = run_with_timeout(cmd, Duration::from_secs(30));
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last: serde_json::Value =
+                serde_json::from_str(stdout.lines().last().expect("no output")).unwrap();
+            assert_eq!(last["started"], started, "{stdout}\n{stderr}");
+            if started {
+                assert!(last["config"]["NATS_PASSWORD"].is_string());
+            }
+            assert_clean(
+                "the testbed's output",
+                &format!("{stdout}\n{stderr}"),
+                &[password],
+            );
+        }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client
+/// certificate, as PEM files in `dir`; returns (ca, cert, key) paths for
+/// the given `name`.
+fn make_pki(dir: &Path, name: &str) -> (String, String, String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_cert, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
+    let write = |file: &str, text: &str| {
+        let path = dir.join(format!("{name}-{file}"));
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    (
+        write("ca.pem", &ca.pem()),
+        write("server.pem", &server_cert),
+        write("server-key.pem", &server_key),
+        write("client.pem", &client_cert),
+        write("client-key.pem", &client_key),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_certificates_made_in_the_test() {
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, server_cert, server_key, client_cert, client_key) = make_pki(pki.path(), "good");
+    let (other_ca, _, _, other_cert, other_key) = make_pki(pki.path(), "other");
+    let server = NatsServer::start_with(ServerOptions {
+        config: Some(format!(
+            "tls {{\n  cert_file: \"{server_cert}\"\n  key_file: \"{server_key}\"\n  \
+             ca_file: \"{ca}\"\n  verify: true\n  timeout: 5\n}}"
+        )),
+        ..Default::default()
+    });
+    let url = format!("tls://127.0.0.1:{}", server.port);
+    let data = tempfile::tempdir().unwrap();
+    let tls = |ca: &str, cert: &str, key: &str| {
+        vec![
+            ("NATS_TLS_CA".to_owned(), ca.to_owned()),
+            ("NATS_TLS_CERT".to_owned(), cert.to_owned()),
+            ("NATS_TLS_KEY".to_owned(), key.to_owned()),
+        ]
+    };
+    let start_with = |pairs: Vec<(String, String)>| {
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Service::start(Options::new().config(config(&url, "tls", data.path(), &pairs)))
+    };
+
+    let service = start_with(tls(&ca, &client_cert, &client_key))
+        .await
+        .expect("TLS start");
+    service
+        .subscribe(Route::new("tls.echo", echo))
+        .await
+        .unwrap();
+    assert!(service.client().unwrap().server_info().tls_required);
+    let observer = async_nats::ConnectOptions::new()
+        .add_root_certificates(ca.clone().into())
+        .add_client_certificate(client_cert.clone().into(), client_key.clone().into())
+        .require_tls(true)
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let reply = observer
+        .request("tls.echo", "over tls".into())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "over tls".as_bytes());
+    assert_eq!(
+        try_health(&observer).await.unwrap()["service"],
+        service.id()
+    );
+    service.shutdown();
+    service.drain().await;
+
+    // The wrong CA: the server's certificate is not trusted.
+    let error = start_with(tls(&other_ca, &client_cert, &client_key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("TLS failed") && error.contains("NATS_TLS_CA"),
+        "{error}"
+    );
+    // A client certificate from another CA: the server refuses it.
+    let started = std::time::Instant::now();
+    let error = start_with(tls(&ca, &other_cert, &other_key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot connect to NATS"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{error}");
+    // No client certificate at all.
+    let error = start_with(vec![("NATS_TLS_CA".into(), ca.clone())])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot connect to NATS"), "{error}");
+    // A missing file is named.
+    let error = start_with(tls("/nonexistent/ca.pem", &client_cert, &client_key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("NATS_TLS_CA") && error.contains("/nonexistent/ca.pem"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn nkey_authentication_and_seed_redaction() {
+    let (logs, _guard) = capture_logs();
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let server = NatsServer::start_with(ServerOptions {
+        config: Some(format!(
+            "authorization {{\n  users = [ {{ nkey: \"{}\" }} ]\n}}",
+            user.public_key()
+        )),
+        ..Default::default()
+    });
+    let data = tempfile::tempdir().unwrap();
+    // Without the NKey the server refuses the connection ...
+    let error =
+        Service::start(Options::new().config(config(&server.url(), "nkey", data.path(), &[])))
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("cannot connect to NATS"), "{error}");
+    // ... with it, the service works.
+    let service = start(&server.url(), "nkey", data.path(), &[("NATS_NKEY", &seed)]).await;
+    service
+        .subscribe(Route::new("nkey.echo", echo))
+        .await
+        .unwrap();
+    let observer = async_nats::ConnectOptions::with_nkey(seed.clone())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let reply = observer
+        .request("nkey.echo", "signed".into())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "signed".as_bytes());
+    assert_clean("Service Debug", &format!("{service:?}"), &[&seed]);
+    assert_clean(
+        "the redacted config",
+        &service.config().to_redacted_json().to_string(),
+        &[&seed],
+    );
+    service.shutdown();
+    service.drain().await;
+    // A different user's seed: rejected, and the seed is not shown.
+    let other = nkeys::KeyPair::new_user().seed().unwrap();
+    let error = Service::start(Options::new().config(config(
+        &server.url(),
+        "nkey",
+        data.path(),
+        &[("NATS_NKEY", &other)],
+    )))
+    .await
+    .unwrap_err();
+    let text = format!("{error} / {error:?}");
+    assert!(text.contains("cannot connect to NATS"), "{text}");
+    assert_clean("the NKey error", &text, &[&other, &seed]);
+    assert_clean("the logs", &logs.text(), &[&seed, &other]);
+}
+
+#[tokio::test]
+async fn credentials_file_errors_are_clear() {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let error = Service::start(Options::new().config(config(
+        &server.url(),
+        "creds",
+        data.path(),
+        &[("NATS_CREDS", "/nonexistent/user.creds")],
+    )))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("cannot read credentials file") && error.contains("NATS_CREDS"),
+        "{error}"
+    );
+}
