@@ -28,6 +28,6 @@ cargo test --workspace --doc --quiet
 
 if [ -f examples/bench.rs ]; then
     echo "==> benchmark smoke mode"
-    cargo run --release --quiet --example bench -- --smoke
+    cargo run --quiet --example bench -- --smoke
 fi
 echo "==> all checks passed"
