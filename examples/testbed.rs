@@ -57,7 +57,8 @@ async fn scenario() -> Value {
             result["nats_api_available"] = json!(service.client().is_some());
             result["nats_connected"] = json!(service.is_connected());
             result["config"] = service.config().to_redacted_json();
-            service.drain().await;
+            // Flush and stop cleanly, but never let that hang the testbed.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), service.drain()).await;
         }
         Err(error) => {
             tracing::error!(%error, "the service did not start");
