@@ -26,16 +26,18 @@
 //! ```no_run
 //! use telestion::{Json, State, subscribe};
 //!
-//! struct Factor(i64);
+//! struct Factor {
+//!     by: i64,
+//! }
 //!
 //! #[subscribe("math.scale", concurrency = 4)]
 //! async fn scale(Json(x): Json<i64>, factor: State<Factor>) -> Json<i64> {
-//!     Json(x * factor.0)
+//!     Json(x * factor.by)
 //! }
 //!
 //! #[telestion::service]
 //! async fn main(service: telestion::Service) {
-//!     service.provide(Factor(3));
+//!     service.provide(Factor { by: 3 });
 //! }
 //! ```
 //!
@@ -45,10 +47,12 @@
 //! ```no_run
 //! use telestion::{Json, Options, Route, Service, State};
 //!
-//! struct Factor(i64);
+//! struct Factor {
+//!     by: i64,
+//! }
 //!
 //! async fn scale(Json(x): Json<i64>, factor: State<Factor>) -> Json<i64> {
-//!     Json(x * factor.0)
+//!     Json(x * factor.by)
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
@@ -56,7 +60,7 @@
 //!         Options::new(),
 //!         vec![Route::new("math.scale", scale).concurrency(4)],
 //!         |service: Service| async move {
-//!             service.provide(Factor(3));
+//!             service.provide(Factor { by: 3 });
 //!         },
 //!     )
 //! }
@@ -94,17 +98,21 @@ use proc_macro::TokenStream;
 /// ```no_run
 /// use telestion::{Json, State, subscribe};
 ///
-/// struct Greeting(String);
+/// struct Greeting {
+///     text: String,
+/// }
 ///
 /// #[subscribe("greet")]
 /// async fn greet(Json(name): Json<String>, greeting: State<Greeting>) -> String {
-///     format!("{}, {name}!", greeting.0)
+///     format!("{}, {name}!", greeting.text)
 /// }
 ///
 /// #[telestion::service]
 /// async fn main(service: telestion::Service) -> Result<(), telestion::ConfigError> {
-///     let greeting = service.config().get::<String>("GREETING")?.unwrap_or("Hello".into());
-///     service.provide(Greeting(greeting));
+///     let text = service.config().get::<String>("GREETING")?;
+///     service.provide(Greeting {
+///         text: text.unwrap_or_else(|| "Hello".into()),
+///     });
 ///     Ok(())
 /// }
 /// ```

@@ -2,7 +2,7 @@
 //! function, validate, and expand into a synchronous `main` that hands the
 //! body to `telestion::__private::run`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Block, FnArg, Item, ItemFn, Pat, Path, ReturnType, Type, Visibility};
@@ -34,7 +34,9 @@ const VALID_ARGS: &str = "`nats = false` (run without NATS) and `crate = \"path\
 //         async fn main(service: Service) -> Result<(), E> { body }
 // Output: fn main() -> ExitCode {
 //             async fn __telestion_main(service: Service) -> Result<(), E> { body }
-//             ::telestion::__private::run(options, collected_routes(), __telestion_main)
+//             ::telestion::__private::run(options, collected_routes(), |service| async move {
+//                 <Result<(), E> as SetupResult>::into_result(__telestion_main(service).await)
+//             })
 //         }
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -190,21 +192,29 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
         block,
     } = main;
     let inner = quote::format_ident!("__telestion_main");
-    // Unsatisfied `SetupResult` bounds of `run` are reported at the
-    // argument, so the argument carries the span of the return type.
-    let ret_span = match &output {
-        ReturnType::Default => Span::call_site(),
-        ReturnType::Type(_, ty) => ty.span(),
-    };
-    let (inner_fn, setup) = match param {
+    let service = quote::format_ident!("__telestion_service");
+    let (inner_fn, binding, call) = match param {
         Some((pat, ty)) => (
             quote!(async fn #inner(#pat: #ty) #output #block),
-            quote_spanned!(ret_span=> #inner),
+            quote!(#service),
+            quote!(#inner(#service).await),
         ),
         None => (
             quote!(async fn #inner() #output #block),
-            quote_spanned!(ret_span=> |_: #krate::Service| #inner()),
+            quote!(_),
+            quote!(#inner().await),
         ),
+    };
+    // The `SetupResult` check is spanned at the return type, so an
+    // unsupported one is reported there.
+    let result = match &output {
+        ReturnType::Default => quote!(#krate::__private::setup_result(#call)),
+        ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
+            <#ty as #krate::__private::SetupResult>::into_result(#call)
+        },
+    };
+    let setup = quote! {
+        |#binding: #krate::Service| async move { #result }
     };
     quote! {
         #(#attrs)*

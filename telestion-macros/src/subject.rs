@@ -76,4 +76,27 @@ mod tests {
             assert!(error.contains(needle), "{subject}: {error}");
         }
     }
+
+    /// Every string of up to 5 characters over an alphabet of the
+    /// interesting ones: the macro accepts exactly what the runtime accepts.
+    #[test]
+    fn agrees_with_the_runtime() {
+        let alphabet = ['a', '.', '*', '>', ' '];
+        let mut subjects = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            subjects.extend(last.iter().cloned());
+        }
+        for subject in subjects {
+            assert_eq!(
+                validate(&subject).is_ok(),
+                telestion::dispatch::validate_subject(&subject).is_ok(),
+                "{subject:?}"
+            );
+        }
+    }
 }

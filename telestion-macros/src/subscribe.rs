@@ -460,3 +460,63 @@ fn generate(args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    fn idents(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
+        for tree in tokens {
+            match tree {
+                proc_macro2::TokenTree::Ident(ident) => out.push(ident.to_string()),
+                proc_macro2::TokenTree::Group(group) => idents(group.stream(), out),
+                _ => {}
+            }
+        }
+    }
+
+    /// With `crate = "..."`, generated code reaches telestion only through
+    /// that path (the UI tests can only show that the path works).
+    #[test]
+    fn crate_argument_replaces_every_telestion_path() {
+        let expanded = super::expand(
+            quote!("a.b", queue = false, concurrency = 2, crate = "::renamed"),
+            quote!(
+                async fn handler(Json(x): Json<u8>, s: Subject) -> Json<u8> {
+                    Json(x)
+                }
+            ),
+        );
+        let mut names = Vec::new();
+        idents(expanded.clone(), &mut names);
+        assert!(names.contains(&"renamed".to_owned()), "{expanded}");
+        assert!(!names.contains(&"telestion".to_owned()), "{expanded}");
+
+        let expanded = crate::service::expand(
+            quote!(crate = "renamed"),
+            quote!(
+                async fn main(service: Service) -> Result<(), String> {
+                    Ok(())
+                }
+            ),
+        );
+        let mut names = Vec::new();
+        idents(expanded.clone(), &mut names);
+        assert!(names.contains(&"renamed".to_owned()), "{expanded}");
+        assert!(!names.contains(&"telestion".to_owned()), "{expanded}");
+    }
+
+    /// On error the handler is still emitted (no cascading "not found").
+    #[test]
+    fn errors_keep_the_item() {
+        let expanded = super::expand(
+            quote!("a..b", nope = 1),
+            quote!(
+                fn handler(&self) {}
+            ),
+        );
+        let text = expanded.to_string();
+        assert!(text.contains("fn handler"), "{text}");
+        assert_eq!(text.matches("compile_error").count(), 4, "{text}");
+    }
+}

@@ -97,6 +97,12 @@ pub mod __private {
     /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
     pub const fn assert_into_reply<T: crate::handler::IntoReply>() {}
 
+    /// Used by `#[telestion::service]`: the result of the body of `main`
+    /// (an unsupported return type is reported at the user's return type).
+    pub fn setup_result<T: SetupResult>(value: T) -> Result<(), String> {
+        value.into_result()
+    }
+
     /// Used by `#[subscribe]`'s check for a second body extractor:
     /// `<BodyProbe<T>>::BODY` is `T::BODY` for an extractor and, through
     /// [`NotAnExtractor`], `false` otherwise (a non-extractor is reported

@@ -1,0 +1,4 @@
+#[telestion::service]
+async fn main() -> u32 {
+    1
+}

@@ -1,0 +1,2 @@
+#[telestion::service]
+fn main() {}

@@ -1,0 +1,2 @@
+#[telestion::service]
+async fn start() {}
