@@ -275,6 +275,7 @@ async fn panics_and_errors_are_counted_logged_and_answered() {
 
     // Logged with subject and handler name.
     proc.wait_for_stderr("byhand.panic", Duration::from_secs(5));
+    proc.wait_for_stderr("byhand.fail", Duration::from_secs(5));
     let stderr = proc.stderr();
     let line = stderr.lines().find(|l| l.contains("byhand.panic")).unwrap();
     assert!(line.contains("panics"), "no handler name: {line}");
