@@ -73,12 +73,18 @@ async fn reconnects_after_a_server_restart_and_keeps_subscriptions() {
     let health = support::health(&client, "__telestion__/health").await;
     assert_eq!(health["name"], "phoenix");
 
-    let stderr = proc.stderr();
-    let gone = stderr.find("disconnected from NATS").unwrap();
-    assert!(
-        stderr[gone..].contains("connected to NATS"),
-        "the reconnect was not logged:\n{stderr}"
-    );
+    // The reconnect is logged after the disconnect.
+    let reconnect_logged = || {
+        let stderr = proc.stderr();
+        let gone = stderr.find("disconnected from NATS").unwrap();
+        stderr[gone..].contains("connected to NATS")
+    };
+    support::eventually(
+        Duration::from_secs(5),
+        "a logged reconnect",
+        reconnect_logged,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
