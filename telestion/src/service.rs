@@ -547,10 +547,10 @@ impl Service {
         for task in std::mem::take(&mut *lock(&self.inner.health_tasks)) {
             task.abort();
         }
-        if let Some(client) = &self.inner.client {
-            if let Err(e) = client.flush().await {
-                tracing::warn!(error = %e, "cannot flush pending publishes");
-            }
+        if let Some(client) = &self.inner.client
+            && let Err(e) = client.flush().await
+        {
+            tracing::warn!(error = %e, "cannot flush pending publishes");
         }
         tracing::info!("drained; stopped");
     }
