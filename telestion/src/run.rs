@@ -52,30 +52,43 @@ impl<E: Display> SetupResult for Result<(), E> {
     }
 }
 
-/// SIGINT and SIGTERM.
+/// SIGINT and SIGTERM, caught from the moment the service starts (a signal
+/// that arrives during start-up code is handled once serving begins).
 pub(crate) struct Signals {
     #[cfg(unix)]
-    terminate: tokio::sync::Mutex<tokio::signal::unix::Signal>,
+    streams: tokio::sync::Mutex<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
     pub(crate) fn new() -> Result<Signals, StartError> {
-        Ok(Signals {
-            #[cfg(unix)]
-            terminate: tokio::sync::Mutex::new(
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .map_err(|e| StartError::Runtime(format!("cannot handle SIGTERM: {e}")))?,
-            ),
-        })
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let register = |kind: SignalKind, name: &str| {
+                signal(kind)
+                    .map_err(|e| StartError::Runtime(format!("cannot handle {name}: {e}")))
+            };
+            Ok(Signals {
+                streams: tokio::sync::Mutex::new((
+                    register(SignalKind::interrupt(), "SIGINT")?,
+                    register(SignalKind::terminate(), "SIGTERM")?,
+                )),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
     }
 
     /// Waits for the next signal; returns its name.
     pub(crate) async fn next(&self) -> &'static str {
         #[cfg(unix)]
         {
-            let mut terminate = self.terminate.lock().await;
+            let mut streams = self.streams.lock().await;
+            let (interrupt, terminate) = &mut *streams;
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
             }
         }
@@ -85,6 +98,20 @@ impl Signals {
             "Ctrl-C"
         }
     }
+}
+
+/// Signal handlers registered by [`run`] before start-up, so that a signal
+/// during start-up code is not lost (and does not kill the process without a
+/// drain). Services started by hand register theirs in `wait_for_shutdown`,
+/// so until then SIGINT keeps its default action.
+static EARLY_SIGNALS: std::sync::Mutex<Option<std::sync::Arc<Signals>>> =
+    std::sync::Mutex::new(None);
+
+pub(crate) fn take_early_signals() -> Option<std::sync::Arc<Signals>> {
+    EARLY_SIGNALS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
 }
 
 /// Runs a whole service: what `#[telestion::service]` expands to.
@@ -112,6 +139,9 @@ where
     };
     init_logging();
     let result = runtime.block_on(async move {
+        let signals = Signals::new()?;
+        *EARLY_SIGNALS.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::sync::Arc::new(signals));
         let service = Service::start(options).await?;
         setup(service.clone())
             .await

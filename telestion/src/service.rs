@@ -516,7 +516,10 @@ impl Service {
     /// Waits for SIGINT, SIGTERM or [`Service::shutdown`]. After the first
     /// signal, a second one exits the process at once with code 130.
     pub async fn wait_for_shutdown(&self) -> Result<(), StartError> {
-        let signals = crate::run::Signals::new()?;
+        let signals = match crate::run::take_early_signals() {
+            Some(signals) => signals,
+            None => Arc::new(crate::run::Signals::new()?),
+        };
         tokio::select! {
             name = signals.next() => {
                 tracing::info!(signal = name, "shutting down: draining handlers");
