@@ -135,7 +135,7 @@ fn check_main(func: ItemFn) -> syn::Result<MainFn> {
     }
     if sig.asyncness.is_none() {
         errors.spanned(
-            &sig.fn_token,
+            sig.fn_token,
             "`#[telestion::service]` needs an `async fn main`; write `async fn main`",
         );
     }
