@@ -239,7 +239,7 @@ pub async fn connect(
                          NATS_CREDS or NATS_NKEY"
                     )
                 }
-                ConnectErrorKind::Io if e.to_string().contains("certificate") => format!(
+                ConnectErrorKind::Io if is_tls_failure(&e.to_string()) => format!(
                     "TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY"
                 ),
                 ConnectErrorKind::Io | ConnectErrorKind::TimedOut => {
@@ -260,6 +260,13 @@ pub async fn connect(
             None,
         )),
     }
+}
+
+/// Whether an I/O error text comes from the TLS handshake (rustls reports
+/// certificate problems and the server's TLS alerts as I/O errors).
+fn is_tls_failure(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("certificate") || text.contains("tls") || text.contains("alert")
 }
 
 fn check_readable(path: &str, key: &str) -> Result<(), String> {
