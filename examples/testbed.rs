@@ -18,7 +18,7 @@
 //! Deliberate deviation from the protocol: secrets are never echoed. In
 //! `config` and in `env`, `NATS_PASSWORD` (and every other secret key, see
 //! [`telestion::config::is_secret_key`]) is shown as `"[redacted]"` instead
-//! of its value. The suite never compares secret values, and a program that
+//! of its value, and so is a `user:password@` part of `NATS_URL`. The suite never compares secret values, and a program that
 //! prints passwords would teach the wrong habit.
 //!
 //! ```sh
@@ -27,24 +27,19 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Map, Value, json};
-use telestion::config::{REDACTED, is_secret_key};
-use telestion::{Options, Service};
+use serde_json::{Value, json};
+use telestion::{Config, Options, Service};
 
-/// Every environment variable of the process, secrets redacted.
+/// Every environment variable of the process, secrets redacted (also a
+/// `user:password@` inside `NATS_URL`), as `Config` redacts them.
 fn environment() -> Value {
-    let env: Map<String, Value> = std::env::vars_os()
-        .map(|(key, value)| {
-            let key = key.to_string_lossy().into_owned();
-            let value = if is_secret_key(&key) {
-                REDACTED.to_owned()
-            } else {
-                value.to_string_lossy().into_owned()
-            };
-            (key, Value::String(value))
-        })
-        .collect();
-    Value::Object(env)
+    let env = std::env::vars_os().map(|(key, value)| {
+        (
+            key.to_string_lossy().into_owned(),
+            value.to_string_lossy().into_owned(),
+        )
+    });
+    Config::from_pairs(env).to_redacted_json()
 }
 
 /// Starts the service and describes the outcome.
