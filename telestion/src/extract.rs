@@ -2,7 +2,7 @@
 //!
 //! Each parameter type implements [`FromMessage`]. At most one of them may
 //! consume the body ([`FromMessage::BODY`]): [`Json<T>`], [`Bytes`],
-//! `Vec<u8>`, `String` or the whole [`Message`]. The others ([`Subject`],
+//! `Vec<u8>`, `String` or the whole [`Message`](async_nats::Message). The others ([`Subject`],
 //! [`Headers`], [`ReplyTo`], [`Service`], [`State<T>`], [`TypedConfig<T>`])
 //! can be combined freely.
 //!

@@ -42,7 +42,7 @@
 //! ```
 //!
 //! Modules, in the order data flows: [`config`] → [`connect`] →
-//! [`service`] → [`dispatch`] → [`handler`] (with [`extract`]); [`health`]
+//! [`mod@service`] → [`dispatch`] → [`handler`] (with [`extract`]); [`health`]
 //! and [`run`] watch from the side; [`datalog`] is the Standard Operations
 //! data logging.
 
