@@ -71,20 +71,29 @@ struct Plan {
     cold_runs: usize,
     /// Lines per standard_ops round.
     log_lines: u64,
+    /// Run only this case (`cold`, `throughput`, `latency`, `health`,
+    /// `standard_ops`), for profiling.
+    only: Option<String>,
 }
 
 impl Plan {
+    /// Whether case `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == name)
+    }
+
     fn full(rounds: usize) -> Plan {
         Plan {
             smoke: false,
             rounds,
-            small: 200_000,
-            large: 20_000,
+            small: 300_000,
+            large: 30_000,
             requests: 2_000,
             backlog: 100_000,
             health_rounds: 3,
             cold_runs: 5,
             log_lines: 20_000,
+            only: None,
         }
     }
 
@@ -99,6 +108,7 @@ impl Plan {
             health_rounds: 1,
             cold_runs: 1,
             log_lines: 100,
+            only: None,
         }
     }
 }
@@ -109,6 +119,7 @@ fn main() -> ExitCode {
     let mut build = true;
     let mut rounds = 5;
     let mut out = None;
+    let mut only = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" => smoke = true,
@@ -117,22 +128,29 @@ fn main() -> ExitCode {
                 Some(n) if n > 0 => rounds = n,
                 _ => return usage("--rounds takes a positive number"),
             },
+            "--only" => match args.next() {
+                Some(case) => only = Some(case),
+                None => return usage("--only takes a case name"),
+            },
             "--out" => match args.next() {
                 Some(path) => out = Some(PathBuf::from(path)),
                 None => return usage("--out takes a path"),
             },
             "-h" | "--help" => {
-                println!("usage: bench [--smoke] [--rounds N] [--out PATH] [--no-build]");
+                println!(
+                    "usage: bench [--smoke] [--rounds N] [--only CASE] [--out PATH] [--no-build]"
+                );
                 return ExitCode::SUCCESS;
             }
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
-    let plan = if smoke {
+    let mut plan = if smoke {
         Plan::smoke()
     } else {
         Plan::full(rounds)
     };
+    plan.only = only;
     let out = out.or_else(|| {
         (!smoke).then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results.json"))
     });
@@ -183,7 +201,9 @@ fn main() -> ExitCode {
 }
 
 fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}\nusage: bench [--smoke] [--rounds N] [--out PATH] [--no-build]");
+    eprintln!(
+        "error: {message}\nusage: bench [--smoke] [--rounds N] [--only CASE] [--out PATH] [--no-build]"
+    );
     ExitCode::FAILURE
 }
 
@@ -385,6 +405,18 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// CPU time (ns) used so far by all threads of process `pid`.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -473,6 +505,8 @@ struct Ctx {
     probe: Client,
     failures: Vec<String>,
     rows: Vec<Row>,
+    /// Process ids of the `fw` and `raw` subscribers (for CPU time).
+    pids: [u32; 2],
 }
 
 /// One line of the printed table.
@@ -557,6 +591,7 @@ async fn run(plan: Plan, has_standard_ops: bool) -> Res<(Value, Vec<String>)> {
         dir,
         failures: Vec::new(),
         rows: Vec::new(),
+        pids: [0; 2],
     };
     println!(
         "telestion benchmark{} ({} round(s) per comparison; nats-server at {})",
@@ -577,16 +612,19 @@ async fn run(plan: Plan, has_standard_ops: bool) -> Res<(Value, Vec<String>)> {
     results.insert("plan".into(), json!(format!("{plan:?}")));
 
     // 4. Cold start, before the long-running processes exist.
-    println!("cold start ...");
-    match cold_start(&mut ctx).await {
-        Ok(value) => {
-            results.insert("cold_start".into(), value);
+    if plan.runs("cold") {
+        println!("cold start ...");
+        match cold_start(&mut ctx).await {
+            Ok(value) => {
+                results.insert("cold_start".into(), value);
+            }
+            Err(e) => ctx.fail("cold start", e),
         }
-        Err(e) => ctx.fail("cold start", e),
     }
 
     let mut fw = ctx.spawn_service("bench", "bench-fw")?;
     let mut raw = ctx.spawn_raw("bench-raw")?;
+    ctx.pids = [fw.pid(), raw.pid()];
     let ready = async {
         let since = Instant::now();
         first_reply(&ctx.control, HEALTH, since, health_from("bench-fw")).await?;
@@ -605,9 +643,11 @@ async fn run(plan: Plan, has_standard_ops: bool) -> Res<(Value, Vec<String>)> {
     let idle = (fw.memory()?, raw.memory()?);
 
     // 1. Throughput.
-    println!("throughput ...");
-    let throughput = throughput(&mut ctx, &fw, &raw).await;
-    results.insert("throughput".into(), throughput);
+    if plan.runs("throughput") {
+        println!("throughput ...");
+        let throughput = throughput(&mut ctx, &fw, &raw).await;
+        results.insert("throughput".into(), throughput);
+    }
 
     // 5b. Memory under load: the peak while the throughput cases ran.
     let load = (fw.memory()?, raw.memory()?);
@@ -637,29 +677,34 @@ async fn run(plan: Plan, has_standard_ops: bool) -> Res<(Value, Vec<String>)> {
     );
 
     // 2. Latency.
-    println!("request/reply latency ...");
-    match latency(&mut ctx).await {
-        Ok(value) => {
-            results.insert("request_reply".into(), value);
+    if plan.runs("latency") {
+        println!("request/reply latency ...");
+        match latency(&mut ctx).await {
+            Ok(value) => {
+                results.insert("request_reply".into(), value);
+            }
+            Err(e) => ctx.fail("request/reply latency", e),
         }
-        Err(e) => ctx.fail("request/reply latency", e),
     }
 
     // 3. Health under a backlog.
-    println!("health under backlog ...");
-    let mut health = serde_json::Map::new();
-    for (counter, label) in [("slow", "concurrency 1"), ("slow8", "concurrency 8")] {
-        match health_under_backlog(&mut ctx, counter, label).await {
-            Ok(value) => {
-                health.insert(counter.into(), value);
+    if plan.runs("health") {
+        println!("health under backlog ...");
+        let mut health = serde_json::Map::new();
+        for (counter, label) in [("slow", "concurrency 1"), ("slow8", "concurrency 8")] {
+            match health_under_backlog(&mut ctx, counter, label).await {
+                Ok(value) => {
+                    health.insert(counter.into(), value);
+                }
+                Err(e) => ctx.fail(&format!("health under backlog ({label})"), e),
             }
-            Err(e) => ctx.fail(&format!("health under backlog ({label})"), e),
         }
+        results.insert("health_under_backlog".into(), Value::Object(health));
     }
-    results.insert("health_under_backlog".into(), Value::Object(health));
 
     // 6. standard_ops.
-    if has_standard_ops {
+    if !plan.runs("standard_ops") {
+    } else if has_standard_ops {
         println!("standard_ops ...");
         match standard_ops(&mut ctx).await {
             Ok(value) => {
@@ -770,7 +815,8 @@ fn print_table(rows: &[Row]) {
 // 1. Throughput
 
 /// One round: `n` messages on `bench.<side>.<kind>`; messages per second
-/// until the subscriber announced the last one, and the publisher's own rate.
+/// until the subscriber announced the last one, the publisher's own rate,
+/// and the subscriber process's CPU time per message (ns).
 async fn throughput_round(
     ctx: &Ctx,
     done: &mut Subscriber,
@@ -779,7 +825,8 @@ async fn throughput_round(
     counter: &str,
     body: Bytes,
     n: u64,
-) -> Res<(f64, f64)> {
+) -> Res<(f64, f64, f64)> {
+    let pid = ctx.pids[usize::from(side == "raw")];
     let reply = request(
         &ctx.control,
         format!("bench.{side}.reset"),
@@ -795,6 +842,7 @@ async fn throughput_round(
     while let Some(Some(_)) = done.next().now_or_never() {}
     let publisher = ctx.publisher.clone();
     let subject = Subject::from(format!("bench.{side}.{kind}"));
+    let cpu_before = cpu_ns(pid);
     let start = Instant::now();
     let sending = tokio::spawn(async move {
         for _ in 0..n {
@@ -807,10 +855,12 @@ async fn throughput_round(
         Ok::<_, String>(start.elapsed())
     });
     let elapsed = wait_done(ctx, done, side, counter, n).await?;
+    let cpu = cpu_ns(pid).saturating_sub(cpu_before) as f64 / n as f64;
     let published = sending.await.map_err(|e| e.to_string())??;
     Ok((
         n as f64 / elapsed.as_secs_f64(),
         n as f64 / published.as_secs_f64(),
+        cpu,
     ))
 }
 
@@ -906,6 +956,7 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
         );
         let body = make_body(json_body, size);
         let (mut fw_rates, mut raw_rates, mut pub_rates) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut fw_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
         let mut error = None;
         // Warm-up, one small round per side.
         for (side, done) in [("fw", &mut done_fw), ("raw", &mut done_raw)] {
@@ -932,12 +983,14 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
                     &mut done_raw
                 };
                 match throughput_round(ctx, done, side, kind, "hot", body.clone(), n).await {
-                    Ok((rate, pub_rate)) => {
+                    Ok((rate, pub_rate, cpu)) => {
                         pub_rates.push(pub_rate);
                         if side == "fw" {
-                            fw_rates.push(rate)
+                            fw_rates.push(rate);
+                            fw_cpu.push(cpu);
                         } else {
-                            raw_rates.push(rate)
+                            raw_rates.push(rate);
+                            raw_cpu.push(cpu);
                         }
                     }
                     Err(e) => {
@@ -953,8 +1006,19 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
             continue;
         }
         let (f, r) = (median(&fw_rates), median(&raw_rates));
-        let ratio = f / r;
-        println!("  {label}: telestion {f:.0}/s, raw {r:.0}/s, ratio {ratio:.3}");
+        // The ratio of each round's back-to-back pair, then the median:
+        // robust against load that comes and goes on a shared machine.
+        let pairs: Vec<f64> = fw_rates
+            .iter()
+            .zip(&raw_rates)
+            .map(|(f, r)| f / r)
+            .collect();
+        let ratio = median(&pairs);
+        let (fc, rc) = (median(&fw_cpu) / 1000.0, median(&raw_cpu) / 1000.0);
+        println!(
+            "  {label}: telestion {f:.0}/s, raw {r:.0}/s, ratio {ratio:.3}; CPU per message \
+             {fc:.2} µs vs {rc:.2} µs"
+        );
         ctx.row(
             &format!("{label} (msgs/s)"),
             format!("{f:.0}"),
@@ -962,6 +1026,14 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
             format!("{ratio:.3}"),
             ">= 0.95",
             Some(ratio >= 0.95),
+        );
+        ctx.row(
+            &format!("  subscriber CPU per message (µs)"),
+            format!("{fc:.2}"),
+            format!("{rc:.2}"),
+            format!("{:.3}", fc / rc),
+            "",
+            None,
         );
         out.insert(
             format!("{kind}_{size}"),
@@ -973,7 +1045,10 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
                 "publisher_msgs_per_s": pub_rates,
                 "telestion_median": f,
                 "raw_median": r,
-                "ratio": ratio,
+                "ratio_median_of_pairs": ratio,
+                "telestion_cpu_ns_per_msg": fw_cpu,
+                "raw_cpu_ns_per_msg": raw_cpu,
+                "cpu_ratio": fc / rc,
             }),
         );
     }
@@ -1041,78 +1116,127 @@ async fn latency(ctx: &mut Ctx) -> Res<Value> {
 // ---------------------------------------------------------------------------
 // 3. Health under a backlog
 
+/// Latencies (ms) of requests to `subject`, one every 2 ms, until `stop`.
+async fn probe(client: Client, subject: &'static str, stop: Arc<AtomicBool>) -> (Vec<f64>, u64) {
+    let mut latencies = Vec::new();
+    let mut timeouts = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            client.request(subject, Bytes::new()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => latencies.push(ms(start.elapsed())),
+            _ => timeouts += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (latencies, timeouts)
+}
+
+/// Health replies of the framework service while `counter`'s handler works
+/// through a backlog, side by side with a raw async-nats responder task
+/// (`bench.raw.ping`) while the raw subscriber does the same.
 async fn health_under_backlog(ctx: &mut Ctx, counter: &str, label: &str) -> Res<Value> {
     let n = ctx.plan.backlog;
     let body = make_body(false, 128);
-    let mut done = ctx
-        .control
-        .subscribe("bench.fw.done")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut latencies = Vec::new();
-    let mut timeouts = 0u64;
-    let mut drain_rates = Vec::new();
-    for _ in 0..ctx.plan.health_rounds {
-        let stop = Arc::new(AtomicBool::new(false));
-        let probe = ctx.probe.clone();
-        let probing = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let mut latencies = Vec::new();
-                let mut timeouts = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let start = Instant::now();
-                    match tokio::time::timeout(
-                        Duration::from_secs(2),
-                        probe.request(HEALTH, Bytes::new()),
-                    )
-                    .await
-                    {
-                        Ok(Ok(_)) => latencies.push(ms(start.elapsed())),
-                        _ => timeouts += 1,
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                (latencies, timeouts)
-            }
-        });
-        let (rate, _) =
-            throughput_round(ctx, &mut done, "fw", counter, counter, body.clone(), n).await?;
-        stop.store(true, Ordering::Relaxed);
-        let (mut l, t) = probing.await.map_err(|e| e.to_string())?;
-        latencies.append(&mut l);
-        timeouts += t;
-        drain_rates.push(rate);
+    let sides = ["fw", "raw"];
+    let mut done = [
+        ctx.control
+            .subscribe("bench.fw.done")
+            .await
+            .map_err(|e| e.to_string())?,
+        ctx.control
+            .subscribe("bench.raw.done")
+            .await
+            .map_err(|e| e.to_string())?,
+    ];
+    let mut latencies = [Vec::new(), Vec::new()];
+    let mut timeouts = [0u64; 2];
+    let mut drain_rates = [Vec::new(), Vec::new()];
+    for round in 0..ctx.plan.health_rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let stop = Arc::new(AtomicBool::new(false));
+            let subject = if i == 0 { HEALTH } else { "bench.raw.ping" };
+            let probing = tokio::spawn(probe(ctx.probe.clone(), subject, stop.clone()));
+            let outcome = throughput_round(
+                ctx,
+                &mut done[i],
+                sides[i],
+                counter,
+                counter,
+                body.clone(),
+                n,
+            )
+            .await;
+            stop.store(true, Ordering::Relaxed);
+            let (mut l, t) = probing.await.map_err(|e| e.to_string())?;
+            let (rate, _, _) = outcome?;
+            latencies[i].append(&mut l);
+            timeouts[i] += t;
+            drain_rates[i].push(rate);
+        }
     }
-    if latencies.is_empty() {
-        return Err("no health reply at all".into());
+    if latencies.iter().any(Vec::is_empty) {
+        return Err("no probe reply at all".into());
     }
-    let (p50, p99, max) = (
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
-        percentile(&latencies, 100.0),
-    );
+    let stats = |v: &[f64]| {
+        (
+            percentile(v, 50.0),
+            percentile(v, 99.0),
+            percentile(v, 100.0),
+        )
+    };
+    let (fw, raw) = (stats(&latencies[0]), stats(&latencies[1]));
+    let (fw_rate, raw_rate) = (median(&drain_rates[0]), median(&drain_rates[1]));
     println!(
-        "  {label}: {} probes, p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms, {timeouts} timeouts; backlog drained at {:.0} msgs/s",
-        latencies.len(),
-        median(&drain_rates)
+        "  {label}: telestion health p50 {:.3} p99 {:.3} max {:.3} ms ({} probes, {} timeouts, \
+         backlog at {fw_rate:.0}/s); raw responder p50 {:.3} p99 {:.3} max {:.3} ms \
+         ({} probes, {} timeouts, backlog at {raw_rate:.0}/s)",
+        fw.0,
+        fw.1,
+        fw.2,
+        latencies[0].len(),
+        timeouts[0],
+        raw.0,
+        raw.1,
+        raw.2,
+        latencies[1].len(),
+        timeouts[1],
     );
     ctx.row(
         &format!("health p50/p99/max (ms), backlog {n}, {label}"),
-        format!("{p50:.2} / {p99:.2} / {max:.2}"),
-        String::new(),
-        String::new(),
+        format!("{:.2} / {:.2} / {:.2}", fw.0, fw.1, fw.2),
+        format!("{:.2} / {:.2} / {:.2}", raw.0, raw.1, raw.2),
+        format!("{:.2}", fw.1 / raw.1),
         "p99 < 5 ms",
-        Some(p99 < 5.0 && timeouts == 0),
+        Some(fw.1 < 5.0 && timeouts[0] == 0),
     );
+    ctx.row(
+        &format!("backlog drain (msgs/s), {label}"),
+        format!("{fw_rate:.0}"),
+        format!("{raw_rate:.0}"),
+        format!("{:.3}", fw_rate / raw_rate),
+        "",
+        None,
+    );
+    let side = |i: usize, s: (f64, f64, f64)| {
+        json!({
+            "probes": latencies[i].len(),
+            "timeouts_2s": timeouts[i],
+            "p50_ms": s.0,
+            "p99_ms": s.1,
+            "max_ms": s.2,
+            "backlog_msgs_per_s": drain_rates[i],
+        })
+    };
     Ok(json!({
         "backlog": n,
-        "probes": latencies.len(),
-        "timeouts_2s": timeouts,
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "max_ms": max,
-        "backlog_msgs_per_s": drain_rates,
+        "telestion_health": side(0, fw),
+        "raw_responder": side(1, raw),
     }))
 }
 
@@ -1255,7 +1379,7 @@ async fn standard_ops(ctx: &mut Ctx) -> Res<Value> {
                 }
                 process = Some(p);
             }
-            let (rate, _) =
+            let (rate, _, _) =
                 throughput_round(ctx, &mut done, "raw", "bytes", "hot", body.clone(), n).await?;
             if running {
                 with.push(rate)

@@ -241,16 +241,32 @@ async fn run_route<H, Args>(
     Args: 'static,
 {
     let mut stop = service.stop_receiver();
+    if *stop.borrow() {
+        // Shutdown began before this route started: let the hot path see it.
+        stop.mark_changed();
+    }
     let permits = (info.concurrency > 1).then(|| Arc::new(Semaphore::new(info.concurrency)));
     let mut draining = false;
     loop {
         let message = if draining {
             subscriber.next().await
         } else {
-            let next = tokio::select! {
-                biased;
-                _ = wait_for_stop(&mut stop) => None,
-                message = subscriber.next() => Some(message),
+            // Hot path without a select: a message already waiting is taken
+            // at once; the stop signal costs one atomic load per message.
+            let stopping = stop.has_changed().unwrap_or(true) && *stop.borrow_and_update();
+            let ready = if stopping {
+                None
+            } else {
+                subscriber.next().now_or_never()
+            };
+            let next = match ready {
+                Some(message) => Some(message),
+                None if stopping => None,
+                None => tokio::select! {
+                    biased;
+                    _ = wait_for_stop(&mut stop) => None,
+                    message = subscriber.next() => Some(message),
+                },
             };
             match next {
                 Some(message) => message,
@@ -304,8 +320,6 @@ async fn handle_message<H, Args>(
     H: Handler<Args>,
     Args: 'static,
 {
-    let reply_to = message.reply.clone();
-    let subject = message.subject.clone();
     let incoming = Incoming {
         message,
         service: service.clone(),
@@ -318,7 +332,11 @@ async fn handle_message<H, Args>(
     })
     .catch_unwind()
     .await;
-    drop(incoming);
+    let async_nats::Message {
+        subject,
+        reply: reply_to,
+        ..
+    } = incoming.message;
 
     let (error, code) = match outcome {
         Ok(Ok(Reply::None)) => return,

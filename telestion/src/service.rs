@@ -78,7 +78,7 @@ struct Inner {
     client: Option<async_nats::Client>,
     errors: Arc<ErrorCounter>,
     started: Instant,
-    states: RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    states: RwLock<StateMap>,
     stop: watch::Sender<bool>,
     health_tasks: Mutex<Vec<JoinHandle<()>>>,
     route_tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -139,7 +139,7 @@ impl Service {
                 client,
                 errors,
                 started: Instant::now(),
-                states: RwLock::new(HashMap::new()),
+                states: RwLock::new(StateMap::default()),
                 stop,
                 health_tasks: Mutex::new(Vec::new()),
                 route_tasks: Mutex::new(Vec::new()),
@@ -556,6 +556,33 @@ impl Service {
             tracing::warn!(error = %e, "cannot flush pending publishes");
         }
         tracing::info!("drained; stopped");
+    }
+}
+
+/// Provided state by type. Looked up for every message that takes a
+/// `State<T>`, so keyed with a hasher that just takes the `TypeId`'s bits
+/// (already a hash) instead of SipHash.
+type StateMap =
+    HashMap<TypeId, Arc<dyn Any + Send + Sync>, std::hash::BuildHasherDefault<TypeIdHasher>>;
+
+/// A hasher for `TypeId` keys.
+#[derive(Default)]
+struct TypeIdHasher(u64);
+
+impl std::hash::Hasher for TypeIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `TypeId` today; stays correct if that changes.
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 ^= value;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
