@@ -7,6 +7,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use async_nats::{HeaderMap, Subscriber};
 use futures::{FutureExt, StreamExt};
@@ -245,28 +246,29 @@ async fn run_route<H, Args>(
         // Shutdown began before this route started: let the hot path see it.
         stop.mark_changed();
     }
+    // One stop future for the route's life (not one per message); polled
+    // only when no message is waiting.
+    let stop_signal = service.stopped();
+    tokio::pin!(stop_signal);
     let permits = (info.concurrency > 1).then(|| Arc::new(Semaphore::new(info.concurrency)));
     let mut draining = false;
     loop {
         let message = if draining {
             subscriber.next().await
         } else {
-            // Hot path without a select: a message already waiting is taken
-            // at once; the stop signal costs one atomic load per message.
+            // Hot path: a message already waiting is taken at once; under a
+            // constant backlog the stop signal costs one atomic load.
             let stopping = stop.has_changed().unwrap_or(true) && *stop.borrow_and_update();
-            let ready = if stopping {
+            let next = if stopping {
                 None
             } else {
-                subscriber.next().now_or_never()
-            };
-            let next = match ready {
-                Some(message) => Some(message),
-                None if stopping => None,
-                None => tokio::select! {
-                    biased;
-                    _ = wait_for_stop(&mut stop) => None,
-                    message = subscriber.next() => Some(message),
-                },
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(message) = subscriber.poll_next_unpin(cx) {
+                        return Poll::Ready(Some(message));
+                    }
+                    stop_signal.as_mut().poll(cx).map(|()| None)
+                })
+                .await
             };
             match next {
                 Some(message) => message,
@@ -304,10 +306,6 @@ async fn run_route<H, Args>(
         let _ = permits.acquire_many(info.concurrency as u32).await;
     }
     tracing::debug!(handler = %info.name, subject = %info.subject, "route stopped");
-}
-
-async fn wait_for_stop(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// Handles one message: extract, call, catch panics, reply, count errors.
