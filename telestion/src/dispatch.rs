@@ -14,6 +14,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::error::ExtractError;
 use crate::extract::Incoming;
 use crate::handler::{Handler, IntoReply, Reply};
 use crate::service::Service;
@@ -234,7 +235,7 @@ where
 
 async fn run_route<H, Args>(
     handler: H,
-    service: Service,
+    mut service: Service,
     mut subscriber: Subscriber,
     info: Arc<RouteInfo>,
 ) where
@@ -286,7 +287,9 @@ async fn run_route<H, Args>(
         };
         let Some(message) = message else { break };
         match &permits {
-            None => handle_message(&handler, &service, message, &info).await,
+            // The service handle moves into the message and back: no
+            // reference count traffic per message.
+            None => service = handle_message(&handler, Incoming { message, service }, &info).await,
             Some(permits) => {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
@@ -295,7 +298,7 @@ async fn run_route<H, Args>(
                 let service = service.clone();
                 let info = info.clone();
                 tokio::spawn(async move {
-                    handle_message(&handler, &service, message, &info).await;
+                    handle_message(&handler, Incoming { message, service }, &info).await;
                     drop(permit);
                 });
             }
@@ -309,19 +312,12 @@ async fn run_route<H, Args>(
 }
 
 /// Handles one message: extract, call, catch panics, reply, count errors.
-async fn handle_message<H, Args>(
-    handler: &H,
-    service: &Service,
-    message: async_nats::Message,
-    info: &RouteInfo,
-) where
+/// Gives the service handle back.
+async fn handle_message<H, Args>(handler: &H, incoming: Incoming, info: &RouteInfo) -> Service
+where
     H: Handler<Args>,
     Args: 'static,
 {
-    let incoming = Incoming {
-        message,
-        service: service.clone(),
-    };
     let outcome = AssertUnwindSafe(async {
         match handler.call(&incoming) {
             Ok(future) => Ok(future.await.into_reply()),
@@ -330,12 +326,27 @@ async fn handle_message<H, Args>(
     })
     .catch_unwind()
     .await;
-    let async_nats::Message {
-        subject,
-        reply: reply_to,
-        ..
-    } = incoming.message;
+    let Incoming { message, service } = incoming;
+    if !matches!(outcome, Ok(Ok(Reply::None))) {
+        let async_nats::Message {
+            subject,
+            reply: reply_to,
+            ..
+        } = message;
+        respond(&service, outcome, subject, reply_to, info).await;
+    }
+    service
+}
 
+/// What a handler's outcome means: send the reply, or count, log and answer
+/// the error.
+async fn respond(
+    service: &Service,
+    outcome: std::thread::Result<Result<Reply, ExtractError>>,
+    subject: async_nats::Subject,
+    reply_to: Option<async_nats::Subject>,
+    info: &RouteInfo,
+) {
     let (error, code) = match outcome {
         Ok(Ok(Reply::None)) => return,
         Ok(Ok(Reply::Body { payload, headers })) => {
