@@ -569,10 +569,14 @@ impl Ctx {
     }
 
     fn spawn_raw(&self, id: &str) -> Res<Proc> {
+        let mut env = self.service_env("bench-raw", id);
+        if let Ok(value) = std::env::var("RAW_EVENT_INTERVAL") {
+            env.push(("RAW_EVENT_INTERVAL", value));
+        }
         Proc::spawn(
             id,
             &example_bin("bench_raw"),
-            &self.service_env("bench-raw", id),
+            &env,
             self.dir.join(format!("{id}.log")),
         )
     }
@@ -1028,7 +1032,7 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
             Some(ratio >= 0.95),
         );
         ctx.row(
-            &format!("  subscriber CPU per message (µs)"),
+            "  subscriber CPU per message (µs)",
             format!("{fc:.2}"),
             format!("{rc:.2}"),
             format!("{:.3}", fc / rc),

@@ -36,8 +36,20 @@ async fn subscribe(client: &Client, subject: &str) -> Subscriber {
         .expect("cannot subscribe")
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // Experiment knob (see BENCHMARKS.md): how often a busy worker polls I/O.
+    if let Some(n) = std::env::var("RAW_EVENT_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        runtime.event_interval(n);
+    }
+    runtime.build().expect("tokio runtime").block_on(serve());
+}
+
+async fn serve() {
     let url = std::env::var("NATS_URL").expect("NATS_URL is not set");
     let capacity = std::env::var("NATS_SUBSCRIPTION_CAPACITY")
         .ok()
