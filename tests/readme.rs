@@ -10,7 +10,8 @@ use support::{NatsServer, Proc, example_cmd};
 
 /// The first ```rust block of the README.
 fn readme_rust_block() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme.find("```rust\n").expect("README has a rust block") + "```rust\n".len();
     let end = start + readme[start..].find("```").unwrap();
     readme[start..end].to_string()
@@ -18,19 +19,28 @@ fn readme_rust_block() -> String {
 
 #[test]
 fn readme_quick_start_is_the_quickstart_example() {
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.rs"))
-            .unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.rs"
+    ))
+    .unwrap();
     assert_eq!(readme_rust_block(), example);
-    assert!(example.lines().count() <= 20, "the quick start must stay within 20 lines");
+    assert!(
+        example.lines().count() <= 20,
+        "the quick start must stay within 20 lines"
+    );
 }
 
 #[test]
 fn readme_commands_exist() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
     assert!(readme.contains("bash scripts/test.sh"));
-    assert!(ci.contains("bash scripts/test.sh"), ".ci/run must call the README's test command");
+    assert!(
+        ci.contains("bash scripts/test.sh"),
+        ".ci/run must call the README's test command"
+    );
     for script in ["scripts/test.sh", "scripts/demo.sh"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
         assert!(path.is_file(), "{script} is missing");

@@ -289,9 +289,7 @@ impl Config {
                 ("DATA_DIR", "./data".to_owned()),
             ];
             for (key, value) in defaults {
-                values
-                    .entry(key.to_owned())
-                    .or_insert(Value::String(value));
+                values.entry(key.to_owned()).or_insert(Value::String(value));
             }
         }
         Ok(Config {
@@ -492,9 +490,18 @@ mod tests {
 
     #[test]
     fn cli_errors() {
-        for bad in [&["positional"][..], &["--"], &["--=x"], &["--a b=1"], &["-x"]] {
+        for bad in [
+            &["positional"][..],
+            &["--"],
+            &["--=x"],
+            &["--a b=1"],
+            &["-x"],
+        ] {
             let err = parse_args(bad.iter().copied()).unwrap_err();
-            assert!(err.to_string().contains("invalid command-line argument"), "{err}");
+            assert!(
+                err.to_string().contains("invalid command-line argument"),
+                "{err}"
+            );
         }
     }
 
@@ -572,13 +579,25 @@ mod tests {
 
     #[test]
     fn file_shape_errors() {
-        assert!(parse_file(b"[1]", None).unwrap_err().contains("JSON object"));
-        assert!(parse_file(b"{}", Some("k")).unwrap_err().contains("CONFIG_KEY"));
+        assert!(
+            parse_file(b"[1]", None)
+                .unwrap_err()
+                .contains("JSON object")
+        );
+        assert!(
+            parse_file(b"{}", Some("k"))
+                .unwrap_err()
+                .contains("CONFIG_KEY")
+        );
         assert!(
             parse_file(br#"{"k": 1}"#, Some("k"))
                 .unwrap_err()
                 .contains("number")
         );
-        assert!(parse_file(b"{", None).unwrap_err().contains("not valid JSON"));
+        assert!(
+            parse_file(b"{", None)
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
     }
 }

@@ -53,7 +53,12 @@ pub fn display_url(url: &str) -> String {
         .iter()
         .map(|server| match (server.find("://"), server.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}{}@{}", &server[..scheme + 3], REDACTED, &server[at + 1..])
+                format!(
+                    "{}{}@{}",
+                    &server[..scheme + 3],
+                    REDACTED,
+                    &server[at + 1..]
+                )
             }
             (None, Some(at)) => format!("{}@{}", REDACTED, &server[at + 1..]),
             _ => server.clone(),
@@ -201,7 +206,9 @@ pub async fn connect(
     }
     if let Some(ca) = non_empty(config, "NATS_TLS_CA") {
         check_readable(&ca, "NATS_TLS_CA").map_err(|r| fail(r, None))?;
-        options = options.add_root_certificates(PathBuf::from(ca)).require_tls(true);
+        options = options
+            .add_root_certificates(PathBuf::from(ca))
+            .require_tls(true);
     }
     match (
         non_empty(config, "NATS_TLS_CERT"),
@@ -239,15 +246,15 @@ pub async fn connect(
                          NATS_CREDS or NATS_NKEY"
                     )
                 }
-                ConnectErrorKind::Io if is_tls_failure(&e.to_string()) => format!(
-                    "TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY"
-                ),
+                ConnectErrorKind::Io if is_tls_failure(&e.to_string()) => {
+                    format!("TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY")
+                }
                 ConnectErrorKind::Io | ConnectErrorKind::TimedOut => {
                     format!("no NATS server reachable ({e}); is nats-server running there?")
                 }
-                ConnectErrorKind::Tls => format!(
-                    "TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY"
-                ),
+                ConnectErrorKind::Tls => {
+                    format!("TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY")
+                }
                 _ => e.to_string(),
             };
             Err(fail(reason, Some(e)))
@@ -331,7 +338,10 @@ mod tests {
         assert_eq!(plain, vec!["nats://h:1", "tls://h2:2", "h3:3"]);
         assert_eq!(auth, Some(("u".into(), Some("p@ss".into()))));
         let (plain, auth) = split_credentials(&server_list("tok@h:1")).unwrap();
-        assert_eq!((plain, auth), (vec!["h:1".into()], Some(("tok".into(), None))));
+        assert_eq!(
+            (plain, auth),
+            (vec!["h:1".into()], Some(("tok".into(), None)))
+        );
         assert!(split_credentials(&server_list("a:b@h:1,a:c@h:2")).is_err());
     }
 }

@@ -214,8 +214,7 @@ mod tests {
         assert_eq!(text["text"], "hi");
         let empty: serde_json::Value = serde_json::from_str(&log_line("s", b"", t)).unwrap();
         assert_eq!(empty["text"], "");
-        let bin: serde_json::Value =
-            serde_json::from_str(&log_line("s", &[0xff, 0], t)).unwrap();
+        let bin: serde_json::Value = serde_json::from_str(&log_line("s", &[0xff, 0], t)).unwrap();
         assert_eq!(bin["base64"], "/wA=");
         let multi = log_line("s", b"[1,\n2]", t);
         assert_eq!(multi.lines().count(), 1);

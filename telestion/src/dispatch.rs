@@ -352,7 +352,11 @@ async fn respond(
         Ok(Ok(Reply::Body { payload, headers })) => {
             if let Some(reply_to) = reply_to {
                 let sent = match headers {
-                    Some(headers) => service.publish_with_headers(reply_to.to_string(), headers, payload).await,
+                    Some(headers) => {
+                        service
+                            .publish_with_headers(reply_to.to_string(), headers, payload)
+                            .await
+                    }
                     None => service.publish(reply_to.to_string(), payload).await,
                 };
                 if let Err(e) = sent {
@@ -376,14 +380,14 @@ async fn respond(
 pub(crate) async fn send_error_reply(service: &Service, reply_to: String, error: &str, code: u16) {
     let mut headers = HeaderMap::new();
     // Header values cannot hold line breaks.
-    let one_line: String = error.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one_line: String = error
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     headers.insert("Nats-Service-Error", one_line.as_str());
     headers.insert("Nats-Service-Error-Code", code.to_string().as_str());
     let body = serde_json::json!({ "error": error }).to_string();
-    if let Err(e) = service
-        .publish_with_headers(reply_to, headers, body)
-        .await
-    {
+    if let Err(e) = service.publish_with_headers(reply_to, headers, body).await {
         tracing::error!(error = %e, "cannot send error reply");
     }
 }

@@ -143,7 +143,9 @@ impl Deref for Headers {
 
 impl FromMessage for Headers {
     fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
-        Ok(Headers(incoming.message.headers.clone().unwrap_or_default()))
+        Ok(Headers(
+            incoming.message.headers.clone().unwrap_or_default(),
+        ))
     }
 }
 
@@ -185,9 +187,11 @@ impl<T> Deref for State<T> {
 
 impl<T: Send + Sync + 'static> FromMessage for State<T> {
     fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
-        incoming.service.state::<T>().map(State).ok_or_else(|| {
-            ExtractError::Other(format!("no state of type `{}`", type_name::<T>()))
-        })
+        incoming
+            .service
+            .state::<T>()
+            .map(State)
+            .ok_or_else(|| ExtractError::Other(format!("no state of type `{}`", type_name::<T>())))
     }
 
     fn check(service: &Service) -> Result<(), String> {

@@ -65,8 +65,7 @@ impl Signals {
         {
             use tokio::signal::unix::{SignalKind, signal};
             let register = |kind: SignalKind, name: &str| {
-                signal(kind)
-                    .map_err(|e| StartError::Runtime(format!("cannot handle {name}: {e}")))
+                signal(kind).map_err(|e| StartError::Runtime(format!("cannot handle {name}: {e}")))
             };
             Ok(Signals {
                 streams: tokio::sync::Mutex::new((

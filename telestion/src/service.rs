@@ -148,13 +148,14 @@ impl Service {
             }),
         };
         if let Some(client) = &service.inner.client {
-            let tasks = health::start(&service, client)
-                .await
-                .map_err(|e| StartError::Subscribe {
-                    handler: "health".into(),
-                    subject: health::HEALTH_SUBJECT.into(),
-                    reason: e.to_string(),
-                })?;
+            let tasks =
+                health::start(&service, client)
+                    .await
+                    .map_err(|e| StartError::Subscribe {
+                        handler: "health".into(),
+                        subject: health::HEALTH_SUBJECT.into(),
+                        reason: e.to_string(),
+                    })?;
             lock(&service.inner.health_tasks).extend(tasks);
         }
         tracing::info!(
@@ -204,7 +205,10 @@ impl Service {
 
     /// The NATS client, or an error in no-NATS mode.
     pub fn nats(&self) -> Result<&async_nats::Client, ServiceError> {
-        self.inner.client.as_ref().ok_or(ServiceError::NoNats("use"))
+        self.inner
+            .client
+            .as_ref()
+            .ok_or(ServiceError::NoNats("use"))
     }
 
     /// Whether the client is connected right now.
@@ -292,7 +296,8 @@ impl Service {
         subject: impl Into<String>,
         payload: impl Into<Bytes>,
     ) -> Result<(), ServiceError> {
-        self.publish_inner(subject.into(), None, payload.into()).await
+        self.publish_inner(subject.into(), None, payload.into())
+            .await
     }
 
     /// Publishes `payload` with headers.
@@ -322,7 +327,11 @@ impl Service {
         headers: Option<async_nats::HeaderMap>,
         payload: Bytes,
     ) -> Result<(), ServiceError> {
-        let client = self.inner.client.as_ref().ok_or(ServiceError::NoNats("publish"))?;
+        let client = self
+            .inner
+            .client
+            .as_ref()
+            .ok_or(ServiceError::NoNats("publish"))?;
         // Connected: the buffer drains quickly, so wait for room. Disconnected:
         // a full buffer stays full, so fail fast and say so.
         let wait = if client.connection_state() == ConnectionState::Connected {
@@ -333,11 +342,7 @@ impl Service {
         let target = subject.clone();
         let send = async move {
             match headers {
-                Some(headers) => {
-                    client
-                        .publish_with_headers(target, headers, payload)
-                        .await
-                }
+                Some(headers) => client.publish_with_headers(target, headers, payload).await,
                 None => client.publish(target, payload).await,
             }
         };
@@ -370,7 +375,11 @@ impl Service {
         payload: impl Into<Bytes>,
     ) -> Result<async_nats::Message, ServiceError> {
         let subject = subject.into();
-        let client = self.inner.client.as_ref().ok_or(ServiceError::NoNats("request"))?;
+        let client = self
+            .inner
+            .client
+            .as_ref()
+            .ok_or(ServiceError::NoNats("request"))?;
         client
             .request(subject.clone(), payload.into())
             .await
@@ -396,10 +405,14 @@ impl Service {
     /// earlier route (same subject in the same queue group), or when a
     /// handler argument cannot be provided.
     pub async fn subscribe(&self, route: Route) -> Result<(), StartError> {
-        let client = self.inner.client.as_ref().ok_or_else(|| StartError::Handler {
-            handler: route.name.clone(),
-            reason: "handlers need NATS, but the service runs in no-NATS mode".into(),
-        })?;
+        let client = self
+            .inner
+            .client
+            .as_ref()
+            .ok_or_else(|| StartError::Handler {
+                handler: route.name.clone(),
+                reason: "handlers need NATS, but the service runs in no-NATS mode".into(),
+            })?;
         let subject = match &route.subject {
             SubjectSource::Literal(subject) => subject.clone(),
             SubjectSource::ConfigKey(key) => self
