@@ -1071,17 +1071,20 @@ async fn latency(ctx: &mut Ctx) -> Res<Value> {
             request(&ctx.control, format!("bench.{side}.echo"), body.clone()).await?;
         }
     }
-    for round in 0..ctx.plan.rounds {
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+    // Request by request, alternating the side (and which goes first), so
+    // that both see the same moments of a shared, noisy machine.
+    let subjects = sides.map(|side| format!("bench.{side}.echo"));
+    for k in 0..ctx.plan.rounds * ctx.plan.requests {
+        let order = if k % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            let subject = format!("bench.{}.echo", sides[i]);
-            for _ in 0..ctx.plan.requests {
-                let start = Instant::now();
-                let reply = request(&ctx.control, subject.clone(), body.clone()).await?;
-                samples[i].push(ms(start.elapsed()));
-                if reply != body {
-                    return Err(format!("{subject}: the reply is not the request body"));
-                }
+            let start = Instant::now();
+            let reply = request(&ctx.control, subjects[i].clone(), body.clone()).await?;
+            samples[i].push(ms(start.elapsed()));
+            if reply != body {
+                return Err(format!(
+                    "{}: the reply is not the request body",
+                    subjects[i]
+                ));
             }
         }
     }
