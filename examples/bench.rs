@@ -947,15 +947,19 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
         ("bytes", false, 16 * 1024, ctx.plan.large),
         ("json", true, 128, ctx.plan.small),
         ("json", true, 16 * 1024, ctx.plan.large),
+        // Diagnostic: a handler taking only the body (no `State`/`Service`).
+        ("plain", false, 128, ctx.plan.small),
     ];
     for (kind, json_body, size, n) in cases {
+        let counter = if kind == "plain" { "plain" } else { "hot" };
         let label = format!(
-            "throughput {} {}",
+            "throughput {} {}{}",
             if json_body { "Json<T>" } else { "bytes" },
-            if size == 128 {
-                "128 B".to_owned()
+            if size == 128 { "128 B" } else { "16 KiB" },
+            if kind == "plain" {
+                ", body-only handler"
             } else {
-                "16 KiB".to_owned()
+                ""
             }
         );
         let body = make_body(json_body, size);
@@ -964,8 +968,16 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
         let mut error = None;
         // Warm-up, one small round per side.
         for (side, done) in [("fw", &mut done_fw), ("raw", &mut done_raw)] {
-            if let Err(e) =
-                throughput_round(ctx, done, side, kind, "hot", body.clone(), (n / 10).max(1)).await
+            if let Err(e) = throughput_round(
+                ctx,
+                done,
+                side,
+                kind,
+                counter,
+                body.clone(),
+                (n / 10).max(1),
+            )
+            .await
             {
                 error = Some(e);
             }
@@ -986,7 +998,7 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
                 } else {
                     &mut done_raw
                 };
-                match throughput_round(ctx, done, side, kind, "hot", body.clone(), n).await {
+                match throughput_round(ctx, done, side, kind, counter, body.clone(), n).await {
                     Ok((rate, pub_rate, cpu)) => {
                         pub_rates.push(pub_rate);
                         if side == "fw" {
@@ -1028,8 +1040,12 @@ async fn throughput(ctx: &mut Ctx, fw: &Proc, raw: &Proc) -> Value {
             format!("{f:.0}"),
             format!("{r:.0}"),
             format!("{ratio:.3}"),
-            ">= 0.95",
-            Some(ratio >= 0.95),
+            if kind == "plain" {
+                "(diagnostic)"
+            } else {
+                ">= 0.95"
+            },
+            (kind != "plain").then_some(ratio >= 0.95),
         );
         ctx.row(
             "  subscriber CPU per message (µs)",

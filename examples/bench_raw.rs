@@ -71,6 +71,14 @@ async fn serve() {
         }
     }));
 
+    let mut sub = subscribe(&client, "bench.raw.plain").await;
+    let (c, cl) = (counters.clone(), client.clone());
+    tasks.push(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            count(&c.plain, message.payload.len(), &cl).await;
+        }
+    }));
+
     let mut sub = subscribe(&client, "bench.raw.json").await;
     let (c, cl) = (counters.clone(), client.clone());
     tasks.push(tokio::spawn(async move {

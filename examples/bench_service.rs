@@ -8,6 +8,7 @@
 //! | subject | handler |
 //! | --- | --- |
 //! | `bench.fw.bytes` | raw body: count it |
+//! | `bench.fw.plain` | the same, the handler taking only the body |
 //! | `bench.fw.json` | `Json<Sample>` body: decode and count it |
 //! | `bench.fw.echo` | request/reply: answer with the body |
 //! | `bench.fw.slow` | CPU-heavy handler, one message at a time |
@@ -25,6 +26,8 @@
 
 #[path = "bench_support/work.rs"]
 mod work;
+
+use std::sync::{Arc, OnceLock};
 
 use telestion::{Bytes, Json, Service, State, subscribe};
 use work::{Counter, Counters, Sample};
@@ -49,6 +52,19 @@ async fn on_bytes(body: Bytes, State(counters): State<Counters>, service: Servic
 #[subscribe("bench.fw.json")]
 async fn on_json(Json(sample): Json<Sample>, State(counters): State<Counters>, service: Service) {
     count(&counters.hot, sample.data.len(), &service).await;
+}
+
+/// What the body-only handler uses instead of extractors (set in `main`).
+static PLAIN: OnceLock<(Arc<Counters>, Service)> = OnceLock::new();
+
+/// Diagnostic: raw bytes throughput through a handler that takes only the
+/// body (no `State`, no `Service` extractor), to tell the dispatch cost from
+/// the extractors' cost.
+#[subscribe("bench.fw.plain")]
+async fn on_plain(body: Bytes) {
+    if let Some((counters, service)) = PLAIN.get() {
+        count(&counters.plain, body.len(), service).await;
+    }
 }
 
 /// Request/reply latency.
@@ -85,5 +101,7 @@ async fn stats(State(counters): State<Counters>) -> String {
 
 #[telestion::service]
 async fn main(service: Service) {
-    service.provide(Counters::default());
+    let counters = Arc::new(Counters::default());
+    service.provide_arc(counters.clone());
+    let _ = PLAIN.set((counters, service));
 }

@@ -48,11 +48,14 @@ impl Counter {
 }
 
 /// The counters of a benchmark subscriber: `hot` for the throughput cases,
-/// `slow` and `slow8` for the backlog cases.
+/// `plain` for the diagnostic body-only handler, `slow` and `slow8` for the
+/// backlog cases.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Throughput cases (bytes and JSON).
     pub hot: Counter,
+    /// The handler that takes only the body.
+    pub plain: Counter,
     /// The one-at-a-time slow handler.
     pub slow: Counter,
     /// The slow handler with `concurrency = 8`.
@@ -75,17 +78,19 @@ impl Counters {
     fn by_name(&self, name: &str) -> Option<&Counter> {
         match name {
             "hot" => Some(&self.hot),
+            "plain" => Some(&self.plain),
             "slow" => Some(&self.slow),
             "slow8" => Some(&self.slow8),
             _ => None,
         }
     }
 
-    /// `{"hot": n, "slow": n, "slow8": n}`.
+    /// `{"hot": n, "plain": n, "slow": n, "slow8": n}`.
     pub fn stats(&self) -> String {
         format!(
-            "{{\"hot\":{},\"slow\":{},\"slow8\":{}}}",
+            "{{\"hot\":{},\"plain\":{},\"slow\":{},\"slow8\":{}}}",
             self.hot.count(),
+            self.plain.count(),
             self.slow.count(),
             self.slow8.count()
         )
