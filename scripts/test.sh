@@ -26,8 +26,9 @@ echo "==> cargo doc (broken links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 echo "==> cargo test"
-cargo test --workspace --all-targets --quiet
-cargo test --workspace --doc --quiet
+# Unit, integration, end-to-end, trybuild and doc tests; examples are built
+# (not run as tests) first, the end-to-end tests start them.
+cargo test --workspace --quiet
 
 if [ -f examples/bench.rs ]; then
     echo "==> benchmark smoke mode"

@@ -1,14 +1,14 @@
 //! Compile tests of the macros: every misuse in `tests/ui/fail/` is a
 //! compile error whose message is pinned in the `.stderr` next to it (for
 //! the toolchain in `rust-toolchain.toml`; regenerate with
-//! `TRYBUILD=overwrite cargo test --test ui` and review the diff), and
+//! `TRYBUILD=overwrite cargo test -p telestion --test ui` and review the diff), and
 //! everything in `tests/ui/pass/` compiles.
 //!
 //! trybuild also runs each pass case: against a real nats-server, so the
 //! runtime accepts what compiled (every handler subscribes, its state and
 //! typed config are provided); each `main` then calls `service.shutdown()`.
 
-#[path = "support/mod.rs"]
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 #[test]
