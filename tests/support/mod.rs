@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 /// Path of `nats-server`, or a panic with the install hint.
 pub fn nats_server_bin() -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"])
-    {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/local/bin",
+        "/usr/bin",
+    ]) {
         let candidate = Path::new(dir).join("nats-server");
         if candidate.is_file() {
             return candidate;
@@ -160,7 +160,9 @@ impl NatsServer {
 
     /// A connected async-nats client.
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("test client cannot connect")
+        async_nats::connect(self.url())
+            .await
+            .expect("test client cannot connect")
     }
 }
 
