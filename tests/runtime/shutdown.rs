@@ -79,3 +79,35 @@ async fn shutdown_from_code_drains_and_exits_0() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_signal_while_draining_exits_at_once_with_130() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let mut proc = start_by_hand(&server.url(), "impatient", &[("SLOW_MS", "5000")], &client).await;
+    for i in 0..5 {
+        client
+            .publish("byhand.slow", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    proc.signal(libc::SIGTERM);
+    let code = tokio::task::spawn_blocking(move || {
+        // The drain would take 25 s; the second signal cuts it short.
+        proc.wait_for_stderr("shutting down", Duration::from_secs(10));
+        proc.signal(libc::SIGTERM);
+        let started = std::time::Instant::now();
+        let code = proc.wait_exit(Duration::from_secs(10));
+        (code, started.elapsed(), proc.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(130), "stderr:\n{}", code.2);
+    assert!(code.1 < Duration::from_secs(5), "took {:?}", code.1);
+    assert!(
+        code.2.contains("again while draining"),
+        "stderr:\n{}",
+        code.2
+    );
+}
