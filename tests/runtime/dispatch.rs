@@ -250,8 +250,9 @@ async fn return_values_become_replies() {
         .headers
         .as_ref()
         .unwrap()
-        .get("Nats-Service-Error-Code");
-    assert!(code.is_some());
+        .get("Nats-Service-Error-Code")
+        .map(|v| v.as_str().to_owned());
+    assert_eq!(code.as_deref(), Some("500"));
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["error"], "it broke");
 }
