@@ -1,7 +1,8 @@
 //! Secrets never leak (logs at every level in both formats, error messages,
 //! `Debug` output, the testbed's config echo, health replies), and real
 //! deployments' authentication works: mutual TLS with certificates made in
-//! the test, and NKeys.
+//! the test, NKeys, and credentials files (user JWT + seed) against a server
+//! in operator (decentralized JWT) mode, with JWTs made in the test.
 
 use std::path::Path;
 use std::time::Duration;
@@ -454,4 +455,268 @@ async fn credentials_file_errors_are_clear() {
         error.contains("cannot read credentials file") && error.contains("NATS_CREDS"),
         "{error}"
     );
+}
+
+/// A NATS JWT (v2) about `subject`, issued and signed by `issuer`; `nats` is
+/// the type-specific part of the claims.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    nats_jwt_signed_by(&issuer.public_key(), issuer, subject, name, nats)
+}
+
+/// Like [`nats_jwt`], but claiming `issuer` while signed by `signer` (which
+/// only matches when `signer` is the issuer's key pair).
+fn nats_jwt_signed_by(
+    issuer: &str,
+    signer: &nkeys::KeyPair,
+    subject: &str,
+    name: &str,
+    mut nats: serde_json::Value,
+) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    nats["version"] = 2.into();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let claims = serde_json::json!({
+        // Unique per token (the server does not recompute it).
+        "jti": format!(
+            "T{}{}{}",
+            now.as_nanos(),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ),
+        "iat": now.as_secs(),
+        "iss": issuer,
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = signer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// An operator with one account, as `nsc` would make them.
+struct Operator {
+    jwt: String,
+    account: nkeys::KeyPair,
+    account_jwt: String,
+}
+
+impl Operator {
+    fn new() -> Operator {
+        let key = nkeys::KeyPair::new_operator();
+        let jwt = nats_jwt(
+            &key,
+            &key.public_key(),
+            "test-operator",
+            serde_json::json!({"type": "operator"}),
+        );
+        let account = nkeys::KeyPair::new_account();
+        let account_jwt = account_jwt(&key, &account);
+        Operator {
+            jwt,
+            account,
+            account_jwt,
+        }
+    }
+
+    /// A server in operator (decentralized JWT) mode that knows the account.
+    fn server(&self) -> NatsServer {
+        NatsServer::start_with(ServerOptions {
+            config: Some(format!(
+                "operator: \"{}\"\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{}\"\n}}",
+                self.jwt,
+                self.account.public_key(),
+                self.account_jwt
+            )),
+            ..Default::default()
+        })
+    }
+}
+
+/// An account JWT for `account`, issued by the operator `operator`.
+fn account_jwt(operator: &nkeys::KeyPair, account: &nkeys::KeyPair) -> String {
+    nats_jwt(
+        operator,
+        &account.public_key(),
+        "test-account",
+        serde_json::json!({
+            "type": "account",
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1,
+                "exports": -1, "wildcards": true, "conn": -1, "leaf": -1
+            },
+            "default_permissions": {"pub": {}, "sub": {}},
+        }),
+    )
+}
+
+/// A new user of `account` as the text of a credentials file; returns
+/// (file text, user seed).
+fn user_creds(account: &nkeys::KeyPair, name: &str) -> (String, String) {
+    user_creds_signed_by(&account.public_key(), account, name)
+}
+
+/// A credentials file for a new user whose JWT names `account` as issuer but
+/// is signed by `signer`; returns (file text, user seed).
+fn user_creds_signed_by(account: &str, signer: &nkeys::KeyPair, name: &str) -> (String, String) {
+    let user = nkeys::KeyPair::new_user();
+    let jwt = nats_jwt_signed_by(
+        account,
+        signer,
+        &user.public_key(),
+        name,
+        serde_json::json!({
+            "type": "user",
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+        }),
+    );
+    let seed = user.seed().unwrap();
+    let text = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    (text, seed)
+}
+
+/// Writes `text` as `name` in `dir`; returns the path.
+fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A credentials file (user JWT + seed, as `nsc` writes them) authenticates
+/// against a server in operator mode; the seed never shows.
+#[tokio::test]
+async fn creds_file_authenticates_in_operator_mode() {
+    let (logs, _guard) = capture_logs();
+    let operator = Operator::new();
+    let server = operator.server();
+    let files = tempfile::tempdir().unwrap();
+    let (creds, seed) = user_creds(&operator.account, "service");
+    let creds_path = write_file(files.path(), "service.creds", &creds);
+    let (observer_creds, observer_seed) = user_creds(&operator.account, "observer");
+    let data = tempfile::tempdir().unwrap();
+    // The server is really in operator mode: it refuses a client without a
+    // user JWT.
+    let error = async_nats::connect(server.url()).await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{error}"
+    );
+
+    let service = start(
+        &server.url(),
+        "creds",
+        data.path(),
+        &[("NATS_CREDS", &creds_path)],
+    )
+    .await;
+    service
+        .subscribe(Route::new("creds.echo", echo))
+        .await
+        .unwrap();
+    service
+        .subscribe(Route::new("creds.fail", fail))
+        .await
+        .unwrap();
+    let observer = async_nats::ConnectOptions::with_credentials(&observer_creds)
+        .unwrap()
+        .connect(server.url())
+        .await
+        .expect("a second user of the account cannot connect");
+    let reply = observer
+        .request("creds.echo", "with a JWT".into())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload, "with a JWT".as_bytes());
+    let reply = observer.request("creds.fail", "x".into()).await.unwrap();
+    assert!(reply.headers.is_some());
+    let health = try_health(&observer).await.expect("no health reply");
+    assert_eq!(health["service"], service.id());
+    assert_eq!(health["errors"], 1);
+
+    let secrets = [seed.as_str(), observer_seed.as_str()];
+    assert_clean(
+        "the error reply",
+        &String::from_utf8_lossy(&reply.payload),
+        &secrets,
+    );
+    assert_clean("the health reply", &health.to_string(), &secrets);
+    assert_clean("Service Debug", &format!("{service:?}"), &secrets);
+    assert_clean(
+        "the redacted config",
+        &service.config().to_redacted_json().to_string(),
+        &secrets,
+    );
+    service.shutdown();
+    service.drain().await;
+    let text = logs.text();
+    assert!(
+        text.contains("write operation: CONNECT"),
+        "no CONNECT in the trace"
+    );
+    assert_clean("the logs", &text, &secrets);
+}
+
+/// In operator mode a start without credentials, and one with a user of an
+/// account the server does not know, fail with a clear error that does not
+/// show the seed.
+#[tokio::test]
+async fn creds_file_rejections_are_clear() {
+    let (logs, _guard) = capture_logs();
+    let operator = Operator::new();
+    let server = operator.server();
+    let files = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let start_with = |pairs: &[(&str, &str)]| {
+        Service::start(Options::new().config(config(&server.url(), "creds", data.path(), pairs)))
+    };
+
+    // No credentials at all.
+    let error = start_with(&[]).await.unwrap_err();
+    assert!(matches!(error, StartError::Connect { .. }));
+    let text = error.to_string();
+    assert!(text.contains("rejected the credentials"), "{text}");
+
+    // A user of an account the server does not know ...
+    let stranger = nkeys::KeyPair::new_account();
+    let (creds, seed) = user_creds(&stranger, "stranger");
+    let path = write_file(files.path(), "stranger.creds", &creds);
+    let error = start_with(&[("NATS_CREDS", &path)]).await.unwrap_err();
+    let text = format!("{error} / {error:?}");
+    assert!(text.contains("rejected the credentials"), "{text}");
+    assert_clean("the stranger's error", &text, &[&seed]);
+
+    // ... and a user JWT claiming the known account but signed by another
+    // account's key: the signature does not match.
+    let (forged, forged_seed) =
+        user_creds_signed_by(&operator.account.public_key(), &stranger, "forger");
+    let path = write_file(files.path(), "forged.creds", &forged);
+    let error = start_with(&[("NATS_CREDS", &path)]).await.unwrap_err();
+    let text = format!("{error} / {error:?}");
+    assert!(text.contains("rejected the credentials"), "{text}");
+    assert_clean("the forger's error", &text, &[&forged_seed]);
+
+    // The operator mode is really in use: a user of the known account gets in.
+    let (creds, good_seed) = user_creds(&operator.account, "service");
+    let path = write_file(files.path(), "service.creds", &creds);
+    let service = start_with(&[("NATS_CREDS", &path)]).await.unwrap();
+    service.shutdown();
+    service.drain().await;
+    assert_clean("the logs", &logs.text(), &[&seed, &forged_seed, &good_seed]);
 }
