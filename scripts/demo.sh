@@ -90,14 +90,30 @@ trap 'stop_all; exit 0' INT TERM
 trap 'stop_all' EXIT
 
 if [ -z "${NATS_URL:-}" ]; then
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        reachable 127.0.0.1 "$port" || break
+    # A random port below Linux's ephemeral range (32768+), so it is not in
+    # use as some connection's local port; if it is taken anyway, the server
+    # exits and the next attempt takes another one.
+    started=""
+    for _attempt in $(seq 10); do
+        port=$((20000 + RANDOM % 12000))
+        reachable 127.0.0.1 "$port" && continue
+        nats-server -a 127.0.0.1 -p "$port" >"$DATA_DIR/output/nats-server.log" 2>&1 &
+        NATS_PID=$!
+        for _ in $(seq 100); do
+            reachable 127.0.0.1 "$port" && { started=1; break; }
+            kill -0 "$NATS_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        [ -n "$started" ] && break
+        kill -TERM "$NATS_PID" 2>/dev/null || true
+        wait "$NATS_PID" 2>/dev/null || true
+        NATS_PID=""
     done
-    nats-server -a 127.0.0.1 -p "$port" >"$DATA_DIR/output/nats-server.log" 2>&1 &
-    NATS_PID=$!
-    for _ in $(seq 100); do reachable 127.0.0.1 "$port" && break; sleep 0.1; done
-    reachable 127.0.0.1 "$port" || { say "nats-server did not start"; exit 1; }
+    [ -n "$started" ] || {
+        say "nats-server did not start:"
+        cat "$DATA_DIR/output/nats-server.log" >&2
+        exit 1
+    }
     export NATS_URL="nats://127.0.0.1:$port"
     say "started nats-server on port $port"
 else
