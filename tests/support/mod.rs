@@ -109,14 +109,41 @@ impl NatsServer {
             extra_args: Vec::new(),
             config: Some(conf),
         };
-        server.spawn();
+        if options.port.is_some() {
+            server.spawn();
+        } else {
+            server.spawn_on_free_port();
+        }
         server
     }
 
     fn spawn(&mut self) {
+        if !self.try_spawn() {
+            panic!(
+                "nats-server exited at start on port {} (port taken?)",
+                self.port
+            );
+        }
+    }
+
+    /// Starts a server on a free port, taking another port when the chosen
+    /// one was grabbed by someone else in between.
+    fn spawn_on_free_port(&mut self) {
+        for _ in 0..5 {
+            if self.try_spawn() {
+                return;
+            }
+            self.port = free_port();
+        }
+        panic!("nats-server could not start on any of 5 free ports");
+    }
+
+    /// Spawns the server and waits until it listens; `false` when it exited
+    /// (for example because the port was taken).
+    fn try_spawn(&mut self) -> bool {
         let conf_path = self.dir.path().join("server.conf");
         std::fs::write(&conf_path, self.config.as_deref().unwrap_or("")).unwrap();
-        let child = Command::new(nats_server_bin())
+        let mut child = Command::new(nats_server_bin())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-c")
             .arg(&conf_path)
@@ -125,8 +152,28 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start nats-server");
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                // Listening, and it is ours: it has not exited.
+                if child.try_wait().unwrap().is_none() {
+                    self.child = Some(child);
+                    return true;
+                }
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "nats-server did not listen on port {} within 10 s",
+            self.port
+        );
     }
 
     /// `nats://127.0.0.1:<port>`.
