@@ -318,8 +318,9 @@ where
     H: Handler<Args>,
     Args: 'static,
 {
+    let mut incoming = incoming;
     let outcome = AssertUnwindSafe(async {
-        match handler.call(&incoming) {
+        match handler.call(&mut incoming) {
             Ok(future) => Ok(future.await.into_reply()),
             Err(e) => Err(e),
         }

@@ -6,11 +6,11 @@
 //! [`Headers`], [`ReplyTo`], [`Service`], [`State<T>`], [`TypedConfig<T>`])
 //! can be combined freely.
 //!
-//! Deviation from axum's two-trait design (body vs. parts): a NATS message
-//! body is a reference-counted [`Bytes`], so every extractor can read from a
-//! shared borrow; one trait keeps the API small, and the one-body rule is
-//! checked by the `#[subscribe]` macro at compile time (spanned at the
-//! second body parameter) and by [`Route`](crate::Route) at start.
+//! Deviation from axum's two-trait design (body vs. parts): one trait over a
+//! mutable borrow of the message keeps the API small; a body extractor takes
+//! the body out (no copy), the others read. The one-body rule is checked by
+//! the `#[subscribe]` macro at compile time (spanned at the second body
+//! parameter) and by [`Route`](crate::Route) at start.
 
 use std::any::type_name;
 use std::ops::{Deref, DerefMut};
@@ -42,8 +42,10 @@ pub trait FromMessage: Sized + Send + 'static {
     /// Whether this extractor consumes the message body (at most one may).
     const BODY: bool = false;
 
-    /// Extracts the value from a message.
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError>;
+    /// Extracts the value from a message. A body extractor
+    /// ([`FromMessage::BODY`]) may take the body out of the message (a
+    /// handler has at most one); every other extractor leaves it alone.
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError>;
 
     /// Checked once when the handler is subscribed: fails the start when the
     /// service cannot provide this extractor (missing state, invalid typed
@@ -74,7 +76,7 @@ impl<T> DerefMut for Json<T> {
 
 impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
     const BODY: bool = true;
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         serde_json::from_slice(&incoming.message.payload)
             .map(Json)
             .map_err(ExtractError::Json)
@@ -83,32 +85,34 @@ impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 
 impl FromMessage for Bytes {
     const BODY: bool = true;
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
-        Ok(incoming.message.payload.clone())
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+        // The only body extractor of the handler: take the body, no copy
+        // and no reference-count traffic.
+        Ok(std::mem::take(&mut incoming.message.payload))
     }
 }
 
 impl FromMessage for Vec<u8> {
     const BODY: bool = true;
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
-        Ok(incoming.message.payload.to_vec())
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+        // Reuses the allocation when the body is not shared.
+        Ok(Vec::from(std::mem::take(&mut incoming.message.payload)))
     }
 }
 
 /// The body as UTF-8 text; a body that is not UTF-8 is a handler error.
 impl FromMessage for String {
     const BODY: bool = true;
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
-        std::str::from_utf8(&incoming.message.payload)
-            .map(str::to_owned)
-            .map_err(ExtractError::Utf8)
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+        let body = Vec::from(std::mem::take(&mut incoming.message.payload));
+        String::from_utf8(body).map_err(|e| ExtractError::Utf8(e.utf8_error()))
     }
 }
 
 /// The whole NATS message (subject, reply, headers, body).
 impl FromMessage for async_nats::Message {
     const BODY: bool = true;
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         Ok(incoming.message.clone())
     }
 }
@@ -125,7 +129,7 @@ impl Deref for Subject {
 }
 
 impl FromMessage for Subject {
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         Ok(Subject(incoming.message.subject.to_string()))
     }
 }
@@ -142,7 +146,7 @@ impl Deref for Headers {
 }
 
 impl FromMessage for Headers {
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         Ok(Headers(
             incoming.message.headers.clone().unwrap_or_default(),
         ))
@@ -154,7 +158,7 @@ impl FromMessage for Headers {
 pub struct ReplyTo(pub Option<String>);
 
 impl FromMessage for ReplyTo {
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         Ok(ReplyTo(
             incoming.message.reply.as_ref().map(|s| s.to_string()),
         ))
@@ -162,7 +166,7 @@ impl FromMessage for ReplyTo {
 }
 
 impl FromMessage for Service {
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         Ok(incoming.service.clone())
     }
 }
@@ -186,7 +190,7 @@ impl<T> Deref for State<T> {
 }
 
 impl<T: Send + Sync + 'static> FromMessage for State<T> {
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         incoming
             .service
             .state::<T>()
@@ -226,7 +230,7 @@ impl<T> Deref for TypedConfig<T> {
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> FromMessage for TypedConfig<T> {
-    fn from_message(incoming: &Incoming) -> Result<Self, ExtractError> {
+    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
         incoming
             .service
             .typed_config::<T>()

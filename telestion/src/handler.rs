@@ -139,7 +139,7 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
     type Output: IntoReply;
 
     /// Extracts the arguments and calls the handler.
-    fn call(&self, incoming: &Incoming) -> Result<Self::Future, ExtractError>;
+    fn call(&self, incoming: &mut Incoming) -> Result<Self::Future, ExtractError>;
 
     /// Checks, at subscribe time, that every argument can be provided.
     fn check(service: &Service) -> Result<(), String>;
@@ -158,7 +158,7 @@ macro_rules! impl_handler {
             type Output = Fut::Output;
 
             #[allow(unused_variables)]
-            fn call(&self, incoming: &Incoming) -> Result<Fut, ExtractError> {
+            fn call(&self, incoming: &mut Incoming) -> Result<Fut, ExtractError> {
                 Ok((self)($($ty::from_message(incoming)?),*))
             }
 
