@@ -4,6 +4,7 @@
 mod support;
 
 mod demo;
+mod deploy;
 mod samples;
 mod standard_ops;
 

@@ -1,0 +1,125 @@
+//! The container files, checked without a Docker engine (none on the test
+//! machine): the Dockerfile is multi-stage, non-root, builds a real example
+//! with the committed lock file and runs it as the entry point with an empty
+//! `CMD`; every service in `compose.yaml` builds an existing example and is
+//! configured as the spec asks; `.dockerignore` keeps every build input.
+
+use std::path::Path;
+use std::process::Command;
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+        .unwrap_or_else(|e| panic!("cannot read {name}: {e}"))
+}
+
+fn example_exists(name: &str) -> bool {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"))
+        .is_file()
+}
+
+#[test]
+fn dockerfile_is_multi_stage_non_root_with_the_service_as_entrypoint() {
+    let dockerfile = read("Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let froms = lines.iter().filter(|l| l.starts_with("FROM ")).count();
+    assert!(froms >= 2, "not multi-stage: {froms} FROM lines");
+    let default = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ARG EXAMPLE="))
+        .expect("ARG EXAMPLE=<default> missing");
+    assert!(example_exists(default), "default example {default} missing");
+    assert!(
+        dockerfile.contains("--example \"$EXAMPLE\"") && dockerfile.contains("--locked"),
+        "must build the chosen example with the lock file"
+    );
+    // The last stage switches to a non-root user before the entry point.
+    let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    let user = lines[last_from..]
+        .iter()
+        .position(|l| l.starts_with("USER "))
+        .expect("no USER in the final stage");
+    let user_name = lines[last_from + user].trim_start_matches("USER ").trim();
+    assert!(
+        user_name != "root" && user_name != "0",
+        "runs as {user_name}"
+    );
+    let entry = lines[last_from..]
+        .iter()
+        .position(|l| l.starts_with("ENTRYPOINT ["))
+        .expect("no exec-form ENTRYPOINT in the final stage");
+    assert!(user < entry);
+    assert_eq!(lines.last(), Some(&"CMD []"), "CMD must be empty and last");
+}
+
+#[test]
+fn compose_services_build_existing_examples_with_full_config() {
+    let compose = read("compose.yaml");
+    assert!(compose.contains("\n  nats:\n"), "no nats service");
+    let examples: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("EXAMPLE: "))
+        .collect();
+    for wanted in [
+        "standard_ops",
+        "publisher",
+        "latest_value_cache",
+        "requester",
+    ] {
+        assert!(examples.contains(&wanted), "{wanted} not in compose.yaml");
+    }
+    for example in &examples {
+        assert!(
+            example_exists(example),
+            "compose builds missing example {example}"
+        );
+    }
+    assert!(compose.contains("NATS_URL: nats://nats:4222"));
+    assert!(compose.contains("DATA_DIR: /data"));
+    let names = compose
+        .lines()
+        .filter(|l| l.trim().starts_with("SERVICE_NAME: "))
+        .count();
+    assert!(
+        names >= 4,
+        "every service needs a SERVICE_NAME ({names} found)"
+    );
+}
+
+#[test]
+fn dockerignore_keeps_every_build_input_and_the_lock_file_is_current() {
+    let ignore = read(".dockerignore");
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    for input in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "telestion/",
+        "telestion-macros/",
+        "examples/",
+        "tests/",
+    ] {
+        assert!(
+            !ignored
+                .iter()
+                .any(|p| p.trim_end_matches('/') == input.trim_end_matches('/')),
+            "{input} is excluded from the build context"
+        );
+    }
+    // `cargo build --locked` in the image fails if the lock file is stale.
+    let status = Command::new(env!("CARGO"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "Cargo.lock is not up to date");
+}
