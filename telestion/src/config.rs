@@ -410,15 +410,24 @@ impl Config {
                     message.replace_range(start.., &name);
                     key = Some(name);
                 }
-                for (k, v) in &self.values {
-                    let text = value_to_string(v);
-                    if is_secret_key(k) && !text.is_empty() {
-                        message = message.replace(&text, REDACTED);
-                    }
+                ConfigError::Invalid {
+                    key,
+                    message: self.redact(message),
                 }
-                ConfigError::Invalid { key, message }
             }
         }
+    }
+
+    /// `text` with the value of every secret key replaced by [`REDACTED`]
+    /// (for messages that may quote config values).
+    pub fn redact(&self, mut text: String) -> String {
+        for (key, value) in &self.values {
+            let value = value_to_string(value);
+            if is_secret_key(key) && !value.is_empty() {
+                text = text.replace(&value, REDACTED);
+            }
+        }
+        text
     }
 
     /// The merged map as a JSON object with secrets replaced by

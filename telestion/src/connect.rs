@@ -47,21 +47,26 @@ pub fn server_list(url: &str) -> Vec<String> {
         .collect()
 }
 
+/// Where a server's user info (`user:password@`, `token@`) is: the range
+/// before the `@`, when there is one.
+fn userinfo(server: &str) -> Option<std::ops::Range<usize>> {
+    let start = server.find("://").map_or(0, |i| i + 3);
+    let at = server.rfind('@').filter(|&at| at >= start)?;
+    Some(start..at)
+}
+
 /// `url` with any `user:password@` part replaced, safe to print.
 pub fn display_url(url: &str) -> String {
     server_list(url)
         .iter()
-        .map(|server| match (server.find("://"), server.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!(
-                    "{}{}@{}",
-                    &server[..scheme + 3],
-                    REDACTED,
-                    &server[at + 1..]
-                )
-            }
-            (None, Some(at)) => format!("{}@{}", REDACTED, &server[at + 1..]),
-            _ => server.clone(),
+        .map(|server| match userinfo(server) {
+            Some(info) => format!(
+                "{}{}{}",
+                &server[..info.start],
+                REDACTED,
+                &server[info.end..]
+            ),
+            None => server.clone(),
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -79,15 +84,14 @@ fn split_credentials(servers: &[String]) -> Result<(Vec<String>, UrlAuth), Strin
     let mut auth: UrlAuth = None;
     let mut plain = Vec::with_capacity(servers.len());
     for server in servers {
-        let start = server.find("://").map_or(0, |i| i + 3);
-        let Some(at) = server.rfind('@').filter(|&at| at >= start) else {
+        let Some(info) = userinfo(server) else {
             plain.push(server.clone());
             continue;
         };
-        let userinfo = &server[start..at];
-        let found = match userinfo.split_once(':') {
+        let credentials = &server[info.clone()];
+        let found = match credentials.split_once(':') {
             Some((user, password)) => (percent_decode(user), Some(percent_decode(password))),
-            None => (percent_decode(userinfo), None),
+            None => (percent_decode(credentials), None),
         };
         if auth.as_ref().is_some_and(|known| *known != found) {
             return Err(
@@ -97,33 +101,25 @@ fn split_credentials(servers: &[String]) -> Result<(Vec<String>, UrlAuth), Strin
             );
         }
         auth = Some(found);
-        plain.push(format!("{}{}", &server[..start], &server[at + 1..]));
+        plain.push(format!(
+            "{}{}",
+            &server[..info.start],
+            &server[info.end + 1..]
+        ));
     }
     Ok((plain, auth))
 }
 
 /// Decodes `%XX` escapes (as in URL user info).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A buffer size from config key `key` (at least 1), or `default`.
+fn capacity(config: &Config, key: &str, default: usize) -> Result<usize, StartError> {
+    Ok(config.get::<usize>(key)?.unwrap_or(default).max(1))
 }
 
 fn non_empty(config: &Config, key: &str) -> Option<String> {
@@ -141,7 +137,7 @@ pub async fn connect(
     let shown = display_url(&url);
     let fail = |reason: String, source: Option<async_nats::ConnectError>| StartError::Connect {
         url: shown.clone(),
-        reason: redact(config, reason),
+        reason: config.redact(reason),
         source,
     };
     let servers = server_list(&url);
@@ -163,16 +159,17 @@ pub async fn connect(
             }
         });
 
-    let buffer = match config.get::<usize>("NATS_PUBLISH_BUFFER") {
-        Ok(value) => value.unwrap_or(DEFAULT_PUBLISH_BUFFER).max(1),
-        Err(e) => return Err(StartError::Config(e)),
-    };
-    options = options.client_capacity(buffer);
-    let capacity = match config.get::<usize>("NATS_SUBSCRIPTION_CAPACITY") {
-        Ok(value) => value.unwrap_or(DEFAULT_SUBSCRIPTION_CAPACITY).max(1),
-        Err(e) => return Err(StartError::Config(e)),
-    };
-    options = options.subscription_capacity(capacity);
+    options = options
+        .client_capacity(capacity(
+            config,
+            "NATS_PUBLISH_BUFFER",
+            DEFAULT_PUBLISH_BUFFER,
+        )?)
+        .subscription_capacity(capacity(
+            config,
+            "NATS_SUBSCRIPTION_CAPACITY",
+            DEFAULT_SUBSCRIPTION_CAPACITY,
+        )?);
 
     match (
         non_empty(config, "NATS_USER"),
@@ -246,14 +243,10 @@ pub async fn connect(
                          NATS_CREDS or NATS_NKEY"
                     )
                 }
-                ConnectErrorKind::Io if is_tls_failure(&e.to_string()) => {
-                    format!("TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY")
-                }
+                ConnectErrorKind::Tls => tls_failed(&e),
+                ConnectErrorKind::Io if is_tls_failure(&e.to_string()) => tls_failed(&e),
                 ConnectErrorKind::Io | ConnectErrorKind::TimedOut => {
                     format!("no NATS server reachable ({e}); is nats-server running there?")
-                }
-                ConnectErrorKind::Tls => {
-                    format!("TLS failed ({e}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY")
                 }
                 _ => e.to_string(),
             };
@@ -269,6 +262,10 @@ pub async fn connect(
     }
 }
 
+fn tls_failed(error: &async_nats::ConnectError) -> String {
+    format!("TLS failed ({error}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY")
+}
+
 /// Whether an I/O error text comes from the TLS handshake (rustls reports
 /// certificate problems and the server's TLS alerts as I/O errors).
 fn is_tls_failure(text: &str) -> bool {
@@ -280,19 +277,6 @@ fn check_readable(path: &str, key: &str) -> Result<(), String> {
     std::fs::metadata(path)
         .map(|_| ())
         .map_err(|e| format!("cannot read {path:?} ({key}): {e}"))
-}
-
-/// Replaces every secret value of `config` in `text`.
-pub(crate) fn redact(config: &Config, mut text: String) -> String {
-    for (key, value) in config.raw() {
-        if crate::config::is_secret_key(key) {
-            let value = crate::config::value_to_string(value);
-            if !value.is_empty() {
-                text = text.replace(&value, REDACTED);
-            }
-        }
-    }
-    text
 }
 
 fn log_event(event: Event, errors: &ErrorCounter) {

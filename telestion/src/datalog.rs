@@ -42,6 +42,18 @@ pub fn valid_category(category: &str) -> bool {
         && bytes[1..].iter().all(|&b| allowed(b) || b == b'.')
 }
 
+/// [`valid_category`] as a result, with an error that states the rule.
+pub fn check_category(category: &str) -> Result<(), ServiceError> {
+    if valid_category(category) {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "invalid log category {category:?}: it must match \
+             ^[A-Za-z0-9_-][A-Za-z0-9._-]{{0,127}}$"
+        )))
+    }
+}
+
 /// The category of a data-log subject (not validated), or `None` when the
 /// subject is not a data-log subject.
 pub fn category_of(subject: &str) -> Option<&str> {
@@ -126,14 +138,10 @@ impl DataLog {
         &self.dir
     }
 
-    /// Appends `line` to the file of `category` (which must be valid).
+    /// Appends `line` to the file of `category`; an invalid category is
+    /// an error (see [`check_category`]) and writes nothing.
     pub fn append(&self, category: &str, line: &str) -> Result<(), ServiceError> {
-        if !valid_category(category) {
-            return Err(ServiceError::Invalid(format!(
-                "invalid log category {category:?}: it must match \
-                 ^[A-Za-z0-9_-][A-Za-z0-9._-]{{0,127}}$"
-            )));
-        }
+        check_category(category)?;
         let path = self.dir.join(format!("{category}.log"));
         let io_error = |source| ServiceError::Io {
             path: path.clone(),
@@ -177,11 +185,7 @@ impl Service {
         category: &str,
         body: impl Into<Bytes>,
     ) -> Result<(), ServiceError> {
-        if !valid_category(category) {
-            return Err(ServiceError::Invalid(format!(
-                "invalid log category {category:?}"
-            )));
-        }
+        check_category(category)?;
         self.publish(format!("{LOG_PREFIX}{category}"), body).await
     }
 }
