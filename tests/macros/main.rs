@@ -9,10 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{NatsServer, Proc, example_cmd};
-
-/// Generous limit for a process to start, answer or exit.
-const WAIT: Duration = Duration::from_secs(30);
+use support::{NatsServer, Proc, WAIT, error_header, example_cmd, request, spawn_ready};
 
 /// A command for example `name` configured for `server` (when given).
 fn service_cmd(name: &str, server: Option<&NatsServer>, service: &str, data: &Path) -> Command {
@@ -32,13 +29,6 @@ fn macro_service(server: &NatsServer, service: &str, data: &Path) -> Command {
     cmd
 }
 
-/// Spawns `cmd` and waits until the service says it is ready.
-fn spawn_ready(cmd: Command) -> Proc {
-    let proc = Proc::spawn(cmd);
-    proc.wait_for_stderr(" ready", WAIT);
-    proc
-}
-
 /// Runs `cmd` to completion; asserts exit code 1 and no panic; returns
 /// stderr.
 fn failed_start(cmd: Command) -> String {
@@ -54,16 +44,6 @@ fn failed_start(cmd: Command) -> String {
     stderr
 }
 
-async fn request(client: &async_nats::Client, subject: &str, body: &str) -> async_nats::Message {
-    tokio::time::timeout(
-        WAIT,
-        client.request(subject.to_owned(), body.to_owned().into()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("request to {subject} timed out"))
-    .unwrap_or_else(|e| panic!("request to {subject} failed: {e}"))
-}
-
 fn text(message: &async_nats::Message) -> String {
     String::from_utf8_lossy(&message.payload).into_owned()
 }
@@ -71,14 +51,6 @@ fn text(message: &async_nats::Message) -> String {
 fn json(message: &async_nats::Message) -> serde_json::Value {
     serde_json::from_slice(&message.payload)
         .unwrap_or_else(|e| panic!("reply {:?} is not JSON: {e}", text(message)))
-}
-
-fn error_header(message: &async_nats::Message) -> Option<String> {
-    message
-        .headers
-        .as_ref()?
-        .get("Nats-Service-Error")
-        .map(|v| v.as_str().to_owned())
 }
 
 #[tokio::test]
@@ -219,14 +191,9 @@ async fn concurrency_limit_and_one_at_a_time_in_order() {
 
     // `concurrency = 3`: handlers wait at a barrier of 3, so these six
     // requests are only answered when three run at the same time.
-    let replies = futures::future::join_all((0..6).map(|n| {
-        request(
-            &client,
-            "e2e.parallel",
-            Box::leak(n.to_string().into_boxed_str()),
-        )
-    }))
-    .await;
+    let replies =
+        futures::future::join_all((0..6).map(|n| request(&client, "e2e.parallel", n.to_string())))
+            .await;
     let mut answered: Vec<String> = replies.iter().map(text).collect();
     answered.sort();
     assert_eq!(answered, ["0", "1", "2", "3", "4", "5"]);

@@ -83,23 +83,10 @@ pub async fn request(
     subject: &str,
     payload: impl Into<telestion::Bytes>,
 ) -> async_nats::Message {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        client.request(subject.to_string(), payload.into()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("request to {subject} timed out"))
-    .unwrap_or_else(|e| panic!("request to {subject} failed: {e}"))
+    support::request_within(client, subject, payload, Duration::from_secs(5)).await
 }
 
-/// The `Nats-Service-Error` header of a reply, if any.
-pub fn error_header(message: &async_nats::Message) -> Option<String> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error"))
-        .map(|v| v.as_str().to_owned())
-}
+pub use support::error_header;
 
 /// Starts the `by_hand` example against `server_url` with `extra` env and
 /// waits until all its routes are subscribed.

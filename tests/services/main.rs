@@ -10,12 +10,10 @@ mod standard_ops;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use support::{NatsServer, Proc, example_cmd};
+use support::{NatsServer, example_cmd};
 
-/// Generous limit for a process to start, answer or exit.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub use support::{WAIT, request, spawn_ready};
 
 /// A command for example `name` configured for `server`, with
 /// `SERVICE_NAME=service_name` and `DATA_DIR=data_dir`.
@@ -30,13 +28,6 @@ pub fn service_cmd(
         .env("SERVICE_NAME", service_name)
         .env("DATA_DIR", data_dir);
     cmd
-}
-
-/// Spawns `cmd` and waits until the service says it is ready.
-pub fn spawn_ready(cmd: Command) -> Proc {
-    let proc = Proc::spawn(cmd);
-    proc.wait_for_stderr(" ready", WAIT);
-    proc
 }
 
 /// Runs `cmd` to completion; asserts that it failed and that stderr names
@@ -74,16 +65,4 @@ pub fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
-}
-
-/// Sends a request and waits (at most `timeout`) for the reply.
-pub async fn request(
-    client: &async_nats::Client,
-    subject: &str,
-    body: impl Into<telestion::Bytes>,
-) -> async_nats::Message {
-    tokio::time::timeout(WAIT, client.request(subject.to_string(), body.into()))
-        .await
-        .unwrap_or_else(|_| panic!("request to {subject} timed out"))
-        .unwrap_or_else(|e| panic!("request to {subject} failed: {e}"))
 }

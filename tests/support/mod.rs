@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Generous limit for a process to start, answer or exit.
+pub const WAIT: Duration = Duration::from_secs(30);
+
 /// Path of `nats-server`, or a panic with the install hint.
 pub fn nats_server_bin() -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
@@ -405,4 +408,44 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut c
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+/// A request that must be answered within `timeout` (panics on timeout or
+/// error).
+pub async fn request_within(
+    client: &async_nats::Client,
+    subject: &str,
+    body: impl Into<bytes::Bytes>,
+    timeout: Duration,
+) -> async_nats::Message {
+    tokio::time::timeout(timeout, client.request(subject.to_string(), body.into()))
+        .await
+        .unwrap_or_else(|_| panic!("request to {subject} timed out"))
+        .unwrap_or_else(|e| panic!("request to {subject} failed: {e}"))
+}
+
+/// A request that must be answered within [`WAIT`].
+pub async fn request(
+    client: &async_nats::Client,
+    subject: &str,
+    body: impl Into<bytes::Bytes>,
+) -> async_nats::Message {
+    request_within(client, subject, body, WAIT).await
+}
+
+/// The `Nats-Service-Error` header of a reply, if any.
+pub fn error_header(message: &async_nats::Message) -> Option<String> {
+    message
+        .headers
+        .as_ref()?
+        .get("Nats-Service-Error")
+        .map(|v| v.as_str().to_owned())
+}
+
+/// Spawns `cmd` and waits (at most [`WAIT`]) until the service logs that it
+/// is ready.
+pub fn spawn_ready(cmd: Command) -> Proc {
+    let proc = Proc::spawn(cmd);
+    proc.wait_for_stderr(" ready", WAIT);
+    proc
 }
