@@ -64,13 +64,7 @@ if [ -n "${NATS_URL:-}" ]; then
     fi
 fi
 if [ -z "${NATS_URL:-}" ]; then
-    if ! command -v nats-server >/dev/null 2>&1; then
-        say "installing nats-server (Debian package)"
-        SUDO=""
-        if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
-    fi
+    . scripts/ensure-nats-server.sh
 fi
 
 # ---- build ----------------------------------------------------------------

@@ -5,15 +5,7 @@
 # integration, end-to-end, trybuild, doc tests) and the benchmark's smoke mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin:/usr/local/sbin"
-
-if ! command -v nats-server >/dev/null 2>&1; then
-    echo "==> installing nats-server (Debian package)"
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server >/dev/null
-fi
+. scripts/ensure-nats-server.sh
 echo "==> $(nats-server --version)"
 
 echo "==> cargo fmt --check"
