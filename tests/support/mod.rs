@@ -30,8 +30,30 @@ pub fn nats_server_bin() -> PathBuf {
     );
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, taken from below the kernel's ephemeral
+/// range: ports in that range are also handed out to outgoing connections
+/// (a cluster node dialling its routes, a client connecting), which could
+/// take a port between choosing it and a server binding it.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.min(65_536));
+    if high > low + 1_000 {
+        for _ in 0..1_000 {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+            hasher.write_u32(std::process::id());
+            let port = (low + (hasher.finish() % u64::from(high - low)) as u32) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -79,6 +101,18 @@ impl NatsServer {
     }
 
     pub fn start_with(options: ServerOptions) -> NatsServer {
+        let fixed_port = options.port.is_some();
+        let mut server = NatsServer::configure(options);
+        if fixed_port {
+            server.spawn();
+        } else {
+            server.spawn_on_free_port();
+        }
+        server
+    }
+
+    /// The server with its config file content, not started yet.
+    fn configure(options: ServerOptions) -> NatsServer {
         let dir = tempfile::tempdir().unwrap();
         let port = options.port.unwrap_or_else(free_port);
         let mut conf = String::new();
@@ -104,20 +138,22 @@ impl NatsServer {
             conf.push_str(extra);
             conf.push('\n');
         }
-        let mut server = NatsServer {
+        NatsServer {
             child: None,
             port,
             cluster_port: options.cluster.as_ref().map(|(p, _)| *p),
             dir,
             extra_args: Vec::new(),
             config: Some(conf),
-        };
-        if options.port.is_some() {
-            server.spawn();
-        } else {
-            server.spawn_on_free_port();
         }
-        server
+    }
+
+    /// Like [`NatsServer::start_with`] with a fixed port, but `None` instead
+    /// of a panic when the server exits at start (a port was taken).
+    pub fn try_start_with(options: ServerOptions) -> Option<NatsServer> {
+        assert!(options.port.is_some(), "try_start_with needs a fixed port");
+        let mut server = NatsServer::configure(options);
+        server.try_spawn().then_some(server)
     }
 
     fn spawn(&mut self) {
