@@ -270,3 +270,67 @@ async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
     // The first instance stopped by draining, not by dying.
     assert!(first.stderr().contains("drained"), "{}", first.stderr());
 }
+
+/// The README's advice for publishers that must not lose a message across a
+/// restart: send requests (the reply comes after the line is written) and
+/// retry when none comes. Requests keep going while one of two instances
+/// drains on SIGTERM; every message ends up logged exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_with_retry_lose_nothing_across_a_restart() {
+    const COUNT: usize = 4_000;
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut first = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let mut second = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let client = server.client().await;
+
+    let send = |n: usize| {
+        let client = client.clone();
+        async move {
+            let body = json!({"n": n}).to_string();
+            let mut retries = 0;
+            loop {
+                let reply = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.request("__telestion__/log/acked", body.clone().into()),
+                )
+                .await;
+                if let Ok(Ok(reply)) = reply {
+                    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+                    assert_eq!(reply, json!({"ok": true}));
+                    return retries;
+                }
+                retries += 1;
+                assert!(retries < 5, "message {n} was never acknowledged");
+            }
+        }
+    };
+    let sending = futures::stream::iter(0..COUNT)
+        .map(send)
+        .buffer_unordered(8)
+        .fold(0usize, |sum, retries| async move { sum + retries });
+    let stopping = async {
+        eventually(WAIT, "a quarter is logged", || {
+            let text = std::fs::read_to_string(data.path().join("logs/acked.log"));
+            text.unwrap_or_default().lines().count() >= COUNT / 4
+        })
+        .await;
+        first.signal(libc::SIGTERM);
+    };
+    let (retries, ()) = tokio::join!(sending, stopping);
+    assert_eq!(first.wait_exit(WAIT), Some(0), "{}", first.stderr());
+    second.signal(libc::SIGTERM);
+    assert_eq!(second.wait_exit(WAIT), Some(0), "{}", second.stderr());
+
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for line in lines(data.path(), "acked") {
+        let n = line["json"]["n"].as_u64().expect("a line without n");
+        *seen.entry(n).or_default() += 1;
+    }
+    let twice = seen.values().filter(|c| **c > 1).count();
+    assert_eq!(
+        twice, 0,
+        "messages logged more than once ({retries} retries)"
+    );
+    assert_eq!(seen.len(), COUNT, "messages logged ({retries} retries)");
+}
