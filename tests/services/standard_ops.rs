@@ -60,6 +60,31 @@ async fn ack(client: &async_nats::Client, subject: &str, body: &'static [u8]) ->
         .unwrap_or_else(|e| panic!("reply to {subject} is not JSON ({e}): {:?}", reply.payload))
 }
 
+/// Asserts that `<category>.log` holds one line for each `{"n": 0..count}`
+/// message: none missing, none twice.
+fn assert_each_logged_once(data_dir: &Path, category: &str, count: usize, context: &str) {
+    let logged = lines(data_dir, category);
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for line in &logged {
+        let n = line["json"]["n"].as_u64().expect("a line without n");
+        *seen.entry(n).or_default() += 1;
+    }
+    let mut duplicates: Vec<u64> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    duplicates.sort();
+    assert!(
+        duplicates.is_empty(),
+        "{} messages logged more than once, e.g. {:?} {context}",
+        duplicates.len(),
+        &duplicates[..duplicates.len().min(10)]
+    );
+    assert_eq!(logged.len(), count, "lines {context}");
+    assert_eq!(seen.len(), count, "distinct messages {context}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_both_subject_forms_and_every_body_kind() {
     let server = NatsServer::start();
@@ -247,26 +272,7 @@ async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
     second.signal(libc::SIGTERM);
     assert_eq!(second.wait_exit(WAIT), Some(0), "{}", second.stderr());
 
-    let logged = lines(data.path(), "shared");
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    for line in &logged {
-        let n = line["json"]["n"].as_u64().expect("a line without n");
-        *seen.entry(n).or_default() += 1;
-    }
-    let mut duplicates: Vec<u64> = seen
-        .iter()
-        .filter(|(_, c)| **c > 1)
-        .map(|(n, _)| *n)
-        .collect();
-    duplicates.sort();
-    assert!(
-        duplicates.is_empty(),
-        "{} messages logged more than once, e.g. {:?}",
-        duplicates.len(),
-        &duplicates[..duplicates.len().min(10)]
-    );
-    assert_eq!(logged.len(), COUNT, "lines: {}", logged.len());
-    assert_eq!(seen.len(), COUNT);
+    assert_each_logged_once(data.path(), "shared", COUNT, "");
     // The first instance stopped by draining, not by dying.
     assert!(first.stderr().contains("drained"), "{}", first.stderr());
 }
@@ -322,15 +328,5 @@ async fn requests_with_retry_lose_nothing_across_a_restart() {
     second.signal(libc::SIGTERM);
     assert_eq!(second.wait_exit(WAIT), Some(0), "{}", second.stderr());
 
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    for line in lines(data.path(), "acked") {
-        let n = line["json"]["n"].as_u64().expect("a line without n");
-        *seen.entry(n).or_default() += 1;
-    }
-    let twice = seen.values().filter(|c| **c > 1).count();
-    assert_eq!(
-        twice, 0,
-        "messages logged more than once ({retries} retries)"
-    );
-    assert_eq!(seen.len(), COUNT, "messages logged ({retries} retries)");
+    assert_each_logged_once(data.path(), "acked", COUNT, &format!("{retries} retries"));
 }
