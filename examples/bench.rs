@@ -12,7 +12,8 @@
 //! profile, starts its own `nats-server` on a free loopback port, runs every
 //! case alternating the two sides of each comparison round by round, prints
 //! a table, and writes the same figures as JSON (`bench-results.json` in the
-//! repository root, or `--out PATH`). `BENCHMARKS.md` holds the latest table.
+//! repository root, or `--out PATH`; a `--only CASE` run writes JSON only
+//! to `--out PATH`). `BENCHMARKS.md` holds the latest table.
 //!
 //! Cases:
 //!
@@ -28,7 +29,8 @@
 //!
 //! `--smoke` runs every case once with a few messages and fails (exit code 1)
 //! only when a case breaks (a message missing, a process not starting); it
-//! never judges a timing. Options: `--rounds N`, `--out PATH`, `--no-build`.
+//! never judges a timing. Options: `--rounds N`, `--only CASE`, `--out PATH`,
+//! `--no-build`.
 
 #[path = "bench_support/work.rs"]
 mod work;
@@ -150,10 +152,13 @@ fn main() -> ExitCode {
     } else {
         Plan::full(rounds)
     };
-    plan.only = only;
+    // A partial or smoke run does not replace the full run's figures unless
+    // `--out` says where to write.
     let out = out.or_else(|| {
-        (!smoke).then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results.json"))
+        (!smoke && only.is_none())
+            .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results.json"))
     });
+    plan.only = only;
 
     let has_standard_ops = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/standard_ops.rs")
