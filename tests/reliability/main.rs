@@ -4,12 +4,14 @@
 //! (redaction, TLS, NKeys), data-directory permissions, and the soak runs
 //! (`#[ignore]`d; run them with
 //! `cargo test --release --test reliability -- --ignored soak --nocapture`).
+//! `drain_window` (also ignored) shows the async-nats 0.51 drain limit.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod common;
 mod data_dir;
+mod drain_window;
 mod failover;
 mod hostile;
 mod secrets;
