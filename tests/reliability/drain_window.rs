@@ -2,7 +2,8 @@
 //! forgets a drained subscription one read cycle after it wrote `UNSUB`,
 //! instead of on the server's `PONG`, so messages the server sent before it
 //! processed the `UNSUB` but that arrive after that read cycle are dropped by
-//! the client (nats.rs PR #1504 fixes it upstream; no release has it yet).
+//! the client (nats.rs PR #1504 closes drained subscriptions on the `PONG`;
+//! async-nats 0.51, the newest release, does not have it).
 //! With async-nats 0.51 both tests lose a few dozen messages in most runs
 //! (in one or two of the 50 cycles), the hand-written one as much as the
 //! service, which shows the loss is in the client, not in the framework; so
