@@ -550,8 +550,14 @@ impl Service {
         Ok(())
     }
 
-    /// Stops taking new messages, finishes every message already delivered,
-    /// stops the health replies and flushes pending publishes.
+    /// Stops taking new messages, finishes every message the client already
+    /// received, stops the health replies and flushes pending publishes.
+    ///
+    /// Each subscription is drained: the server is sent `UNSUB` and what the
+    /// client received before its stream ends is handled. Known limit of
+    /// async-nats 0.51: messages the server sent just before it processed
+    /// the `UNSUB` can arrive after the client closed the subscription and
+    /// are then dropped by the client (see the README's Shutdown section).
     pub async fn drain(&self) {
         self.shutdown();
         let tasks = std::mem::take(&mut *lock(&self.inner.route_tasks));
