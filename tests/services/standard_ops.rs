@@ -12,6 +12,16 @@ use telestion::health::HEALTH_SUBJECT;
 use crate::support::{NatsServer, eventually, health};
 use crate::{WAIT, files_below, request, service_cmd, spawn_ready};
 
+/// How many lines `<data_dir>/logs/<category>.log` has so far (0 while it
+/// does not exist).
+fn line_count(data_dir: &Path, category: &str) -> usize {
+    let path = data_dir.join("logs").join(format!("{category}.log"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
 /// The parsed lines of `<data_dir>/logs/<category>.log` (panics on a line
 /// that is not a JSON object with time and subject).
 fn lines(data_dir: &Path, category: &str) -> Vec<Value> {
@@ -265,8 +275,7 @@ async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
     publish(COUNT / 2..COUNT).await;
 
     eventually(WAIT, "every message is logged", || {
-        let text = std::fs::read_to_string(data.path().join("logs/shared.log")).unwrap_or_default();
-        text.lines().count() >= COUNT
+        line_count(data.path(), "shared") >= COUNT
     })
     .await;
     second.signal(libc::SIGTERM);
@@ -317,8 +326,7 @@ async fn requests_with_retry_lose_nothing_across_a_restart() {
         .fold(0usize, |sum, retries| async move { sum + retries });
     let stopping = async {
         eventually(WAIT, "a quarter is logged", || {
-            let text = std::fs::read_to_string(data.path().join("logs/acked.log"));
-            text.unwrap_or_default().lines().count() >= COUNT / 4
+            line_count(data.path(), "acked") >= COUNT / 4
         })
         .await;
         first.signal(libc::SIGTERM);
