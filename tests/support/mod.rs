@@ -36,8 +36,6 @@ pub fn nats_server_bin() -> PathBuf {
 /// take a port between choosing it and a server binding it.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
@@ -45,10 +43,11 @@ pub fn free_port() -> u16 {
     let (low, high) = (10_000u32, ephemeral_low.min(65_536));
     if high > low + 1_000 {
         for _ in 0..1_000 {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-            hasher.write_u32(std::process::id());
-            let port = (low + (hasher.finish() % u64::from(high - low)) as u32) as u16;
+            // Every `RandomState` has new random keys: a random number.
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = (low + (random % u64::from(high - low)) as u32) as u16;
             if TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 return port;
             }
