@@ -1,29 +1,46 @@
 #!/usr/bin/env bash
 # Sets up and runs every check of telestion-rs on a fresh Debian machine
 # (root, Rust toolchain only): installs nats-server from the OS packages when
-# it is missing, then runs rustfmt, clippy, the whole test suite (unit,
-# integration, end-to-end, trybuild, doc tests) and the benchmark's smoke mode.
-set -euo pipefail
+# it is missing, then runs rustfmt, clippy, rustdoc, the whole test suite
+# (unit, integration, end-to-end, trybuild, doc tests) and the benchmark's
+# smoke mode.
+#
+# Every step runs even when an earlier one failed, and `cargo test` runs
+# every test binary (--no-fail-fast), so one failure never hides another;
+# the script ends with the list of failed steps and exits non-zero if there
+# is one. `--locked` everywhere: a stale Cargo.lock fails the run.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+set -e
 . scripts/ensure-nats-server.sh
+set +e
 echo "==> $(nats-server --version)"
 
-echo "==> cargo fmt --check"
-cargo fmt --all --check
+FAILED=()
+step() {
+    local name="$1"
+    shift
+    echo "==> $name"
+    if ! "$@"; then
+        echo "==> FAILED: $name"
+        FAILED+=("$name")
+    fi
+}
 
-echo "==> cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-
-echo "==> cargo doc (broken links are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-
-echo "==> cargo test"
-# Unit, integration, end-to-end, trybuild and doc tests; examples are built
-# (not run as tests) first, the end-to-end tests start them.
-cargo test --workspace --quiet
-
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy --all-targets -- -D warnings" \
+    cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
+step "cargo doc (broken links are errors)" \
+    env RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
+# Unit, integration, end-to-end, trybuild and doc tests.
+step "cargo test" cargo test --locked --workspace --no-fail-fast --quiet
 if [ -f examples/bench.rs ]; then
-    echo "==> benchmark smoke mode"
-    cargo run --quiet --example bench -- --smoke
+    step "benchmark smoke mode" cargo run --locked --quiet --example bench -- --smoke
+fi
+
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    echo "==> ${#FAILED[@]} step(s) failed:"
+    printf '    - %s\n' "${FAILED[@]}"
+    exit 1
 fi
 echo "==> all checks passed"
