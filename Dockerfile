@@ -1,8 +1,11 @@
-# One image per service: builds any example of this repository and runs it
-# as the container's entry point (the Telestion spec asks for each service
-# to deploy as a container as well as an executable).
+# One image per service: builds an app of `apps/` (`--build-arg APP=...`,
+# default standard_ops) or a sample of `examples/` (`--build-arg
+# EXAMPLE=...`) and runs it as the container's entry point (the Telestion
+# spec asks for each service to deploy as a container as well as an
+# executable).
 #
 #   docker build -t telestion-standard-ops .
+#   docker build -t telestion-health --build-arg APP=health .
 #   docker build -t telestion-publisher --build-arg EXAMPLE=publisher .
 #   docker run --rm -e NATS_URL=nats://nats:4222 -e SERVICE_NAME=standard_ops \
 #       -e DATA_DIR=/data -v telestion-data:/data telestion-standard-ops
@@ -11,11 +14,17 @@
 # `docker run IMAGE ...`, which the empty CMD leaves to you).
 
 FROM rust:1.95-bookworm AS builder
-ARG EXAMPLE=standard_ops
+ARG APP=standard_ops
+ARG EXAMPLE=
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --example "$EXAMPLE" \
-    && cp "target/release/examples/$EXAMPLE" /usr/local/bin/telestion-service
+RUN if [ -n "$EXAMPLE" ]; then \
+        cargo build --release --locked -p telestion-examples --example "$EXAMPLE" \
+        && cp "target/release/examples/$EXAMPLE" /usr/local/bin/telestion-service; \
+    else \
+        cargo build --release --locked -p "$APP" --bin "$APP" \
+        && cp "target/release/$APP" /usr/local/bin/telestion-service; \
+    fi
 
 FROM debian:bookworm-slim
 # CA certificates for NATS over TLS (the client trusts the system roots).

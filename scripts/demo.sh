@@ -17,8 +17,8 @@
 #   and stops everything cleanly after DEMO_SECONDS (default 20) or on Ctrl-C.
 #
 # Settings (environment): DEMO_SECONDS, DEMO_DATA_DIR (default: a new temp
-# dir, kept afterwards), NATS_URL, DEMO_BIN_DIR (use prebuilt example
-# binaries from this directory instead of building them).
+# dir, kept afterwards), NATS_URL, DEMO_BIN_DIR (use prebuilt binaries
+# from this directory instead of building them).
 set -euo pipefail
 # Job control: each background service gets its own process group, so a
 # Ctrl-C in the terminal reaches only this script, which then stops the
@@ -71,10 +71,16 @@ fi
 if [ -n "${DEMO_BIN_DIR:-}" ]; then
     BIN_DIR="$DEMO_BIN_DIR"
 else
-    say "building the examples"
-    cargo build --quiet --example standard_ops --example publisher \
-        --example latest_value_cache --example requester --example health
-    BIN_DIR="${CARGO_TARGET_DIR:-target}/debug/examples"
+    say "building the services"
+    cargo build --quiet -p standard_ops -p health
+    cargo build --quiet -p telestion-examples --example publisher \
+        --example latest_value_cache --example requester
+    TARGET="${CARGO_TARGET_DIR:-target}/debug"
+    BIN_DIR="$(mktemp -d /tmp/telestion-demo-bin.XXXXXX)"
+    for name in standard_ops health; do ln -s "$(cd "$TARGET" && pwd)/$name" "$BIN_DIR/$name"; done
+    for name in publisher latest_value_cache requester; do
+        ln -s "$(cd "$TARGET/examples" && pwd)/$name" "$BIN_DIR/$name"
+    done
 fi
 
 DATA_DIR="${DEMO_DATA_DIR:-$(mktemp -d /tmp/telestion-demo.XXXXXX)}"

@@ -34,9 +34,7 @@ step "cargo doc (broken links are errors)" \
     env RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 # Unit, integration, end-to-end, trybuild and doc tests.
 step "cargo test" cargo test --locked --workspace --no-fail-fast --quiet
-if [ -f examples/bench.rs ]; then
-    step "benchmark smoke mode" cargo run --locked --quiet --example bench -- --smoke
-fi
+step "benchmark smoke mode" cargo run --locked --quiet -p telestion-bench -- --smoke
 
 if [ "${#FAILED[@]}" -gt 0 ]; then
     echo "==> ${#FAILED[@]} step(s) failed:"

@@ -1,27 +1,67 @@
 //! The README's claims: its quick-start code is `examples/quickstart.rs`,
 //! and that service behaves as the README says.
 
-#[path = "support/mod.rs"]
-mod support;
+use telestion_test as support;
 
 use std::time::Duration;
 
-use support::{NatsServer, Proc, example_cmd};
+use support::{NatsServer, Process, clean_command};
 
-/// The first ```rust block of the README.
-fn readme_rust_block() -> String {
+/// The README's code block that follows `after` and opens with `fence`.
+fn readme_block(after: &str, fence: &str) -> String {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("```rust\n").expect("README has a rust block") + "```rust\n".len();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let from = readme
+        .find(after)
+        .unwrap_or_else(|| panic!("README lacks {after:?}"));
+    let start = from
+        + readme[from..]
+            .find(fence)
+            .unwrap_or_else(|| panic!("no {fence} block after {after:?}"))
+        + fence.len();
     let end = start + readme[start..].find("```").unwrap();
     readme[start..end].to_string()
+}
+
+/// The quick start's code block.
+fn readme_rust_block() -> String {
+    readme_block("## A complete service", "```rust,no_run\n")
+}
+
+#[test]
+fn readme_by_hand_service_compiles_without_a_tokio_dependency() {
+    let crate_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/without_tokio");
+    let main = std::fs::read_to_string(format!("{crate_dir}/src/main.rs")).unwrap();
+    assert_eq!(
+        readme_block("### Without the macros", "```rust,no_run\n"),
+        main
+    );
+    // That crate depends on telestion alone (and the workspace builds it).
+    let manifest = std::fs::read_to_string(format!("{crate_dir}/Cargo.toml")).unwrap();
+    let dependencies = manifest.split("[dependencies]").nth(1).unwrap();
+    let names: Vec<&str> = dependencies
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
+        .collect();
+    assert_eq!(names, ["telestion"]);
+}
+
+#[test]
+fn readme_testing_section_is_the_testing_example() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testing_example.rs"))
+            .unwrap();
+    assert_eq!(
+        readme_block("### Testing your service", "```rust,ignore\n"),
+        example
+    );
 }
 
 #[test]
 fn readme_quick_start_is_the_quickstart_example() {
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/examples/quickstart.rs"
+        "/../examples/quickstart.rs"
     ))
     .unwrap();
     assert_eq!(readme_rust_block(), example);
@@ -34,15 +74,15 @@ fn readme_quick_start_is_the_quickstart_example() {
 #[test]
 fn readme_commands_exist() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/run")).unwrap();
     assert!(readme.contains("bash scripts/test.sh"));
     assert!(
         ci.contains("bash scripts/test.sh"),
         ".ci/run must call the README's test command"
     );
     for script in ["scripts/test.sh", "scripts/demo.sh"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(script);
         assert!(path.is_file(), "{script} is missing");
         assert!(readme.contains(&format!("bash {script}")));
     }
@@ -52,11 +92,14 @@ fn readme_commands_exist() {
 async fn quickstart_behaves_as_documented() {
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let mut cmd = example_cmd("quickstart");
+    let mut cmd = clean_command(support::workspace_example(
+        "telestion-examples",
+        "quickstart",
+    ));
     cmd.env("NATS_URL", server.url())
         .env("SERVICE_NAME", "converter")
         .env("DATA_DIR", data.path());
-    let mut service = Proc::spawn(cmd);
+    let mut service = Process::spawn(cmd);
     service.wait_for_stderr(" ready", Duration::from_secs(20));
     let client = server.client().await;
     // Subscriptions are made right after "service started"; retry briefly.

@@ -1,5 +1,5 @@
 //! Compile-time validation of subject literals. Mirrors
-//! `telestion::dispatch::validate_subject` (which checks subjects from
+//! `telestion::validate_subject` (which checks subjects from
 //! config at start), so a literal that compiles never fails the start.
 
 /// Checks a subject literal: not empty, no whitespace, no empty token,
@@ -94,7 +94,7 @@ mod tests {
         for subject in subjects {
             assert_eq!(
                 validate(&subject).is_ok(),
-                telestion::dispatch::validate_subject(&subject).is_ok(),
+                telestion::validate_subject(&subject).is_ok(),
                 "{subject:?}"
             );
         }

@@ -13,9 +13,12 @@
 //! | `NATS_PUBLISH_BUFFER` | outgoing messages buffered while disconnected (default 2048) |
 //! | `NATS_SUBSCRIPTION_CAPACITY` | messages buffered per subscription before the client drops them as a slow consumer (default 65536) |
 //!
-//! The first connect fails within 10 s with a clear error (unreachable,
-//! rejected credentials, TLS failure). After that the client reconnects
-//! forever, resubscribes, and logs every disconnect and reconnect.
+//! The first connection fails within 10 s with a clear error (unreachable,
+//! rejected credentials, TLS failure); its first pass tries every server of
+//! the list without delay. After that the client reconnects forever (each
+//! pass through the list first without delay, then with a back-off of
+//! 100 ms doubling up to 2 s), resubscribes, and logs every disconnect and
+//! reconnect.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,99 +26,46 @@ use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
-use crate::config::{Config, REDACTED};
+use crate::config::Config;
 use crate::error::StartError;
-use crate::health::ErrorCounter;
+use crate::error_counter::ErrorCounter;
+use crate::nats_url;
 
 /// How long the first connection may take before the start fails.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default number of outgoing messages the client buffers (for example while
 /// disconnected); see `NATS_PUBLISH_BUFFER`.
-pub const DEFAULT_PUBLISH_BUFFER: usize = 2048;
+pub(crate) const DEFAULT_PUBLISH_BUFFER: usize = 2048;
 
 /// Default number of messages buffered per subscription before the client
 /// drops further ones (a slow consumer); see `NATS_SUBSCRIPTION_CAPACITY`.
-pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65536;
+pub(crate) const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65536;
 
-/// Splits `NATS_URL` into its servers.
-pub fn server_list(url: &str) -> Vec<String> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Where a server's user info (`user:password@`, `token@`) is: the range
-/// before the `@`, when there is one.
-fn userinfo(server: &str) -> Option<std::ops::Range<usize>> {
-    let start = server.find("://").map_or(0, |i| i + 3);
-    let at = server.rfind('@').filter(|&at| at >= start)?;
-    Some(start..at)
-}
-
-/// `url` with any `user:password@` part replaced, safe to print.
-pub fn display_url(url: &str) -> String {
-    server_list(url)
-        .iter()
-        .map(|server| match userinfo(server) {
-            Some(info) => format!(
-                "{}{}{}",
-                &server[..info.start],
-                REDACTED,
-                &server[info.end..]
-            ),
-            None => server.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// `user:password@` (or `token@`) of the servers, as (user, password);
-/// None when the servers carry no credentials.
-type UrlAuth = Option<(String, Option<String>)>;
-
-/// Takes the credentials out of the server URLs. async-nats 0.51 ignores
-/// credentials in URLs (and prints URLs in its debug logs), so they are
-/// passed as connect options instead. All servers that carry credentials
-/// must carry the same ones.
-fn split_credentials(servers: &[String]) -> Result<(Vec<String>, UrlAuth), String> {
-    let mut auth: UrlAuth = None;
-    let mut plain = Vec::with_capacity(servers.len());
-    for server in servers {
-        let Some(info) = userinfo(server) else {
-            plain.push(server.clone());
-            continue;
-        };
-        let credentials = &server[info.clone()];
-        let found = match credentials.split_once(':') {
-            Some((user, password)) => (percent_decode(user), Some(percent_decode(password))),
-            None => (percent_decode(credentials), None),
-        };
-        if auth.as_ref().is_some_and(|known| *known != found) {
-            return Err(
-                "the servers in NATS_URL carry different credentials; put them in \
-                 NATS_USER/NATS_PASSWORD instead"
-                    .into(),
-            );
-        }
-        auth = Some(found);
-        plain.push(format!(
-            "{}{}",
-            &server[..info.start],
-            &server[info.end + 1..]
-        ));
-    }
-    Ok((plain, auth))
-}
-
-/// Decodes `%XX` escapes (as in URL user info).
-fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
-}
+/// The keys read here (for `--help`).
+pub(crate) const KEYS: [(&str, &str); 9] = [
+    (
+        "NATS_URL",
+        "server, or comma-separated cluster list (required)",
+    ),
+    ("NATS_USER", "user name"),
+    ("NATS_PASSWORD", "password"),
+    ("NATS_CREDS", "credentials file (JWT + NKey seed)"),
+    ("NATS_NKEY", "NKey seed"),
+    (
+        "NATS_TLS_CA",
+        "PEM CA file to verify the server (implies TLS)",
+    ),
+    (
+        "NATS_TLS_CERT",
+        "PEM client certificate (with NATS_TLS_KEY)",
+    ),
+    ("NATS_TLS_KEY", "PEM client key (with NATS_TLS_CERT)"),
+    (
+        "NATS_PUBLISH_BUFFER",
+        "messages buffered while disconnected (default 2048)",
+    ),
+];
 
 /// A buffer size from config key `key` (at least 1), or `default`.
 fn capacity(config: &Config, key: &str, default: usize) -> Result<usize, StartError> {
@@ -126,40 +76,62 @@ fn non_empty(config: &Config, key: &str) -> Option<String> {
     config.get_str(key).filter(|v| !v.is_empty())
 }
 
+/// The reconnect delay for the `attempt`-th try (counted from 1 since the
+/// last successful connection) with `servers` servers: none for the first
+/// pass through the list, then 100 ms doubling up to 2 s.
+pub(crate) fn reconnect_delay(attempt: usize, servers: usize) -> Duration {
+    let after_first_pass = attempt.saturating_sub(servers.max(1));
+    if after_first_pass == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis((100u64 << (after_first_pass.min(5) - 1)).min(2000))
+    }
+}
+
 /// Connects with the settings of `config`. Connection events are logged and
 /// slow-consumer events counted in `errors`.
-pub async fn connect(
+pub(crate) async fn connect(
     config: &Config,
     service_name: &str,
     errors: Arc<ErrorCounter>,
 ) -> Result<async_nats::Client, StartError> {
+    config.check_utf8(&KEYS.map(|(key, _)| key))?;
     let url = non_empty(config, "NATS_URL").unwrap_or_default();
-    let shown = display_url(&url);
+    let shown = nats_url::display(&url);
     let fail = |reason: String, source: Option<async_nats::ConnectError>| StartError::Connect {
         url: shown.clone(),
-        reason: config.redact(reason),
+        reason,
         source,
     };
-    let servers = server_list(&url);
+    let servers = nats_url::parse(&url);
     if servers.is_empty() {
         return Err(fail("NATS_URL is empty".into(), None));
     }
-    let (servers, url_auth) = split_credentials(&servers).map_err(|r| fail(r, None))?;
+    // async-nats 0.51 ignores credentials in URLs (and prints URLs in its
+    // debug logs), so they are taken out and passed as connect options. All
+    // servers that carry credentials must carry the same ones.
+    let mut url_auth = None;
+    for server in &servers {
+        if let Some(found) = server.credentials() {
+            if url_auth.as_ref().is_some_and(|known| *known != found) {
+                return Err(fail(
+                    "the servers in NATS_URL carry different credentials; put them in \
+                     NATS_USER/NATS_PASSWORD instead"
+                        .into(),
+                    None,
+                ));
+            }
+            url_auth = Some(found);
+        }
+    }
+    let addresses: Vec<String> = servers.iter().map(nats_url::Server::address).collect();
+    let count = addresses.len();
 
     let mut options = ConnectOptions::new()
         .name(service_name)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            // 0 ms, then 100 ms doubling up to 2 s: quick recovery, no storm.
-            if attempts <= 1 {
-                Duration::ZERO
-            } else {
-                Duration::from_millis((100u64 << (attempts.min(6) - 2)).min(2000))
-            }
-        });
-
-    options = options
+        .reconnect_delay_callback(move |attempt| reconnect_delay(attempt, count))
         .client_capacity(capacity(
             config,
             "NATS_PUBLISH_BUFFER",
@@ -191,9 +163,13 @@ pub async fn connect(
         },
     }
     if let Some(creds) = non_empty(config, "NATS_CREDS") {
-        options = options.credentials_file(&creds).await.map_err(|e| {
+        check_readable(&creds, "NATS_CREDS")
+            .map_err(|r| fail(format!("cannot read credentials file: {r}"), None))?;
+        options = options.credentials_file(&creds).await.map_err(|_| {
             fail(
-                format!("cannot read credentials file {creds:?} (NATS_CREDS): {e}"),
+                format!(
+                    "cannot use credentials file {creds:?} (NATS_CREDS): not a valid creds file"
+                ),
                 None,
             )
         })?;
@@ -233,22 +209,21 @@ pub async fn connect(
         async move { log_event(event, &errors) }
     });
 
-    match tokio::time::timeout(START_TIMEOUT, options.connect(servers)).await {
+    match tokio::time::timeout(START_TIMEOUT, options.connect(addresses)).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => {
             let reason = match e.kind() {
                 ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
-                    format!(
-                        "the server rejected the credentials ({e}); check NATS_USER/NATS_PASSWORD, \
-                         NATS_CREDS or NATS_NKEY"
-                    )
+                    "the server rejected the credentials; check NATS_USER/NATS_PASSWORD, \
+                     NATS_CREDS or NATS_NKEY"
+                        .to_owned()
                 }
-                ConnectErrorKind::Tls => tls_failed(&e),
-                ConnectErrorKind::Io if is_tls_failure(&e.to_string()) => tls_failed(&e),
-                ConnectErrorKind::Io | ConnectErrorKind::TimedOut => {
-                    format!("no NATS server reachable ({e}); is nats-server running there?")
+                ConnectErrorKind::Tls => tls_failed(),
+                ConnectErrorKind::Io if is_tls_failure(&e) => tls_failed(),
+                ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns => {
+                    "no NATS server reachable; is nats-server running there?".to_owned()
                 }
-                _ => e.to_string(),
+                _ => "the connection failed".to_owned(),
             };
             Err(fail(reason, Some(e)))
         }
@@ -262,21 +237,37 @@ pub async fn connect(
     }
 }
 
-fn tls_failed(error: &async_nats::ConnectError) -> String {
-    format!("TLS failed ({error}); check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY")
+fn tls_failed() -> String {
+    "TLS failed; check NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY".to_owned()
 }
 
-/// Whether an I/O error text comes from the TLS handshake (rustls reports
-/// certificate problems and the server's TLS alerts as I/O errors).
-fn is_tls_failure(text: &str) -> bool {
-    let text = text.to_ascii_lowercase();
-    text.contains("certificate") || text.contains("tls") || text.contains("alert")
+/// Whether a connect error comes from TLS: rustls reports certificate
+/// problems and the server's TLS alerts as I/O errors that wrap a
+/// `rustls::Error`; found by type along the source chain.
+fn is_tls_failure(error: &async_nats::ConnectError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = source {
+        if current.is::<async_nats::rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 fn check_readable(path: &str, key: &str) -> Result<(), String> {
-    std::fs::metadata(path)
-        .map(|_| ())
-        .map_err(|e| format!("cannot read {path:?} ({key}): {e}"))
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(_) => Err(format!("{path:?} ({key}) is not a regular file")),
+        Err(e) => Err(format!("cannot read {path:?} ({key}): {e}")),
+    }
 }
 
 fn log_event(event: Event, errors: &ErrorCounter) {
@@ -308,24 +299,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(
-            server_list(" nats://a:1, b:2 ,,"),
-            vec!["nats://a:1".to_string(), "b:2".to_string()]
-        );
-        assert_eq!(
-            display_url("nats://u:secret@h:1,x:y@h2"),
-            format!("nats://{REDACTED}@h:1,{REDACTED}@h2")
-        );
-        let servers = server_list("nats://u:p%40ss@h:1,tls://u:p%40ss@h2:2,h3:3");
-        let (plain, auth) = split_credentials(&servers).unwrap();
-        assert_eq!(plain, vec!["nats://h:1", "tls://h2:2", "h3:3"]);
-        assert_eq!(auth, Some(("u".into(), Some("p@ss".into()))));
-        let (plain, auth) = split_credentials(&server_list("tok@h:1")).unwrap();
-        assert_eq!(
-            (plain, auth),
-            (vec!["h:1".into()], Some(("tok".into(), None)))
-        );
-        assert!(split_credentials(&server_list("a:b@h:1,a:c@h:2")).is_err());
+    fn first_pass_has_no_back_off() {
+        for attempt in 1..=21 {
+            assert_eq!(reconnect_delay(attempt, 21), Duration::ZERO, "{attempt}");
+        }
+        assert_eq!(reconnect_delay(22, 21), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(23, 21), Duration::from_millis(200));
+        assert_eq!(reconnect_delay(100, 21), Duration::from_millis(1600));
+        assert_eq!(reconnect_delay(1, 1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2, 1), Duration::from_millis(100));
+        assert!((1..1000).all(|a| reconnect_delay(a, 3) <= Duration::from_secs(2)));
     }
 }

@@ -1,4 +1,10 @@
 //! The error types of the runtime, one enum per concern.
+//!
+//! Underlying errors are kept as [`std::error::Error::source`], never
+//! flattened into the message, so a reporter that prints the chain (as the
+//! generated `main` does: `error: <error>: <cause>: <cause>`) shows each
+//! cause once. Decide what went wrong by matching the variant (and the
+//! source's type or kind), never by searching the message text.
 
 use std::path::PathBuf;
 
@@ -7,12 +13,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ConfigError {
     /// One or more required keys are missing (and `--dev` was not given).
-    #[error(
-        "missing required configuration: {}. Set them as environment variables (e.g. `{}=...`), \
-         pass them as CLI arguments (e.g. `--{}=...`), put them in the JSON file named by \
-         CONFIG_FILE, or start with `--dev` for local defaults",
-        .keys.join(", "), .keys[0], .keys[0]
-    )]
+    #[error("{}", missing_message(.keys))]
     Missing {
         /// The missing keys, in upper case.
         keys: Vec<String>,
@@ -25,24 +26,38 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The file named by `CONFIG_FILE` could not be read.
-    #[error("cannot read config file {path:?} (from CONFIG_FILE): {source}")]
+    /// The file named by `CONFIG_FILE` could not be read (missing, not a
+    /// regular file, unreadable, larger than the limit).
+    #[error("cannot read config file {path:?} (from CONFIG_FILE): {reason}")]
     FileRead {
         /// The path from `CONFIG_FILE`.
         path: PathBuf,
-        /// The I/O error.
+        /// What is wrong with it.
+        reason: String,
+        /// The I/O error, when there is one.
         #[source]
-        source: std::io::Error,
+        source: Option<std::io::Error>,
     },
-    /// The config file is not valid JSON, or not the expected shape.
+    /// The config file is not valid JSON.
+    #[error("invalid config file {path:?} (from CONFIG_FILE): not valid JSON")]
+    FileJson {
+        /// The path from `CONFIG_FILE`.
+        path: PathBuf,
+        /// The parser's error (line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The config file is JSON, but not the expected shape (an object, with
+    /// an object under `CONFIG_KEY`).
     #[error("invalid config file {path:?} (from CONFIG_FILE): {reason}")]
-    FileFormat {
+    FileShape {
         /// The path from `CONFIG_FILE`.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },
-    /// A key is present but its value cannot be decoded into the wanted type.
+    /// A key is present but its value cannot be decoded into the wanted
+    /// type, or it is out of range.
     #[error("invalid configuration: {message}")]
     Invalid {
         /// The key, when known.
@@ -50,6 +65,20 @@ pub enum ConfigError {
         /// A message naming the key and the problem.
         message: String,
     },
+}
+
+fn missing_message(keys: &[String]) -> String {
+    let first = keys.first().map_or("KEY", String::as_str);
+    let list = if keys.is_empty() {
+        "(none named)".to_owned()
+    } else {
+        keys.join(", ")
+    };
+    format!(
+        "missing required configuration: {list}. Set them as environment variables (e.g. \
+         `{first}=...`), pass them as CLI arguments (e.g. `--{first}=...`), put them in the JSON \
+         file named by CONFIG_FILE, or start with `--dev` for local defaults"
+    )
 }
 
 /// Why a service could not start.
@@ -64,21 +93,33 @@ pub enum StartError {
     Connect {
         /// The configured `NATS_URL` (never contains the password).
         url: String,
-        /// A short description of the cause.
+        /// What went wrong and what to check; never repeats the source.
         reason: String,
         /// The underlying client error, when there is one.
         #[source]
         source: Option<async_nats::ConnectError>,
     },
-    /// A subscription could not be set up.
-    #[error("cannot subscribe handler `{handler}` to `{subject}`: {reason}")]
+    /// A route's subject is not a valid subject, or comes from a config key
+    /// that is not set.
+    #[error("handler `{handler}`: invalid subject `{subject}`: {reason}")]
+    InvalidSubject {
+        /// The handler's name.
+        handler: String,
+        /// The subject (after config resolution).
+        subject: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server did not accept a subscription.
+    #[error("cannot subscribe handler `{handler}` to `{subject}`")]
     Subscribe {
         /// The handler's name.
         handler: String,
         /// The subject (after config resolution).
         subject: String,
-        /// What went wrong.
-        reason: String,
+        /// The client error.
+        #[source]
+        source: async_nats::SubscribeError,
     },
     /// A handler needs something the service does not provide.
     #[error("handler `{handler}`: {reason}")]
@@ -94,12 +135,26 @@ pub enum StartError {
     /// The user's start-up code failed.
     #[error("{0}")]
     Setup(String),
-    /// Something the runtime needs from the OS failed (signals, runtime).
-    #[error("{0}")]
-    Runtime(String),
+    /// A signal (SIGINT, SIGTERM, SIGHUP) arrived before the service was
+    /// serving; it stops without serving.
+    #[error("interrupted by {signal} during start-up")]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+    },
+    /// Something the runtime needs from the OS failed (signals, threads).
+    #[error("cannot {what}")]
+    Runtime {
+        /// What could not be done, e.g. "handle SIGTERM".
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Errors of the [`Service`](crate::Service) helpers (publish, request, data dir).
+/// Errors of the [`Service`](crate::Service) helpers (publish, request,
+/// data directory).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
@@ -107,7 +162,7 @@ pub enum ServiceError {
     #[error("this service runs without NATS (no-NATS mode); there is no client to {0}")]
     NoNats(&'static str),
     /// Publishing failed.
-    #[error("publish to `{subject}` failed: {source}")]
+    #[error("publish to `{subject}` failed")]
     Publish {
         /// The subject.
         subject: String,
@@ -125,8 +180,20 @@ pub enum ServiceError {
         /// The subject.
         subject: String,
     },
-    /// A request failed (no responder, timeout, ...).
-    #[error("request to `{subject}` failed: {source}")]
+    /// Nobody subscribes to the subject of a request.
+    #[error("request to `{subject}` failed: no responders (nothing subscribes to `{subject}`)")]
+    NoResponders {
+        /// The subject.
+        subject: String,
+    },
+    /// No reply came within the request timeout.
+    #[error("request to `{subject}` failed: no reply within the timeout")]
+    Timeout {
+        /// The subject.
+        subject: String,
+    },
+    /// A request failed for another reason.
+    #[error("request to `{subject}` failed")]
     Request {
         /// The subject.
         subject: String,
@@ -134,11 +201,32 @@ pub enum ServiceError {
         #[source]
         source: async_nats::RequestError,
     },
-    /// The payload could not be serialized to JSON.
-    #[error("cannot encode JSON: {0}")]
-    Encode(#[from] serde_json::Error),
+    /// The responder answered with an error (`Nats-Service-Error` headers,
+    /// as every Telestion handler does when it fails).
+    #[error("`{subject}` answered with error {code}: {message}")]
+    Remote {
+        /// The subject of the request.
+        subject: String,
+        /// `Nats-Service-Error-Code` (500 when the header is missing or
+        /// not a number).
+        code: u16,
+        /// `Nats-Service-Error`.
+        message: String,
+    },
+    /// The payload could not be encoded as JSON.
+    #[error("cannot encode the payload as JSON")]
+    Encode(#[source] serde_json::Error),
+    /// The reply is not the JSON the caller expects.
+    #[error("cannot decode the reply from `{subject}` as JSON")]
+    Decode {
+        /// The subject of the request.
+        subject: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A filesystem operation in the data directory failed.
-    #[error("data directory {path:?}: {source}")]
+    #[error("data directory {path:?}")]
     Io {
         /// The path concerned.
         path: PathBuf,
@@ -161,7 +249,30 @@ pub enum ExtractError {
     /// The body is not valid UTF-8 text.
     #[error("body is not valid UTF-8: {0}")]
     Utf8(#[source] std::str::Utf8Error),
-    /// Anything else (missing state, invalid typed config, ...).
-    #[error("{0}")]
-    Other(String),
+    /// A `State<T>` was asked for, but no `T` was provided.
+    #[error("no state of type `{type_name}` was provided")]
+    MissingState {
+        /// The type's name.
+        type_name: &'static str,
+    },
+    /// The typed configuration cannot be decoded.
+    #[error("invalid typed configuration")]
+    Config(#[source] ConfigError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_without_keys_does_not_panic() {
+        let text = ConfigError::Missing { keys: Vec::new() }.to_string();
+        assert!(text.contains("missing required configuration"), "{text}");
+        let text = ConfigError::Missing {
+            keys: vec!["NATS_URL".into(), "DATA_DIR".into()],
+        }
+        .to_string();
+        assert!(text.contains("NATS_URL, DATA_DIR"), "{text}");
+        assert!(text.contains("--NATS_URL=..."), "{text}");
+    }
 }

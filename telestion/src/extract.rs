@@ -2,18 +2,22 @@
 //!
 //! Each parameter type implements [`FromMessage`]. At most one of them may
 //! consume the body ([`FromMessage::BODY`]): [`Json<T>`], [`Bytes`],
-//! `Vec<u8>`, `String` or the whole [`Message`](async_nats::Message). The others ([`Subject`],
-//! [`Headers`], [`ReplyTo`], [`Service`], [`State<T>`], [`TypedConfig<T>`])
-//! can be combined freely.
+//! `Vec<u8>`, `String` or the whole [`Message`](async_nats::Message). The
+//! others ([`Subject`], [`Headers`], [`ReplyTo`], [`Service`], [`State<T>`],
+//! [`TypedConfig<T>`], [`DataDir`]) can be combined freely.
+//!
+//! What an extractor needs from the service (state, typed config, the data
+//! directory) is resolved once, when the route is subscribed
+//! ([`FromMessage::prepare`]); a failure there fails the start, and the
+//! work per message is a clone of what was prepared.
 //!
 //! Deviation from axum's two-trait design (body vs. parts): one trait over a
 //! mutable borrow of the message keeps the API small; a body extractor takes
-//! the body out (no copy), the others read. The one-body rule is checked by
-//! the `#[subscribe]` macro at compile time (spanned at the second body
-//! parameter) and by [`Route`](crate::Route) at start.
+//! the body out (no copy), the others read.
 
 use std::any::type_name;
 use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -32,27 +36,50 @@ pub struct Incoming {
 }
 
 /// A type a handler can take as a parameter.
+///
+/// ```
+/// use telestion::{ExtractError, FromMessage, Incoming, Service};
+///
+/// /// The number of bytes of the body, without taking it.
+/// struct BodyLen(usize);
+///
+/// impl FromMessage for BodyLen {
+///     type Context = ();
+///     fn prepare(_: &Service) -> Result<(), String> {
+///         Ok(())
+///     }
+///     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
+///         Ok(BodyLen(incoming.message.payload.len()))
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler parameter",
     note = "handler parameters must be extractors: `Json<T>`, `Bytes`, `Vec<u8>`, `String`, \
             `Message` (body, at most one), or `Subject`, `Headers`, `ReplyTo`, `Service`, \
-            `State<T>`, `TypedConfig<T>`"
+            `State<T>`, `TypedConfig<T>`, `DataDir`"
 )]
 pub trait FromMessage: Sized + Send + 'static {
     /// Whether this extractor consumes the message body (at most one may).
     const BODY: bool = false;
 
+    /// What the extractor resolves once per route (use `()` for nothing).
+    type Context: Send + Sync + 'static;
+
+    /// Called once when the handler is subscribed: resolves what the
+    /// extractor needs from the service, or fails the start with a message
+    /// that says what to do (missing state, invalid typed config).
+    fn prepare(service: &Service) -> Result<Self::Context, String>;
+
     /// Extracts the value from a message. A body extractor
     /// ([`FromMessage::BODY`]) may take the body out of the message (a
     /// handler has at most one); every other extractor leaves it alone.
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError>;
+    fn from_message(incoming: &mut Incoming, context: &Self::Context)
+    -> Result<Self, ExtractError>;
 
-    /// Checked once when the handler is subscribed: fails the start when the
-    /// service cannot provide this extractor (missing state, invalid typed
-    /// config).
-    fn check(service: &Service) -> Result<(), String> {
-        let _ = service;
-        Ok(())
+    /// The configuration keys this extractor reads, for `--help`.
+    fn config_keys() -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -76,7 +103,11 @@ impl<T> DerefMut for Json<T> {
 
 impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
     const BODY: bool = true;
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         serde_json::from_slice(&incoming.message.payload)
             .map(Json)
             .map_err(ExtractError::Json)
@@ -85,7 +116,11 @@ impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 
 impl FromMessage for Bytes {
     const BODY: bool = true;
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         // The only body extractor of the handler: take the body, no copy
         // and no reference-count traffic.
         Ok(std::mem::take(&mut incoming.message.payload))
@@ -94,7 +129,11 @@ impl FromMessage for Bytes {
 
 impl FromMessage for Vec<u8> {
     const BODY: bool = true;
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         // Reuses the allocation when the body is not shared.
         Ok(Vec::from(std::mem::take(&mut incoming.message.payload)))
     }
@@ -103,7 +142,11 @@ impl FromMessage for Vec<u8> {
 /// The body as UTF-8 text; a body that is not UTF-8 is a handler error.
 impl FromMessage for String {
     const BODY: bool = true;
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         let body = Vec::from(std::mem::take(&mut incoming.message.payload));
         String::from_utf8(body).map_err(|e| ExtractError::Utf8(e.utf8_error()))
     }
@@ -112,7 +155,11 @@ impl FromMessage for String {
 /// The whole NATS message (subject, reply, headers, body).
 impl FromMessage for async_nats::Message {
     const BODY: bool = true;
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         Ok(incoming.message.clone())
     }
 }
@@ -129,7 +176,11 @@ impl Deref for Subject {
 }
 
 impl FromMessage for Subject {
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         Ok(Subject(incoming.message.subject.to_string()))
     }
 }
@@ -146,7 +197,11 @@ impl Deref for Headers {
 }
 
 impl FromMessage for Headers {
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         Ok(Headers(
             incoming.message.headers.clone().unwrap_or_default(),
         ))
@@ -158,7 +213,11 @@ impl FromMessage for Headers {
 pub struct ReplyTo(pub Option<String>);
 
 impl FromMessage for ReplyTo {
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         Ok(ReplyTo(
             incoming.message.reply.as_ref().map(|s| s.to_string()),
         ))
@@ -166,13 +225,18 @@ impl FromMessage for ReplyTo {
 }
 
 impl FromMessage for Service {
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
+    type Context = ();
+    fn prepare(_: &Service) -> Result<(), String> {
+        Ok(())
+    }
+    fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
         Ok(incoming.service.clone())
     }
 }
 
 /// Shared state provided in start-up code with
-/// [`Service::provide`](crate::Service::provide).
+/// [`Service::provide`](crate::Service::provide), resolved once when the
+/// route is subscribed (a missing state fails the start).
 #[derive(Debug)]
 pub struct State<T>(pub Arc<T>);
 
@@ -190,23 +254,20 @@ impl<T> Deref for State<T> {
 }
 
 impl<T: Send + Sync + 'static> FromMessage for State<T> {
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
-        incoming
-            .service
-            .state::<T>()
-            .map(State)
-            .ok_or_else(|| ExtractError::Other(format!("no state of type `{}`", type_name::<T>())))
-    }
+    type Context = Arc<T>;
 
-    fn check(service: &Service) -> Result<(), String> {
-        match service.state::<T>() {
-            Some(_) => Ok(()),
-            None => Err(format!(
+    fn prepare(service: &Service) -> Result<Arc<T>, String> {
+        service.state::<T>().ok_or_else(|| {
+            format!(
                 "it takes `State<{0}>` but no `{0}` was provided; call \
                  `service.provide(value)` in the start-up code (the body of main)",
                 type_name::<T>()
-            )),
-        }
+            )
+        })
+    }
+
+    fn from_message(_: &mut Incoming, state: &Arc<T>) -> Result<Self, ExtractError> {
+        Ok(State(state.clone()))
     }
 }
 
@@ -230,18 +291,50 @@ impl<T> Deref for TypedConfig<T> {
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> FromMessage for TypedConfig<T> {
-    fn from_message(incoming: &mut Incoming) -> Result<Self, ExtractError> {
-        incoming
-            .service
-            .typed_config::<T>()
-            .map(TypedConfig)
-            .map_err(|e| ExtractError::Other(e.to_string()))
+    type Context = Arc<T>;
+
+    fn prepare(service: &Service) -> Result<Arc<T>, String> {
+        service.typed_config::<T>().map_err(|e| e.to_string())
     }
 
-    fn check(service: &Service) -> Result<(), String> {
-        service
-            .typed_config::<T>()
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn from_message(_: &mut Incoming, config: &Arc<T>) -> Result<Self, ExtractError> {
+        Ok(TypedConfig(config.clone()))
+    }
+
+    fn config_keys() -> Vec<String> {
+        crate::config::field_names::<T>()
+            .into_iter()
+            .map(|field| field.to_ascii_uppercase())
+            .collect()
+    }
+}
+
+/// The service's own data directory (`$DATA_DIR/$SERVICE_NAME`), created
+/// and checked to be writable when the route is subscribed: an unusable
+/// `DATA_DIR` fails the start instead of every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir(pub PathBuf);
+
+impl Deref for DataDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl FromMessage for DataDir {
+    type Context = PathBuf;
+
+    fn prepare(service: &Service) -> Result<PathBuf, String> {
+        service.data_dir().map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            format!("it takes `DataDir`, but the data directory is not usable ({e}{cause})")
+        })
+    }
+
+    fn from_message(_: &mut Incoming, dir: &PathBuf) -> Result<Self, ExtractError> {
+        Ok(DataDir(dir.clone()))
     }
 }

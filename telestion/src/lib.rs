@@ -33,7 +33,7 @@
 //!     Json(2 * x)
 //! }
 //!
-//! #[tokio::main]
+//! #[telestion::tokio::main(crate = "telestion::tokio")]
 //! async fn main() -> Result<(), telestion::StartError> {
 //!     telestion::init_logging();
 //!     let service = Service::start(Options::new()).await?;
@@ -41,61 +41,81 @@
 //! }
 //! ```
 //!
-//! Modules, in the order data flows: [`config`] → [`connect`] →
-//! [`mod@service`] → [`dispatch`] → [`handler`] (with [`extract`]); [`health`]
-//! and [`run`] watch from the side; [`datalog`] is the Standard Operations
-//! data logging.
+//! ## How the crate is built
+//!
+//! Data flows one way, and so do the imports between the modules:
+//! configuration (`config`, with `secret` and `nats_url` below it) →
+//! connection (`connect`) → the [`Service`] handle (`service`: identity,
+//! state, publish/request, data directory, stop signal; `health` and
+//! `error_counter` below it) → extractors (`extract`) and replies (`reply`)
+//! → [`Handler`] (`handler`) → the dispatch engine (`dispatch`) → [`Route`]
+//! (`route`, collected by `registry`) → serving and draining (`serve`) →
+//! what generated `main` calls (`run`). `signals` and `logging` sit at the
+//! bottom. The public API is what this page re-exports, plus the
+//! [`health`] and [`data_log`] modules.
 
 #![warn(missing_docs)]
 
-pub mod config;
-pub mod connect;
-pub mod datalog;
-pub mod dispatch;
-pub mod error;
-pub mod extract;
-pub mod handler;
+mod config;
+mod connect;
+pub mod data_log;
+mod dispatch;
+mod error;
+mod error_counter;
+mod extract;
+mod handler;
 pub mod health;
-pub mod registry;
-pub mod run;
-pub mod service;
+mod logging;
+mod nats_url;
+mod registry;
+mod reply;
+mod route;
+mod run;
+mod secret;
+mod serve;
+mod service;
+mod signals;
+mod subject;
 
-pub use config::Config;
-pub use dispatch::{QueueGroup, Route, SubjectSource};
+pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
 pub use error::{ConfigError, ExtractError, ServiceError, StartError};
-pub use extract::{FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig};
-pub use handler::{Handler, IntoReply, Reply};
-pub use run::init_logging;
-pub use service::{Options, Service};
+pub use error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
+pub use extract::{
+    DataDir, FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig,
+};
+pub use handler::Handler;
+pub use logging::{dropped_log_writes, init_logging};
+pub use registry::collected_routes;
+pub use reply::{IntoReply, Reply};
+pub use route::{QueueGroup, Route, SubjectSource};
+pub use run::{error_chain, help_text};
+pub use secret::{REDACTED, is_secret_key};
+pub use service::{Hangups, Options, Service};
+pub use subject::validate_subject;
 
 pub use async_nats::{self, HeaderMap, Message};
 pub use bytes::{self, Bytes};
 pub use serde;
 pub use serde_json;
 pub use tokio;
+pub use tracing;
 
 pub use telestion_macros::{service, subscribe};
 
-/// What generated code uses. Not a public API: may change in any release.
+/// What generated code uses, and nothing else. Not a public API: may
+/// change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::extract::FromMessage;
-    pub use crate::handler::Handler;
-    pub use crate::registry::ROUTES;
+    pub use crate::registry::{ROUTES, collected_routes};
     pub use crate::run::{SetupResult, run};
     pub use linkme;
-    pub use tokio;
 
     /// Compile-time check used by `#[subscribe]`: a type is an extractor.
     pub const fn assert_extractor<T: FromMessage>() {}
 
-    /// Compile-time check used by `#[subscribe]`: whether `T` consumes the body.
-    pub const fn is_body<T: FromMessage>() -> bool {
-        T::BODY
-    }
-
     /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
-    pub const fn assert_into_reply<T: crate::handler::IntoReply>() {}
+    pub const fn assert_into_reply<T: crate::reply::IntoReply>() {}
 
     /// Used by `#[telestion::service]`: the result of the body of `main`
     /// (an unsupported return type is reported at the user's return type).
@@ -121,9 +141,4 @@ pub mod __private {
     }
 
     impl<T: ?Sized> NotAnExtractor for BodyProbe<T> {}
-
-    /// The routes collected by `#[subscribe]`.
-    pub fn collected_routes() -> Vec<crate::Route> {
-        crate::registry::collected()
-    }
 }

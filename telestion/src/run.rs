@@ -1,33 +1,16 @@
-//! What generated `main` calls: the tokio runtime, logging, start,
-//! start-up code, handler subscription, signals and drain; plus the
-//! process-level pieces usable by hand ([`init_logging`]).
+//! What generated `main` calls: the tokio runtime, logging, `--help`,
+//! start, start-up code, handler subscription, serving and drain, and the
+//! exit code.
 
 use std::fmt::Display;
 use std::future::Future;
+use std::io::Write;
 use std::process::ExitCode;
 
-use crate::dispatch::Route;
 use crate::error::StartError;
-use crate::service::{Options, Service};
-
-/// Installs the default tracing subscriber: stderr, `RUST_LOG` filter
-/// (default `info`), human-readable lines (colored only on a terminal), or
-/// JSON lines when the environment variable `LOG_FORMAT` is `json`. Does
-/// nothing when a subscriber is already installed.
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = if json {
-        builder.json().with_current_span(false).try_init()
-    } else {
-        builder.try_init()
-    };
-}
+use crate::logging::{init_logging, write_stderr};
+use crate::route::Route;
+use crate::service::{Options, STANDARD_KEYS, Service};
 
 /// What start-up code (the body of `main`) may return: `()` or
 /// `Result<(), E>` with `E: Display`. An error fails the start.
@@ -52,73 +35,66 @@ impl<E: Display> SetupResult for Result<(), E> {
     }
 }
 
-/// SIGINT and SIGTERM, caught from the moment the service starts (a signal
-/// that arrives during start-up code is handled once serving begins).
-pub(crate) struct Signals {
-    #[cfg(unix)]
-    streams: tokio::sync::Mutex<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+/// `error` and its sources, as one line: `a: b: c`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
-impl Signals {
-    pub(crate) fn new() -> Result<Signals, StartError> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let register = |kind: SignalKind, name: &str| {
-                signal(kind).map_err(|e| StartError::Runtime(format!("cannot handle {name}: {e}")))
-            };
-            Ok(Signals {
-                streams: tokio::sync::Mutex::new((
-                    register(SignalKind::interrupt(), "SIGINT")?,
-                    register(SignalKind::terminate(), "SIGTERM")?,
-                )),
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(Signals {})
-        }
+/// The text `--help` prints: every configuration key the service reads
+/// that is known before it starts (the standard ones and those of its
+/// routes).
+pub fn help_text(routes: &[Route]) -> String {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "service".into());
+    let mut text = format!(
+        "{exe}: a Telestion service.\n\nUsage: {exe} [--KEY=VALUE | --KEY VALUE | --flag]... \
+         [--dev] [--help]\n\nEvery key can also come from the environment or from the JSON \
+         file named by CONFIG_FILE (CLI > env > file).\n--dev fills in NATS_URL=localhost:4222, \
+         SERVICE_NAME={exe} and DATA_DIR=./data.\n\nStandard keys:\n"
+    );
+    let width = 28;
+    for (key, meaning) in STANDARD_KEYS.iter().chain(crate::connect::KEYS.iter()) {
+        text.push_str(&format!("  {key:width$}{meaning}\n"));
     }
-
-    /// Waits for the next signal; returns its name.
-    pub(crate) async fn next(&self) -> &'static str {
-        #[cfg(unix)]
-        {
-            let mut streams = self.streams.lock().await;
-            let (interrupt, terminate) = &mut *streams;
-            tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
+    let mut custom: Vec<(String, String)> = Vec::new();
+    for route in routes {
+        for key in route.config_keys() {
+            if !custom.iter().any(|(k, _)| *k == key)
+                && !STANDARD_KEYS.iter().any(|(k, _)| *k == key)
+            {
+                custom.push((key, format!("read by handler {}", route.handler_name())));
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
+    }
+    if !custom.is_empty() {
+        text.push_str("\nKeys of this service's handlers:\n");
+        for (key, meaning) in custom {
+            text.push_str(&format!("  {key:width$}{meaning}\n"));
         }
     }
-}
-
-/// Signal handlers registered by [`run`] before start-up, so that a signal
-/// during start-up code is not lost (and does not kill the process without a
-/// drain). Services started by hand register theirs in `wait_for_shutdown`,
-/// so until then SIGINT keeps its default action.
-static EARLY_SIGNALS: std::sync::Mutex<Option<std::sync::Arc<Signals>>> =
-    std::sync::Mutex::new(None);
-
-pub(crate) fn take_early_signals() -> Option<std::sync::Arc<Signals>> {
-    EARLY_SIGNALS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
+    text.push_str("\nEnvironment only: RUST_LOG (log filter, default info), LOG_FORMAT=json.\n");
+    text
 }
 
 /// Runs a whole service: what `#[telestion::service]` expands to.
 ///
-/// Builds a multi-threaded tokio runtime, installs logging, starts the
-/// service, runs `setup` (the body of `main`), subscribes `routes`, serves
-/// until SIGINT/SIGTERM or [`Service::shutdown`], drains and returns
-/// success. A failed start prints one line `error: ...` to stderr and
+/// Builds a multi-threaded tokio runtime, installs logging, prints the
+/// configuration keys and exits 0 on `--help`, starts the service, runs
+/// `setup` (the body of `main`), subscribes `routes`, serves until
+/// SIGINT/SIGTERM or [`Service::shutdown`], drains and returns success. A
+/// failed start prints one line `error: ...` (with its causes) to stderr and
 /// returns failure (exit code 1).
 pub fn run<F, Fut>(options: Options, routes: Vec<Route>, setup: F) -> ExitCode
 where
@@ -126,21 +102,22 @@ where
     Fut: Future,
     Fut::Output: SetupResult,
 {
+    if crate::config::help_in_args() {
+        let _ = std::io::stdout().write_all(help_text(&routes).as_bytes());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the tokio runtime: {e}");
+            write_stderr(&format!("error: cannot start the tokio runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
     };
     init_logging();
     let result = runtime.block_on(async move {
-        let signals = Signals::new()?;
-        *EARLY_SIGNALS.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(std::sync::Arc::new(signals));
         let service = Service::start(options).await?;
         setup(service.clone())
             .await
@@ -153,7 +130,7 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            write_stderr(&format!("error: {}\n", error_chain(&e)));
             ExitCode::FAILURE
         }
     }

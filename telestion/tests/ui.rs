@@ -8,8 +8,7 @@
 //! runtime accepts what compiled (every handler subscribes, its state and
 //! typed config are provided); each `main` then calls `service.shutdown()`.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use telestion_test as support;
 
 #[test]
 fn ui() {

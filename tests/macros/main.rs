@@ -1,7 +1,6 @@
-//! End-to-end tests of macro-built services (`tests/macros/services/*.rs`,
-//! built as the examples `e2e_*`) against real nats-server processes.
-#[path = "../support/mod.rs"]
-mod support;
+//! End-to-end tests of macro-built services (`tests/fixtures/e2e_*.rs`,
+//! binaries of this package) against real nats-server processes.
+use telestion_test as support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,11 +8,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{NatsServer, Proc, WAIT, error_header, example_cmd, request, spawn_ready};
+use support::{NatsServer, Process, WAIT, clean_command, error_header, request, spawn_ready};
 
-/// A command for example `name` configured for `server` (when given).
+/// A command for fixture binary `name` configured for `server` (when given).
 fn service_cmd(name: &str, server: Option<&NatsServer>, service: &str, data: &Path) -> Command {
-    let mut cmd = example_cmd(name);
+    let mut cmd = clean_command(support::workspace_binary("telestion-tests", name));
     cmd.env("SERVICE_NAME", service).env("DATA_DIR", data);
     if let Some(server) = server {
         cmd.env("NATS_URL", server.url());
@@ -32,7 +31,7 @@ fn macro_service(server: &NatsServer, service: &str, data: &Path) -> Command {
 /// Runs `cmd` to completion; asserts exit code 1 and no panic; returns
 /// stderr.
 fn failed_start(cmd: Command) -> String {
-    let mut proc = Proc::spawn(cmd);
+    let mut proc = Process::spawn(cmd);
     let code = proc.wait_exit(WAIT);
     let stderr = proc.stderr();
     assert_eq!(code, Some(1), "expected exit code 1; stderr:\n{stderr}");
@@ -57,7 +56,7 @@ fn json(message: &async_nats::Message) -> serde_json::Value {
 async fn handlers_in_modules_answer_typed_requests() {
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let proc = spawn_ready(macro_service(&server, "calc", data.path()));
+    let mut proc = spawn_ready(macro_service(&server, "calc", data.path()));
     let client = server.client().await;
 
     // Typed JSON request/reply (module `math`).
@@ -283,7 +282,7 @@ fn service_without_nats_runs_its_start_up_code() {
         "NATS_URL",
         format!("nats://127.0.0.1:{}", support::free_port()),
     );
-    let mut proc = Proc::spawn(cmd);
+    let mut proc = Process::spawn(cmd);
     let code = proc.wait_exit(WAIT);
     assert_eq!(code, Some(0), "stderr:\n{}", proc.stderr());
     let written = std::fs::read_to_string(data.path().join("offline/started")).unwrap();

@@ -6,8 +6,7 @@
 //! `cargo test --release --test reliability -- --ignored soak --nocapture`).
 //! `drain_window` (also ignored) shows the async-nats 0.51 drain limit.
 
-#[path = "../support/mod.rs"]
-mod support;
+use telestion_test as support;
 
 mod common;
 mod data_dir;

@@ -10,7 +10,9 @@ use std::time::Duration;
 use telestion::{Options, Route, Service, StartError};
 
 use crate::common::{capture_logs, config, start, try_health};
-use crate::support::{NatsServer, Proc, ServerOptions, example_cmd, free_port, run_with_timeout};
+use crate::support::{
+    NatsServer, Process, ServerOptions, clean_command, free_port, run_with_timeout,
+};
 
 const PASSWORD: &str = "Zq7xK9-pass-4-test";
 const WRONG: &str = "Wr0ng-pass-4-test";
@@ -161,7 +163,7 @@ fn password_never_in_process_output() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for format in ["human", "json"] {
         let data = tempfile::tempdir().unwrap();
-        let mut cmd = example_cmd("soak");
+        let mut cmd = clean_command(env!("CARGO_BIN_EXE_soak"));
         cmd.env("RUST_LOG", "trace")
             .env("LOG_FORMAT", format)
             .env("NATS_URL", server.url())
@@ -169,7 +171,7 @@ fn password_never_in_process_output() {
             .env("NATS_PASSWORD", PASSWORD)
             .env("SERVICE_NAME", "soak")
             .env("DATA_DIR", data.path());
-        let mut proc = Proc::spawn(cmd);
+        let mut proc = Process::spawn(cmd);
         proc.wait_for_stderr("ready", Duration::from_secs(20));
         let client = runtime.block_on(async {
             async_nats::ConnectOptions::with_user_and_password("svc".into(), PASSWORD.into())
@@ -217,7 +219,7 @@ fn testbed_never_echoes_the_password() {
     for (password, started) in [(PASSWORD, true), (WRONG, false)] {
         for format in ["human", "json"] {
             let data = tempfile::tempdir().unwrap();
-            let mut cmd = example_cmd("testbed");
+            let mut cmd = clean_command(env!("CARGO_BIN_EXE_testbed"));
             cmd.env("RUST_LOG", "trace")
                 .env("LOG_FORMAT", format)
                 .env("NATS_URL", server.url())

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::common::try_health;
-use crate::support::{NatsServer, Proc, example_cmd};
+use crate::support::{NatsServer, Process, clean_command, workspace_binary};
 
 const WINDOW: usize = 2_000;
 
@@ -117,13 +117,18 @@ fn report(what: &str, count: usize, elapsed: Duration, start_kb: u64, end_kb: u6
     );
 }
 
-fn spawn_service(example: &str, server: &NatsServer, data: &std::path::Path) -> Proc {
-    let mut cmd = example_cmd(example);
+fn spawn_service(example: &str, server: &NatsServer, data: &std::path::Path) -> Process {
+    let package = if example == "standard_ops" {
+        "standard_ops"
+    } else {
+        "telestion-tests"
+    };
+    let mut cmd = clean_command(workspace_binary(package, example));
     cmd.env("NATS_URL", server.url())
         .env("SERVICE_NAME", example)
         .env("DATA_DIR", data)
         .env("RUST_LOG", "warn,telestion=info");
-    let proc = Proc::spawn(cmd);
+    let mut proc = Process::spawn(cmd);
     proc.wait_for_stderr("ready", Duration::from_secs(60));
     proc
 }

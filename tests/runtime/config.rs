@@ -14,7 +14,7 @@ use crate::{request, run_testbed, start_by_hand};
 
 /// The testbed in no-NATS mode with `env` and `args`.
 fn testbed(env: &[(&str, &str)], args: &[&str]) -> Value {
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("X_DISABLE_NATS", "1")
         .envs(env.iter().copied())
         .args(args);
@@ -67,7 +67,7 @@ fn dashed_and_upper_case_keys_are_the_same_key() {
 
 #[test]
 fn an_invalid_argument_fails_the_start() {
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.envs(required()).env("X_DISABLE_NATS", "1").arg("stray");
     let (result, _) = run_testbed(cmd);
     assert_eq!(result["started"], false, "{result}");
@@ -119,7 +119,7 @@ fn a_broken_config_file_fails_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.json");
     std::fs::write(&path, "{ not json").unwrap();
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.envs(required())
         .env("X_DISABLE_NATS", "1")
         .env("CONFIG_FILE", &path);
@@ -275,7 +275,7 @@ async fn password_not_in_logs_even_at_trace_level() {
     );
 
     // A start that fails because of the password does not print it either.
-    let mut cmd: Command = support::example_cmd("testbed");
+    let mut cmd: Command = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("RUST_LOG", "trace")
         .env("NATS_URL", server.url())
         .env("SERVICE_NAME", "logger")

@@ -12,7 +12,7 @@ use crate::{request, run_testbed, start_by_hand, start_service, tmp_dir};
 fn several_servers_with_the_first_one_dead() {
     let server = NatsServer::start();
     let dead = support::free_port();
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env(
         "NATS_URL",
         format!("nats://127.0.0.1:{dead}, {}", server.addr()),
@@ -44,7 +44,7 @@ async fn several_servers_in_process_serve_requests() {
 async fn reconnects_after_a_server_restart_and_keeps_subscriptions() {
     let mut server = NatsServer::start();
     let client = server.client().await;
-    let proc = start_by_hand(&server.url(), "phoenix", &[], &client).await;
+    let mut proc = start_by_hand(&server.url(), "phoenix", &[], &client).await;
     drop(client);
 
     server.restart();

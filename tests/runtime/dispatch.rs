@@ -261,7 +261,7 @@ async fn return_values_become_replies() {
 async fn panics_and_errors_are_counted_logged_and_answered() {
     let server = NatsServer::start();
     let client = server.client().await;
-    let proc = start_by_hand(&server.url(), "fragile", &[], &client).await;
+    let mut proc = start_by_hand(&server.url(), "fragile", &[], &client).await;
 
     let reply = request(&client, "byhand.panic", "x").await;
     let error = error_header(&reply).expect("a panic gives an error reply");

@@ -6,7 +6,7 @@ use crate::support;
 
 /// The testbed's stdout and stderr for a dev start without NATS with `env`.
 fn logs(env: &[(&str, &str)]) -> (String, String) {
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("X_DISABLE_NATS", "1")
         .arg("--dev")
         .envs(env.iter().copied());
@@ -59,7 +59,7 @@ fn rust_log_is_honoured() {
         "{stderr}"
     );
     // The testbed's JSON stays on stdout whatever the log level.
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("X_DISABLE_NATS", "1")
         .env("RUST_LOG", "trace")
         .arg("--dev");

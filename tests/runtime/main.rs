@@ -7,8 +7,7 @@
 //! process (signals, logs, exit codes) run the `testbed` and `by_hand`
 //! examples.
 
-#[path = "../support/mod.rs"]
-mod support;
+use telestion_test as support;
 
 mod config;
 mod connect;
@@ -95,21 +94,22 @@ pub async fn start_by_hand(
     name: &str,
     extra: &[(&str, &str)],
     client: &async_nats::Client,
-) -> support::Proc {
-    let mut cmd = support::example_cmd("by_hand");
+) -> support::Process {
+    let mut cmd =
+        support::clean_command(support::workspace_example("telestion-examples", "by_hand"));
     cmd.env("NATS_URL", server_url)
         .env("SERVICE_NAME", name)
         .env("DATA_DIR", tmp_dir());
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let proc = support::Proc::spawn(cmd);
+    let proc = support::Process::spawn(cmd);
     wait_ready(client, &proc).await;
     proc
 }
 
 /// Waits until `byhand.echo` (the last route `by_hand` subscribes) answers.
-pub async fn wait_ready(client: &async_nats::Client, proc: &support::Proc) {
+pub async fn wait_ready(client: &async_nats::Client, proc: &support::Process) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let attempt = tokio::time::timeout(

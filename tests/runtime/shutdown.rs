@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::support::{NatsServer, Proc};
+use crate::support::{NatsServer, Process};
 use crate::{request, start_by_hand};
 
 const MESSAGES: usize = 30;
@@ -14,7 +14,7 @@ const MESSAGES: usize = 30;
 /// Starts `by_hand` with a slow handler, queues `MESSAGES` messages, waits
 /// until the first is done, calls `trigger`, and checks that the process
 /// exits 0 after confirming every message exactly once.
-async fn drains_on(trigger: impl AsyncFnOnce(&Proc, &async_nats::Client)) {
+async fn drains_on(trigger: impl AsyncFnOnce(&Process, &async_nats::Client)) {
     let server = NatsServer::start();
     let client = server.client().await;
     let mut proc = start_by_hand(&server.url(), "drainer", &[("SLOW_MS", "30")], &client).await;
@@ -63,17 +63,17 @@ async fn drains_on(trigger: impl AsyncFnOnce(&Proc, &async_nats::Client)) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_every_queued_message() {
-    drains_on(async |proc: &Proc, _: &async_nats::Client| proc.signal(libc::SIGTERM)).await;
+    drains_on(async |proc: &Process, _: &async_nats::Client| proc.signal(libc::SIGTERM)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_drains_every_queued_message() {
-    drains_on(async |proc: &Proc, _: &async_nats::Client| proc.signal(libc::SIGINT)).await;
+    drains_on(async |proc: &Process, _: &async_nats::Client| proc.signal(libc::SIGINT)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_from_code_drains_and_exits_0() {
-    drains_on(async |_: &Proc, client: &async_nats::Client| {
+    drains_on(async |_: &Process, client: &async_nats::Client| {
         let reply = request(client, "byhand.stop", "").await;
         assert_eq!(&reply.payload[..], b"stopping");
     })

@@ -15,7 +15,7 @@ const PASSWORD: &str = "pw-testbed-3c9e";
 
 /// The testbed with the full config ("full config" of testbed.md).
 fn full_config(url: &str, user: &str, password: &str) -> Command {
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("NATS_URL", url)
         .env("NATS_USER", user)
         .env("NATS_PASSWORD", password)
@@ -139,7 +139,7 @@ fn cli_beats_env() {
 
 #[test]
 fn missing_config_fails_naming_every_key() {
-    let mut cmd = Command::new(support::example_bin("testbed"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testbed"));
     cmd.env_clear();
     let (result, _) = run_testbed(cmd);
     let error = assert_failed(&result);
@@ -152,7 +152,7 @@ fn missing_config_fails_naming_every_key() {
 
 #[test]
 fn missing_config_names_only_the_missing_keys() {
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("NATS_URL", "nats://127.0.0.1:1");
     let (result, _) = run_testbed(cmd);
     let error = assert_failed(&result);
@@ -162,8 +162,10 @@ fn missing_config_names_only_the_missing_keys() {
 
 #[test]
 fn a_service_binary_exits_non_zero_on_missing_config() {
-    let output =
-        support::run_with_timeout(support::example_cmd("by_hand"), Duration::from_secs(30));
+    let output = support::run_with_timeout(
+        support::clean_command(support::workspace_example("telestion-examples", "by_hand")),
+        Duration::from_secs(30),
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_ne!(output.status.code(), Some(0), "stderr:\n{stderr}");
     assert!(
@@ -178,15 +180,16 @@ fn a_service_binary_exits_non_zero_on_missing_config() {
 
 #[test]
 fn dev_mode() {
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("X_DISABLE_NATS", "1").arg("--dev");
     let (result, _) = run_testbed(cmd);
     assert_started(&result);
     assert_eq!(config_str(&result, "NATS_URL").unwrap(), "localhost:4222");
-    assert!(
-        config_str(&result, "SERVICE_NAME")
-            .unwrap()
-            .starts_with("dev-"),
+    // The executable's name: stable across runs, so a dev run finds the
+    // data directory of the previous one.
+    assert_eq!(
+        config_str(&result, "SERVICE_NAME").unwrap(),
+        "testbed",
         "{result}"
     );
     assert_eq!(config_str(&result, "DATA_DIR").unwrap(), "./data");
@@ -197,7 +200,7 @@ fn dev_mode() {
 #[test]
 fn dev_mode_overridden() {
     let server = NatsServer::start();
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("NATS_URL", server.url())
         .args(["--dev", "--DATA_DIR=/tmp"]);
     let (result, _) = run_testbed(cmd);
@@ -239,7 +242,7 @@ fn auth_wrong() {
 #[test]
 fn auth_missing() {
     let server = NatsServer::with_auth(USER, PASSWORD);
-    let mut cmd = support::example_cmd("testbed");
+    let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_testbed"));
     cmd.env("NATS_URL", server.url())
         .env("SERVICE_NAME", "testbed")
         .env("DATA_DIR", tmp_dir());

@@ -1,0 +1,108 @@
+//! The files `standard_ops` writes: owner-only whatever the umask, and
+//! never outside the log directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+use standard_ops::DataLog;
+use telestion::data_log::valid_category;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Sets the process umask while alive.
+struct Umask(libc::mode_t);
+impl Umask {
+    fn set(mask: libc::mode_t) -> Umask {
+        Umask(unsafe { libc::umask(mask) })
+    }
+}
+impl Drop for Umask {
+    fn drop(&mut self) {
+        unsafe { libc::umask(self.0) };
+    }
+}
+
+#[test]
+fn log_files_are_owner_only_even_with_umask_0() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data/logs");
+    {
+        let _umask = Umask::set(0);
+        let log = DataLog::new(&dir);
+        log.append("telemetry", "{}\n").unwrap();
+        log.append("events.v2", "{}\n").unwrap();
+    }
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["telemetry.log", "events.v2.log"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+}
+
+/// Every path below `root` (files and directories).
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+fn category() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9._-]{0,12}",
+        ".{0,12}",
+        "(\\.\\./){1,3}[a-z]{1,4}",
+        "/[a-z/]{0,10}",
+        "[a-z]{0,3}\0[a-z]{0,3}",
+        Just("..".to_owned()),
+        Just(".".to_owned()),
+        Just("".to_owned()),
+        Just("a/../../b".to_owned()),
+        Just("ü".to_owned()),
+        Just("x".repeat(129)),
+    ]
+}
+
+#[test]
+fn data_log_never_writes_outside_its_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let outer = root.path().join("outer");
+    let dir = outer.join("logs");
+    let log = DataLog::new(&dir);
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&category(), |category| {
+            let result = log.append(&category, "{\"x\":1}\n");
+            prop_assert_eq!(result.is_ok(), valid_category(&category), "{:?}", result);
+            if result.is_ok() {
+                let file = dir.join(format!("{category}.log"));
+                prop_assert!(file.is_file());
+                prop_assert_eq!(file.parent().unwrap(), dir.as_path());
+            }
+            // Nothing anywhere but plain `<category>.log` files in `dir`.
+            for path in walk(root.path()) {
+                if path == outer || path == dir {
+                    continue;
+                }
+                prop_assert_eq!(path.parent().unwrap(), dir.as_path(), "{:?}", path);
+                let name = path.file_name().unwrap().to_str().unwrap();
+                let stem = name.strip_suffix(".log").unwrap();
+                prop_assert!(valid_category(stem), "{:?}", path);
+                prop_assert!(path.is_file());
+            }
+            Ok(())
+        })
+        .unwrap();
+}

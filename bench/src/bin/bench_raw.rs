@@ -1,0 +1,151 @@
+//! The hand-written async-nats program the benchmark compares the framework
+//! with (`cargo run --release -p telestion-bench`, see `BENCHMARKS.md`): the
+//! same subjects and the same work as `bench/src/bin/bench_service.rs`, under
+//! `bench.raw.*` and in queue group `bench-raw`, with one task per
+//! subscription as the framework has. It also answers `bench.raw.ping`
+//! (for the cold-start comparison).
+//!
+//! Environment: `NATS_URL`, `NATS_SUBSCRIPTION_CAPACITY` (default 65536).
+
+use telestion_bench::work;
+
+use std::sync::Arc;
+
+use async_nats::{Client, Subscriber};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use work::{Counter, Counters, Sample};
+
+/// Where a subscriber announces that its round is complete.
+const DONE: &str = "bench.raw.done";
+/// The queue group of every subscription.
+const GROUP: &str = "bench-raw";
+
+/// Counts a message and announces the end of the round.
+async fn count(counter: &Counter, bytes: usize, client: &Client) {
+    if let Some(n) = counter.hit(bytes as u64) {
+        let _ = client.publish(DONE, n.to_string().into()).await;
+    }
+}
+
+async fn subscribe(client: &Client, subject: &str) -> Subscriber {
+    client
+        .queue_subscribe(subject.to_owned(), GROUP.to_owned())
+        .await
+        .expect("cannot subscribe")
+}
+
+fn main() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // Experiment knob (see BENCHMARKS.md): how often a busy worker polls I/O.
+    if let Some(n) = std::env::var("RAW_EVENT_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        runtime.event_interval(n);
+    }
+    runtime.build().expect("tokio runtime").block_on(serve());
+}
+
+async fn serve() {
+    let url = std::env::var("NATS_URL").expect("NATS_URL is not set");
+    let capacity = std::env::var("NATS_SUBSCRIPTION_CAPACITY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(65536);
+    let client = async_nats::ConnectOptions::new()
+        .subscription_capacity(capacity)
+        .connect(url)
+        .await
+        .expect("cannot connect");
+    let counters = Arc::new(Counters::default());
+    let mut tasks = Vec::new();
+
+    let mut sub = subscribe(&client, "bench.raw.bytes").await;
+    let (c, cl) = (counters.clone(), client.clone());
+    tasks.push(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            count(&c.hot, message.payload.len(), &cl).await;
+        }
+    }));
+
+    let mut sub = subscribe(&client, "bench.raw.plain").await;
+    let (c, cl) = (counters.clone(), client.clone());
+    tasks.push(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            count(&c.plain, message.payload.len(), &cl).await;
+        }
+    }));
+
+    let mut sub = subscribe(&client, "bench.raw.json").await;
+    let (c, cl) = (counters.clone(), client.clone());
+    tasks.push(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            if let Ok(sample) = serde_json::from_slice::<Sample>(&message.payload) {
+                count(&c.hot, sample.data.len(), &cl).await;
+            }
+        }
+    }));
+
+    let mut sub = subscribe(&client, "bench.raw.echo").await;
+    let cl = client.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            if let Some(reply) = message.reply {
+                let _ = cl.publish(reply, message.payload).await;
+            }
+        }
+    }));
+
+    let mut sub = subscribe(&client, "bench.raw.slow").await;
+    let (c, cl) = (counters.clone(), client.clone());
+    tasks.push(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            work::slow_work(&message.payload);
+            count(&c.slow, message.payload.len(), &cl).await;
+        }
+    }));
+
+    let mut sub = subscribe(&client, "bench.raw.slow8").await;
+    let (c, cl) = (counters.clone(), client.clone());
+    tasks.push(tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(8));
+        while let Some(message) = sub.next().await {
+            let permit = permits.clone().acquire_owned().await.expect("open");
+            let (c, cl) = (c.clone(), cl.clone());
+            tokio::spawn(async move {
+                work::slow_work(&message.payload);
+                count(&c.slow8, message.payload.len(), &cl).await;
+                drop(permit);
+            });
+        }
+    }));
+
+    for (subject, kind) in [
+        ("bench.raw.reset", 0),
+        ("bench.raw.stats", 1),
+        ("bench.raw.ping", 2),
+    ] {
+        let mut sub = subscribe(&client, subject).await;
+        let (c, cl) = (counters.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Some(message) = sub.next().await {
+                let Some(reply) = message.reply else { continue };
+                let body = match kind {
+                    0 => match c.reset(&String::from_utf8_lossy(&message.payload)) {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => e,
+                    },
+                    1 => c.stats(),
+                    _ => "pong".to_owned(),
+                };
+                let _ = cl.publish(reply, body.into()).await;
+            }
+        }));
+    }
+
+    for task in tasks {
+        let _ = task.await;
+    }
+}

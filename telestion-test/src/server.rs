@@ -1,0 +1,393 @@
+//! Real `nats-server` processes on free loopback ports, killed on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `nats-server` binary: `NATS_SERVER_BIN` when set, else the first on
+/// `PATH` (or in `/usr/sbin`, `/usr/local/bin`, `/usr/bin`).
+///
+/// # Panics
+///
+/// When there is none, with the install hint: tests that need a server fail
+/// without one, they never skip.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "NATS_SERVER_BIN={path:?} is not a file; point it at a nats-server binary"
+        );
+        return path;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/local/bin",
+        "/usr/bin",
+    ]) {
+        let candidate = Path::new(dir).join("nats-server");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "nats-server is not installed; these tests need a real NATS server. \
+         Install it with `apt-get update && apt-get install -y nats-server` \
+         (or run `bash scripts/test.sh`, which does that), or set NATS_SERVER_BIN"
+    );
+}
+
+/// A free TCP port on 127.0.0.1, never 4222, taken from below the kernel's
+/// ephemeral range: ports in that range are also handed out to outgoing
+/// connections (a cluster node dialling its routes, a client connecting),
+/// which could take a port between choosing it and a server binding it.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.min(65_536));
+    if high > low + 1_000 {
+        for _ in 0..1_000 {
+            // Every `RandomState` has new random keys: a random number.
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = (low + (random % u64::from(high - low)) as u32) as u16;
+            if port != 4222 && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("no free loopback port")
+            .local_addr()
+            .expect("no local address")
+            .port();
+        if port != 4222 {
+            return port;
+        }
+    }
+}
+
+/// How to configure a server.
+#[derive(Debug, Default, Clone)]
+pub struct ServerOptions {
+    /// `user`/`password` required.
+    pub auth: Option<(String, String)>,
+    /// Extra config-file text (e.g. a `tls { ... }` or `authorization` block).
+    pub config: Option<String>,
+    /// Cluster: own route port and the route ports of the others.
+    pub cluster: Option<(u16, Vec<u16>)>,
+    /// Fixed client port (for restarts); a free one when `None`.
+    pub port: Option<u16>,
+    /// Server name (clusters need distinct names).
+    pub name: Option<String>,
+    /// Enable JetStream, with its store in the server's own temporary
+    /// directory (kept across [`NatsServer::restart`]).
+    pub jetstream: bool,
+}
+
+impl ServerOptions {
+    /// The defaults: a plain server on a free port.
+    pub fn new() -> ServerOptions {
+        ServerOptions::default()
+    }
+
+    /// Requires user/password.
+    pub fn auth(mut self, user: &str, password: &str) -> ServerOptions {
+        self.auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Adds config-file text.
+    pub fn config(mut self, text: impl Into<String>) -> ServerOptions {
+        self.config = Some(text.into());
+        self
+    }
+
+    /// Enables JetStream.
+    pub fn jetstream(mut self) -> ServerOptions {
+        self.jetstream = true;
+        self
+    }
+
+    /// A fixed client port.
+    pub fn port(mut self, port: u16) -> ServerOptions {
+        self.port = Some(port);
+        self
+    }
+
+    /// A server name.
+    pub fn name(mut self, name: impl Into<String>) -> ServerOptions {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Joins a cluster: own route port and the route ports of the others.
+    pub fn cluster(mut self, own: u16, others: Vec<u16>) -> ServerOptions {
+        self.cluster = Some((own, others));
+        self
+    }
+}
+
+/// A running `nats-server`; killed when dropped.
+///
+/// ```no_run
+/// let server = telestion_test::NatsServer::start();
+/// println!("NATS_URL={}", server.url());
+/// ```
+pub struct NatsServer {
+    child: Option<Child>,
+    /// The client port.
+    pub port: u16,
+    /// The cluster (route) port, when clustered.
+    pub cluster_port: Option<u16>,
+    dir: tempfile::TempDir,
+    config: String,
+}
+
+impl std::fmt::Debug for NatsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsServer")
+            .field("port", &self.port)
+            .field("running", &self.child.is_some())
+            .finish()
+    }
+}
+
+impl NatsServer {
+    /// A plain server on a free loopback port.
+    pub fn start() -> NatsServer {
+        NatsServer::start_with(ServerOptions::default())
+    }
+
+    /// A server with JetStream enabled.
+    pub fn start_jetstream() -> NatsServer {
+        NatsServer::start_with(ServerOptions::new().jetstream())
+    }
+
+    /// A server requiring user/password.
+    pub fn with_auth(user: &str, password: &str) -> NatsServer {
+        NatsServer::start_with(ServerOptions::new().auth(user, password))
+    }
+
+    /// A server configured by `options`.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot start (with a fixed port: when it is taken).
+    pub fn start_with(options: ServerOptions) -> NatsServer {
+        let fixed_port = options.port.is_some();
+        let mut server = NatsServer::configure(options);
+        if fixed_port {
+            server.spawn();
+        } else {
+            server.spawn_on_free_port();
+        }
+        server
+    }
+
+    /// Like [`NatsServer::start_with`] with a fixed port, but `None` instead
+    /// of a panic when the server exits at start (the port was taken).
+    pub fn try_start_with(options: ServerOptions) -> Option<NatsServer> {
+        assert!(options.port.is_some(), "try_start_with needs a fixed port");
+        let mut server = NatsServer::configure(options);
+        server.try_spawn().then_some(server)
+    }
+
+    /// The server with its config file content, not started yet.
+    fn configure(options: ServerOptions) -> NatsServer {
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let port = options.port.unwrap_or_else(free_port);
+        let mut conf = String::new();
+        if let Some(name) = &options.name {
+            conf.push_str(&format!("server_name: {name}\n"));
+        }
+        if let Some((user, password)) = &options.auth {
+            conf.push_str(&format!(
+                "authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"
+            ));
+        }
+        if options.jetstream {
+            let store = dir.path().join("jetstream");
+            conf.push_str(&format!(
+                "jetstream {{\n  store_dir: \"{}\"\n}}\n",
+                store.display()
+            ));
+        }
+        if let Some((cluster_port, routes)) = &options.cluster {
+            let routes: Vec<String> = routes
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            conf.push_str(&format!(
+                "cluster {{\n  name: testcluster\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        if let Some(extra) = &options.config {
+            conf.push_str(extra);
+            conf.push('\n');
+        }
+        NatsServer {
+            child: None,
+            port,
+            cluster_port: options.cluster.as_ref().map(|(p, _)| *p),
+            dir,
+            config: conf,
+        }
+    }
+
+    fn spawn(&mut self) {
+        if !self.try_spawn() {
+            panic!(
+                "nats-server exited at start on port {} (port taken?); its log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+
+    /// Starts a server on a free port, taking another port when the chosen
+    /// one was grabbed by someone else in between.
+    fn spawn_on_free_port(&mut self) {
+        for _ in 0..5 {
+            if self.try_spawn() {
+                return;
+            }
+            self.port = free_port();
+        }
+        panic!(
+            "nats-server could not start on any of 5 free ports; its log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Spawns the server and waits until it listens; `false` when it exited
+    /// (for example because the port was taken).
+    fn try_spawn(&mut self) -> bool {
+        let conf_path = self.dir.path().join("server.conf");
+        std::fs::write(&conf_path, &self.config).expect("cannot write the server config");
+        let log = std::fs::File::create(self.dir.path().join("server.log"))
+            .expect("cannot create the server log");
+        let mut child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start nats-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port)
+            .parse()
+            .expect("loopback address");
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                // Listening, and it is ours: it has not exited.
+                if child.try_wait().ok().flatten().is_none() {
+                    self.child = Some(child);
+                    return true;
+                }
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "nats-server did not listen on port {} within 10 s",
+            self.port
+        );
+    }
+
+    /// The server's log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<port>` (no scheme).
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server (it can be restarted on the same port).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same config (and the same
+    /// JetStream store).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Whether the server process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// A directory that lives as long as the server.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A connected async-nats client.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot connect.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("test client cannot connect")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until something accepts connections on the port.
+///
+/// # Panics
+///
+/// After `timeout`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("loopback address");
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listened on port {port} within {timeout:?}");
+}

@@ -1,0 +1,246 @@
+//! Routes: a handler and how to subscribe it (subject or config key, queue
+//! group, concurrency, name). Built by `#[subscribe]` or by hand; run by
+//! the dispatch engine.
+
+use std::any::type_name;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_nats::Subscriber;
+use tokio::task::JoinHandle;
+
+use crate::dispatch::{RouteInfo, run_route};
+use crate::handler::Handler;
+use crate::service::Service;
+
+/// Where a route's subject comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectSource {
+    /// A fixed subject.
+    Literal(String),
+    /// The value of this config key, resolved at start.
+    ConfigKey(String),
+}
+
+/// Which queue group a route subscribes in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueGroup {
+    /// `SERVICE_NAME`: instances of the service share the messages (default).
+    ServiceName,
+    /// No queue group: every instance receives every message.
+    Broadcast,
+    /// A queue group of this name.
+    Named(String),
+}
+
+/// A handler and how to subscribe it. Built by `#[subscribe]`, or by hand:
+///
+/// ```no_run
+/// use telestion::{Json, Route};
+///
+/// async fn double(Json(x): Json<i64>) -> Json<i64> {
+///     Json(2 * x)
+/// }
+///
+/// let route = Route::new("math.double", double).concurrency(4);
+/// let from_config = Route::from_config("INPUT_SUBJECT", double).broadcast();
+/// # let _ = (route, from_config);
+/// ```
+#[derive(Clone)]
+pub struct Route {
+    pub(crate) subject: SubjectSource,
+    pub(crate) queue: QueueGroup,
+    pub(crate) concurrency: usize,
+    pub(crate) name: String,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .field("queue", &self.queue)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+impl Route {
+    /// A route for `handler` on a fixed subject (wildcards `*` and `>`
+    /// allowed), in the `SERVICE_NAME` queue group, one message at a time.
+    /// The subject is validated when the route is subscribed.
+    pub fn new<H, Args>(subject: impl Into<String>, handler: H) -> Route
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        Route::with_source(SubjectSource::Literal(subject.into()), handler)
+    }
+
+    /// A route whose subject is the value of config key `key`, resolved at
+    /// start (a missing key fails the start, naming it).
+    pub fn from_config<H, Args>(key: impl Into<String>, handler: H) -> Route
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        Route::with_source(SubjectSource::ConfigKey(key.into()), handler)
+    }
+
+    fn with_source<H, Args>(subject: SubjectSource, handler: H) -> Route
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        Route {
+            subject,
+            queue: QueueGroup::ServiceName,
+            concurrency: 1,
+            name: short_type_name::<H>(),
+            handler: Arc::new(TypedHandler {
+                handler,
+                _args: PhantomData::<fn() -> Args>,
+            }),
+        }
+    }
+
+    /// Subscribe outside any queue group: every instance gets every message.
+    pub fn broadcast(mut self) -> Route {
+        self.queue = QueueGroup::Broadcast;
+        self
+    }
+
+    /// Subscribe in the queue group `name` instead of `SERVICE_NAME`.
+    pub fn queue_group(mut self, name: impl Into<String>) -> Route {
+        self.queue = QueueGroup::Named(name.into());
+        self
+    }
+
+    /// Sets the queue group choice.
+    pub fn queue(mut self, queue: QueueGroup) -> Route {
+        self.queue = queue;
+        self
+    }
+
+    /// Handle up to `n` messages at once (default 1: one at a time, in
+    /// arrival order). With `n > 1` order is not kept.
+    pub fn concurrency(mut self, n: usize) -> Route {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The handler's name in logs and errors (default: the function's path).
+    pub fn name(mut self, name: impl Into<String>) -> Route {
+        self.name = name.into();
+        self
+    }
+
+    /// The handler's name.
+    pub fn handler_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the subject comes from.
+    pub fn subject_source(&self) -> &SubjectSource {
+        &self.subject
+    }
+
+    /// The queue group choice.
+    pub fn queue_choice(&self) -> &QueueGroup {
+        &self.queue
+    }
+
+    /// The concurrency limit.
+    pub fn concurrency_limit(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The configuration keys this route reads: its subject key and the
+    /// keys of its handler's `TypedConfig<T>` parameters (for `--help`).
+    pub fn config_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let SubjectSource::ConfigKey(key) = &self.subject {
+            keys.push(key.clone());
+        }
+        keys.extend(self.handler.config_keys());
+        keys
+    }
+}
+
+fn short_type_name<H>() -> String {
+    let full = type_name::<H>();
+    full.split_once("::")
+        .map(|(_, rest)| rest)
+        .unwrap_or(full)
+        .to_owned()
+}
+
+/// A handler whose extractors are resolved for one service.
+pub(crate) trait PreparedHandler: Send {
+    fn spawn(
+        self: Box<Self>,
+        service: Service,
+        subscriber: Subscriber,
+        info: RouteInfo,
+    ) -> JoinHandle<()>;
+}
+
+/// A handler with its argument types erased.
+pub(crate) trait ErasedHandler: Send + Sync {
+    fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, String>;
+    fn config_keys(&self) -> Vec<String>;
+}
+
+struct TypedHandler<H, Args> {
+    handler: H,
+    _args: PhantomData<fn() -> Args>,
+}
+
+struct Prepared<H: Handler<Args>, Args> {
+    handler: H,
+    context: Arc<H::Context>,
+    _args: PhantomData<fn() -> Args>,
+}
+
+impl<H, Args> ErasedHandler for TypedHandler<H, Args>
+where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, String> {
+        Ok(Box::new(Prepared::<H, Args> {
+            handler: self.handler.clone(),
+            context: Arc::new(H::prepare(service)?),
+            _args: PhantomData,
+        }))
+    }
+
+    fn config_keys(&self) -> Vec<String> {
+        H::config_keys()
+    }
+}
+
+impl<H, Args> PreparedHandler for Prepared<H, Args>
+where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    fn spawn(
+        self: Box<Self>,
+        service: Service,
+        subscriber: Subscriber,
+        info: RouteInfo,
+    ) -> JoinHandle<()> {
+        tokio::spawn(run_route::<H, Args>(
+            self.handler,
+            self.context,
+            service,
+            subscriber,
+            Arc::new(info),
+        ))
+    }
+}

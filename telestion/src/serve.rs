@@ -1,0 +1,178 @@
+//! Serving: subscribing routes (subject resolution, validation, conflict
+//! checks, the extractors' per-route context), waiting for the stop signal,
+//! and the drain bounded by `SHUTDOWN_TIMEOUT`.
+
+use std::time::{Duration, Instant};
+
+use crate::dispatch::RouteInfo;
+use crate::error::StartError;
+use crate::route::{QueueGroup, Route, SubjectSource};
+use crate::service::Service;
+use crate::subject::validate_subject;
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Service {
+    /// Subscribes `route` and starts its dispatch task. Fails when its
+    /// subject is invalid or missing from config, when it conflicts with an
+    /// earlier route (same subject in the same queue group), or when a
+    /// handler argument cannot be provided.
+    pub async fn subscribe(&self, route: Route) -> Result<(), StartError> {
+        let client = self.client().ok_or_else(|| StartError::Handler {
+            handler: route.name.clone(),
+            reason: "handlers need NATS, but the service runs in no-NATS mode".into(),
+        })?;
+        let subject = match &route.subject {
+            SubjectSource::Literal(subject) => subject.clone(),
+            SubjectSource::ConfigKey(key) => self
+                .config()
+                .get_str(key)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| StartError::Handler {
+                handler: route.name.clone(),
+                reason: format!(
+                    "its subject comes from config key {key}, which is not set; set \
+                         `{key}=...` in the environment or pass `--{key}=...`"
+                ),
+            })?,
+        };
+        validate_subject(&subject).map_err(|reason| StartError::InvalidSubject {
+            handler: route.name.clone(),
+            subject: subject.clone(),
+            reason,
+        })?;
+        let queue = match &route.queue {
+            QueueGroup::ServiceName => Some(self.name().to_owned()),
+            QueueGroup::Broadcast => None,
+            QueueGroup::Named(name) => Some(name.clone()),
+        };
+        let prepared = route
+            .handler
+            .prepare(self)
+            .map_err(|reason| StartError::Handler {
+                handler: route.name.clone(),
+                reason,
+            })?;
+        if let Some(group) = &queue {
+            let mut subscribed = lock(&self.inner.lifecycle.subscribed);
+            let key = (subject.clone(), group.clone());
+            if let Some(other) = subscribed.get(&key) {
+                return Err(StartError::Conflict(format!(
+                    "`{other}` and `{}` both subscribe to `{subject}` in queue group `{group}`, \
+                     so each message would reach only one of them; give one of them another \
+                     subject, `queue = false` or its own queue group",
+                    route.name
+                )));
+            }
+            subscribed.insert(key, route.name.clone());
+        }
+        let subscriber = match &queue {
+            Some(group) => client.queue_subscribe(subject.clone(), group.clone()).await,
+            None => client.subscribe(subject.clone()).await,
+        }
+        .map_err(|source| StartError::Subscribe {
+            handler: route.name.clone(),
+            subject: subject.clone(),
+            source,
+        })?;
+        tracing::debug!(handler = %route.name, %subject, queue = ?queue, "subscribed");
+        let task = prepared.spawn(
+            self.clone(),
+            subscriber,
+            RouteInfo {
+                name: route.name.as_str().into(),
+                subject,
+                concurrency: route.concurrency,
+            },
+        );
+        lock(&self.inner.lifecycle.route_tasks).push(task);
+        Ok(())
+    }
+
+    /// Subscribes every route, serves until SIGINT/SIGTERM (when the service
+    /// handles signals) or [`Service::shutdown`], then drains. The usual way
+    /// to run a service by hand. When shutdown was requested before (a
+    /// signal during start-up code), nothing is subscribed.
+    pub async fn serve(&self, routes: impl IntoIterator<Item = Route>) -> Result<(), StartError> {
+        if self.is_stopping() {
+            tracing::info!("stopped before serving");
+            self.drain().await;
+            return Ok(());
+        }
+        let mut count = 0;
+        for route in routes {
+            self.subscribe(route).await?;
+            count += 1;
+        }
+        // Make sure every SUB above has been written to the server before
+        // saying "ready" (tests and scripts wait for that word).
+        if let Some(client) = self.client()
+            && let Err(e) = tokio::time::timeout(self.shutdown_timeout(), client.flush())
+                .await
+                .unwrap_or(Ok(()))
+        {
+            tracing::warn!(error = %e, "cannot confirm the subscriptions with the server");
+        }
+        tracing::info!(handlers = count, "ready");
+        self.stopped().await;
+        tracing::info!("shutting down: draining handlers");
+        self.drain().await;
+        Ok(())
+    }
+
+    /// Stops taking new messages, finishes every message the client already
+    /// received, stops the health replies and flushes pending publishes;
+    /// all within `SHUTDOWN_TIMEOUT` (10 s by default; while the server is
+    /// unreachable it cannot confirm anything, so the drain handles what
+    /// has arrived, warns about what it could not flush, and returns).
+    ///
+    /// Each subscription is drained: the server is sent `UNSUB` and what the
+    /// client received before its stream ends is handled. Known limit of
+    /// async-nats 0.51: messages the server sent just before it processed
+    /// the `UNSUB` can arrive after the client closed the subscription and
+    /// are then dropped by the client (see the README's Shutdown section).
+    pub async fn drain(&self) {
+        self.shutdown();
+        let limit = self.shutdown_timeout();
+        // Routes stop waiting for the server at the limit, then handle what
+        // they hold; handlers still running after twice the limit are cut.
+        let deadline = Instant::now() + limit * 2;
+        let tasks = std::mem::take(&mut *lock(&self.inner.lifecycle.route_tasks));
+        for mut task in tasks {
+            match tokio::time::timeout_at(deadline.into(), &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a route task failed"),
+                Err(_) => {
+                    task.abort();
+                    tracing::warn!(
+                        "a handler was still running {} s after shutdown began; stopped it",
+                        (limit * 2).as_secs_f64()
+                    );
+                }
+            }
+        }
+        for task in self.inner.lifecycle.take_health_tasks() {
+            task.abort();
+        }
+        if let Some(client) = self.client() {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100))
+                .min(limit);
+            match tokio::time::timeout(left, client.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "cannot flush pending publishes and replies; they may be lost"
+                ),
+                Err(_) => tracing::warn!(
+                    "the NATS server did not confirm pending publishes and replies within \
+                     SHUTDOWN_TIMEOUT; they may be lost"
+                ),
+            }
+        }
+        tracing::info!("drained; stopped");
+    }
+}

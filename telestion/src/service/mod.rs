@@ -1,0 +1,130 @@
+//! The [`Service`] handle: identity, config, the NATS client, shared state,
+//! publish/request, the data directory and the stop signal. Subscribing and
+//! serving routes is in `serve.rs`, one layer up.
+
+mod data_dir;
+mod lifecycle;
+mod publish;
+mod start;
+mod state;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::connection::State as ConnectionState;
+
+use crate::config::Config;
+use crate::error::ServiceError;
+use crate::error_counter::ErrorCounter;
+use crate::health::Reporter;
+
+pub use lifecycle::Hangups;
+pub(crate) use lifecycle::Lifecycle;
+pub use start::Options;
+pub(crate) use start::STANDARD_KEYS;
+
+/// A running Telestion service. Cheap to clone (an `Arc`).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let service = telestion::Service::start(telestion::Options::new()).await?;
+/// println!("{} ({}) is up", service.name(), service.id());
+/// service.publish("greetings", "hello").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Service {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) data_root: PathBuf,
+    pub(crate) client: Option<async_nats::Client>,
+    pub(crate) errors: Arc<ErrorCounter>,
+    pub(crate) reporter: Arc<Reporter>,
+    pub(crate) states: RwLock<state::StateMap>,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) data_dirs: data_dir::Created,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.inner.name)
+            .field("id", &self.inner.id)
+            .field("nats", &self.inner.client.is_some())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Service {
+    /// `SERVICE_NAME`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The instance id: `SERVICE_ID` when set, else a NUID generated at
+    /// start (unique across processes and containers).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The merged configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The NATS client, or `None` in no-NATS mode.
+    pub fn client(&self) -> Option<&async_nats::Client> {
+        self.inner.client.as_ref()
+    }
+
+    /// The NATS client, or an error in no-NATS mode.
+    pub fn nats(&self) -> Result<&async_nats::Client, ServiceError> {
+        self.inner
+            .client
+            .as_ref()
+            .ok_or(ServiceError::NoNats("use"))
+    }
+
+    /// Whether the client is connected right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .client
+            .as_ref()
+            .is_some_and(|c| c.connection_state() == ConnectionState::Connected)
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.inner.reporter.started.elapsed()
+    }
+
+    /// The error counter behind the health replies.
+    pub fn error_counter(&self) -> &ErrorCounter {
+        &self.inner.errors
+    }
+
+    /// Counts one error (reported in health as recent errors).
+    pub fn record_error(&self) {
+        self.inner.errors.record();
+    }
+
+    /// What this instance would answer on the health subjects right now.
+    pub fn health(&self) -> crate::health::HealthReport {
+        self.inner.reporter.report()
+    }
+
+    /// How long a drain may take before the service stops waiting
+    /// (`SHUTDOWN_TIMEOUT`, seconds, default 10).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.inner.shutdown_timeout
+    }
+}
