@@ -38,21 +38,25 @@
 //! or at `NATS_SERVER_BIN`; a missing server fails the test with the
 //! install hint, it never skips it.
 
+mod arbitrary;
 mod binaries;
 mod client;
+mod files;
 mod logs;
 mod process;
 mod server;
 mod service;
 
+pub use arbitrary::json_value;
 pub use binaries::{target_dir, workspace_binary, workspace_example};
 pub use client::{
     error_header, eventually, eventually_async, health, health_report, next_message, request,
     request_json, request_within, try_health, try_request,
 };
 pub use logs::{Logs, capture_logs};
+pub use files::{Umask, files_below, mode, paths_below};
 pub use process::{
-    Process, assert_start_fails_naming, clean_command, files_below, run_with_timeout,
+    Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,
 };
 pub use server::{NatsServer, ServerOptions, free_port, nats_server_bin, wait_for_port};

@@ -59,21 +59,73 @@ fn locked(buffer: &Mutex<String>) -> String {
     buffer.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// One of a child's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A pipe whose read end is already closed, to give a child as stdout or
+/// stderr: every write to it fails with `EPIPE` (Rust programs ignore
+/// `SIGPIPE`), as when whoever read a service's output has gone away. The
+/// pipe is close-on-exec, so no other child inherits it.
+///
+/// # Panics
+///
+/// When no pipe can be created.
+pub fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("cannot create a pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
 impl Process {
     /// Spawns `cmd` with piped stdout and stderr (stdin closed).
     ///
     /// # Panics
     ///
     /// When it cannot be spawned.
-    pub fn spawn(mut cmd: Command) -> Process {
+    pub fn spawn(cmd: Command) -> Process {
+        Process::spawn_inner(cmd, None)
+    }
+
+    /// Like [`Process::spawn`], but `closed` is a [`closed_pipe`] (every
+    /// write to it fails) and stays empty in [`Process::stdout`] or
+    /// [`Process::stderr`]; the other stream is collected.
+    ///
+    /// ```no_run
+    /// use telestion_test::{Process, Stream, clean_command};
+    ///
+    /// let mut tool = Process::spawn_with_closed(clean_command("target/debug/health"), Stream::Stdout);
+    /// assert_ne!(tool.wait_exit(telestion_test::WAIT), Some(101), "{}", tool.stderr());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be spawned.
+    pub fn spawn_with_closed(cmd: Command, closed: Stream) -> Process {
+        Process::spawn_inner(cmd, Some(closed))
+    }
+
+    fn spawn_inner(mut cmd: Command, closed: Option<Stream>) -> Process {
+        let output = |stream| {
+            if closed == Some(stream) {
+                closed_pipe()
+            } else {
+                Stdio::piped()
+            }
+        };
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(output(Stream::Stdout))
+            .stderr(output(Stream::Stderr));
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {:?}: {e}", cmd.get_program()));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
-        let stdout = collect(child.stdout.take().expect("piped stdout"));
+        let stderr = child.stderr.take().map(collect).unwrap_or_default();
+        let stdout = child.stdout.take().map(collect).unwrap_or_default();
         Process {
             child,
             stderr,
@@ -256,24 +308,4 @@ pub fn assert_start_fails_naming(cmd: Command, key: &str) -> String {
         "the service got ready despite bad config; stderr:\n{stderr}"
     );
     stderr
-}
-
-/// Every file (not directory) below `dir`, recursively; symbolic links are
-/// listed, not followed.
-pub fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => stack.push(path),
-                _ => files.push(path),
-            }
-        }
-    }
-    files
 }

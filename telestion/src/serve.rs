@@ -123,10 +123,13 @@ impl Service {
     }
 
     /// Stops taking new messages, finishes every message the client already
-    /// received, stops the health replies and flushes pending publishes;
-    /// all within `SHUTDOWN_TIMEOUT` (10 s by default; while the server is
-    /// unreachable it cannot confirm anything, so the drain handles what
-    /// has arrived, warns about what it could not flush, and returns).
+    /// received, stops the health replies and flushes pending publishes.
+    /// Every wait is bounded by `SHUTDOWN_TIMEOUT` (10 s by default): at
+    /// most that long for the server to confirm the drain (while it is
+    /// unreachable it cannot, so what has arrived is handled and a warning
+    /// names the route), handlers still running one more `SHUTDOWN_TIMEOUT`
+    /// later are stopped, and the final flush takes what time is left; so
+    /// this returns at the latest about 2 × `SHUTDOWN_TIMEOUT` after it began.
     ///
     /// Each subscription is drained: the server is sent `UNSUB` and what the
     /// client received before its stream ends is handled. Known limit of

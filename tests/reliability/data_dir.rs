@@ -1,29 +1,11 @@
 //! Data directory: what the runtime creates is owner-only whatever the
 //! umask; log categories are checked before anything is published.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use telestion::{Options, Service};
 
-use crate::common::config;
+use crate::support::{Umask, mode, service_config};
 
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// Sets the process umask while alive.
-struct Umask(libc::mode_t);
-impl Umask {
-    fn set(mask: libc::mode_t) -> Umask {
-        Umask(unsafe { libc::umask(mask) })
-    }
-}
-impl Drop for Umask {
-    fn drop(&mut self) {
-        unsafe { libc::umask(self.0) };
-    }
-}
 
 #[tokio::test]
 async fn data_files_are_owner_only_even_with_umask_0() {
@@ -33,7 +15,7 @@ async fn data_files_are_owner_only_even_with_umask_0() {
         // A permissive umask: without explicit modes everything would be
         // world-readable (0777/0666).
         let _umask = Umask::set(0);
-        let service = Service::start(Options::new().nats(false).config(config(
+        let service = Service::start(Options::new().nats(false).config(service_config(
             "unused:1",
             "svc",
             &data_root,
@@ -56,7 +38,7 @@ async fn data_files_are_owner_only_even_with_umask_0() {
 #[tokio::test]
 async fn invalid_log_categories_are_refused_before_publishing() {
     let root = tempfile::tempdir().unwrap();
-    let service = Service::start(Options::new().nats(false).config(config(
+    let service = Service::start(Options::new().nats(false).config(service_config(
         "unused:1",
         "svc",
         root.path(),

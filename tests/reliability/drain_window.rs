@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use telestion::Route;
 
-use crate::common::start;
+use crate::support::start_service;
 use crate::support::NatsServer;
 
 const SUBJECT: &str = "window.data";
@@ -129,7 +129,7 @@ async fn drain_window_service_loses_nothing_while_publishing() {
         async move {
             let capacity = CAPACITY.to_string();
             let extra = [("NATS_SUBSCRIPTION_CAPACITY", capacity.as_str())];
-            let service = start(&url, GROUP, &data_dir, &extra).await;
+            let service = start_service(&url, GROUP, &data_dir, &extra).await;
             service.subscribe(Route::new(SUBJECT, count)).await.unwrap();
             move || async move {
                 service.shutdown();

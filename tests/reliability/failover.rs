@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use telestion::{Route, Service, ServiceError};
 
-use crate::common::{eventually_async, start, try_health, try_request};
+use crate::support::{eventually_async, start_service, try_health, try_request};
 use crate::support::{NatsServer, ServerOptions, eventually, free_port};
 
 static PINGS: AtomicU64 = AtomicU64::new(0);
@@ -76,7 +76,7 @@ async fn cluster_failover_keeps_serving() {
         .collect::<Vec<_>>()
         .join(",");
     let data = tempfile::tempdir().unwrap();
-    let service = start(&all_urls, "failover", data.path(), &[]).await;
+    let service = start_service(&all_urls, "failover", data.path(), &[]).await;
     service
         .subscribe(Route::new("failover.echo", echo))
         .await
@@ -151,7 +151,7 @@ async fn server_restart_delivers_buffered_and_reports_overflow() {
     const BUFFER: usize = 16;
     let mut server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let service = start(
+    let service = start_service(
         &server.url(),
         "restart",
         data.path(),

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use telestion::{Json, Message, Route, Service};
 
-use crate::common::start;
+use crate::support::{json_value, start_service};
 use crate::support::NatsServer;
 
 fn runner(cases: u32) -> TestRunner {
@@ -60,7 +60,7 @@ const HANDLERS: [&str; 6] = [
 ];
 
 async fn extractor_service(server: &NatsServer, dir: &std::path::Path) -> Service {
-    let service = start(&server.url(), "hostile", dir, &[]).await;
+    let service = start_service(&server.url(), "hostile", dir, &[]).await;
     let routes = [
         Route::new(HANDLERS[0], bytes_len),
         Route::new(HANDLERS[1], vec_len),
@@ -119,21 +119,6 @@ fn expected(subject: &str, body: &[u8]) -> Result<String, ()> {
     }
 }
 
-fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    let leaf = prop_oneof![
-        Just(serde_json::Value::Null),
-        any::<bool>().prop_map(serde_json::Value::from),
-        any::<i64>().prop_map(serde_json::Value::from),
-        ".{0,8}".prop_map(serde_json::Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-            prop::collection::btree_map("[a-z]{0,3}", inner, 0..4)
-                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![

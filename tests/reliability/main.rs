@@ -8,7 +8,6 @@
 
 use telestion_test as support;
 
-mod common;
 mod data_dir;
 mod drain_window;
 mod failover;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use telestion::{Options, Route, Service, StartError};
 
-use crate::common::{capture_logs, config, start, try_health};
+use crate::support::{capture_logs, service_config, start_service, try_health};
 use crate::support::{
     NatsServer, Process, ServerOptions, clean_command, free_port, run_with_timeout,
 };
@@ -39,7 +39,7 @@ async fn password_never_in_logs_errors_debug_or_health() {
     let mut server = NatsServer::with_auth("svc", PASSWORD);
     let data = tempfile::tempdir().unwrap();
     let creds = [("NATS_USER", "svc"), ("NATS_PASSWORD", PASSWORD)];
-    let service = start(&server.url(), "secrets", data.path(), &creds).await;
+    let service = start_service(&server.url(), "secrets", data.path(), &creds).await;
     service
         .subscribe(Route::new("secret.fail", fail))
         .await
@@ -88,7 +88,7 @@ async fn password_never_in_logs_errors_debug_or_health() {
     service.drain().await;
 
     // Wrong password: a clear error that does not show it.
-    let error = Service::start(Options::new().config(config(
+    let error = Service::start(Options::new().config(service_config(
         &server.url(),
         "secrets",
         data.path(),
@@ -106,7 +106,7 @@ async fn password_never_in_logs_errors_debug_or_health() {
 
     // Unreachable server, password in NATS_URL as well as NATS_PASSWORD.
     let closed = free_port();
-    let error = Service::start(Options::new().config(config(
+    let error = Service::start(Options::new().config(service_config(
         &format!("nats://svc:{PASSWORD}@127.0.0.1:{closed}"),
         "secrets",
         data.path(),
@@ -133,7 +133,7 @@ async fn password_in_nats_url_is_not_leaked() {
     let mut server = NatsServer::with_auth("svc", PASSWORD);
     let data = tempfile::tempdir().unwrap();
     let url = format!("nats://svc:{PASSWORD}@127.0.0.1:{}", server.port);
-    let service = start(&url, "secrets-url", data.path(), &[]).await;
+    let service = start_service(&url, "secrets-url", data.path(), &[]).await;
     server.restart();
     crate::support::eventually(Duration::from_secs(15), "reconnect", || {
         service.is_connected()
@@ -317,7 +317,7 @@ async fn mutual_tls_with_certificates_made_in_the_test() {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        Service::start(Options::new().config(config(&url, "tls", data.path(), &pairs)))
+        Service::start(Options::new().config(service_config(&url, "tls", data.path(), &pairs)))
     };
 
     let service = start_with(tls(&ca, &client_cert, &client_key))
@@ -396,13 +396,13 @@ async fn nkey_authentication_and_seed_redaction() {
     let data = tempfile::tempdir().unwrap();
     // Without the NKey the server refuses the connection ...
     let error =
-        Service::start(Options::new().config(config(&server.url(), "nkey", data.path(), &[])))
+        Service::start(Options::new().config(service_config(&server.url(), "nkey", data.path(), &[])))
             .await
             .unwrap_err()
             .to_string();
     assert!(error.contains("rejected the credentials"), "{error}");
     // ... with it, the service works.
-    let service = start(&server.url(), "nkey", data.path(), &[("NATS_NKEY", &seed)]).await;
+    let service = start_service(&server.url(), "nkey", data.path(), &[("NATS_NKEY", &seed)]).await;
     service
         .subscribe(Route::new("nkey.echo", echo))
         .await
@@ -426,7 +426,7 @@ async fn nkey_authentication_and_seed_redaction() {
     service.drain().await;
     // A different user's seed: rejected, and the seed is not shown.
     let other = nkeys::KeyPair::new_user().seed().unwrap();
-    let error = Service::start(Options::new().config(config(
+    let error = Service::start(Options::new().config(service_config(
         &server.url(),
         "nkey",
         data.path(),
@@ -444,7 +444,7 @@ async fn nkey_authentication_and_seed_redaction() {
 async fn credentials_file_errors_are_clear() {
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let error = Service::start(Options::new().config(config(
+    let error = Service::start(Options::new().config(service_config(
         &server.url(),
         "creds",
         data.path(),
@@ -621,7 +621,7 @@ async fn creds_file_authenticates_in_operator_mode() {
         "{error}"
     );
 
-    let service = start(
+    let service = start_service(
         &server.url(),
         "creds",
         data.path(),
@@ -686,7 +686,7 @@ async fn creds_file_rejections_are_clear() {
     let files = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let start_with = |pairs: &[(&str, &str)]| {
-        Service::start(Options::new().config(config(&server.url(), "creds", data.path(), pairs)))
+        Service::start(Options::new().config(service_config(&server.url(), "creds", data.path(), pairs)))
     };
 
     // No credentials at all.

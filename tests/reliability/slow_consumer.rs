@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use telestion::Route;
 
-use crate::common::{capture_logs, start, try_health};
+use crate::support::{capture_logs, start_service, try_health};
 use crate::support::{NatsServer, eventually};
 
 #[tokio::test]
@@ -18,7 +18,7 @@ async fn slow_consumer_is_logged_counted_and_recovers() {
     let (logs, _guard) = capture_logs();
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let service = start(
+    let service = start_service(
         &server.url(),
         "slow",
         data.path(),

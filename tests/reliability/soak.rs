@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::common::try_health;
+use crate::support::try_health;
 use crate::support::{NatsServer, Process, clean_command, workspace_binary};
 
 const WINDOW: usize = 2_000;

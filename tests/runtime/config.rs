@@ -168,18 +168,11 @@ struct Settings {
     optional: Option<u32>,
 }
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[test]
 fn typed_access_coerces_strings() {
     let mut pairs = required();
     pairs.extend([("PORT", "8080"), ("VERBOSE", "true"), ("LABEL", "x")]);
-    let config = Config::from_sources(["--RATIO=0.5"], env(&pairs)).unwrap();
+    let config = Config::from_sources(["--RATIO=0.5"], pairs.clone()).unwrap();
     let settings: Settings = config.typed().unwrap();
     assert_eq!(settings.port, 8080);
     assert!(settings.verbose);
@@ -200,12 +193,12 @@ fn typed_errors_name_the_key() {
         ("RATIO", "1"),
         ("LABEL", "x"),
     ]);
-    let config = Config::from_sources(Vec::<String>::new(), env(&pairs)).unwrap();
+    let config = Config::from_sources(Vec::<String>::new(), pairs.clone()).unwrap();
     let error = config.typed::<Settings>().unwrap_err().to_string();
     assert!(error.contains("PORT"), "{error}");
 
     pairs.retain(|(k, _)| *k != "PORT");
-    let config = Config::from_sources(Vec::<String>::new(), env(&pairs)).unwrap();
+    let config = Config::from_sources(Vec::<String>::new(), pairs.clone()).unwrap();
     let error = config.typed::<Settings>().unwrap_err().to_string();
     assert!(error.contains("PORT"), "{error}");
 

@@ -1,30 +1,13 @@
 //! The files `standard_ops` writes: owner-only whatever the umask, and
 //! never outside the log directory.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use standard_ops::DataLog;
 use telestion::data_log::valid_category;
+use telestion_test::{Umask, mode, paths_below};
 
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// Sets the process umask while alive.
-struct Umask(libc::mode_t);
-impl Umask {
-    fn set(mask: libc::mode_t) -> Umask {
-        Umask(unsafe { libc::umask(mask) })
-    }
-}
-impl Drop for Umask {
-    fn drop(&mut self) {
-        unsafe { libc::umask(self.0) };
-    }
-}
 
 #[test]
 fn log_files_are_owner_only_even_with_umask_0() {
@@ -40,19 +23,6 @@ fn log_files_are_owner_only_even_with_umask_0() {
     for file in ["telemetry.log", "events.v2.log"] {
         assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
     }
-}
-
-/// Every path below `root` (files and directories).
-fn walk(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        }
-        out.push(path);
-    }
-    out
 }
 
 fn category() -> impl Strategy<Value = String> {
@@ -92,7 +62,7 @@ fn data_log_never_writes_outside_its_directory() {
                 prop_assert_eq!(file.parent().unwrap(), dir.as_path());
             }
             // Nothing anywhere but plain `<category>.log` files in `dir`.
-            for path in walk(root.path()) {
+            for path in paths_below(root.path()) {
                 if path == outer || path == dir {
                     continue;
                 }

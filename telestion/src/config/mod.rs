@@ -133,11 +133,22 @@ impl Config {
     /// Builds the configuration from explicit CLI arguments and environment
     /// variables (plus the file named by `CONFIG_FILE` in either), then
     /// checks the required keys.
-    pub fn from_sources<A, S, E>(args: A, env: E) -> Result<Config, ConfigError>
+    ///
+    /// ```
+    /// let config = telestion::Config::from_sources(
+    ///     ["--service-name=probe"],
+    ///     [("NATS_URL", "nats://127.0.0.1:4333"), ("DATA_DIR", "/tmp")],
+    /// )
+    /// .unwrap();
+    /// assert_eq!(config.get_str("SERVICE_NAME").as_deref(), Some("probe"));
+    /// ```
+    pub fn from_sources<A, S, E, K, V>(args: A, env: E) -> Result<Config, ConfigError>
     where
         A: IntoIterator<Item = S>,
         S: Into<String>,
-        E: IntoIterator<Item = (String, String)>,
+        E: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
     {
         let config = Config::merge(args, env)?;
         config.check_required()?;
@@ -145,14 +156,19 @@ impl Config {
     }
 
     /// Like [`Config::from_sources`] but without checking required keys.
-    pub fn merge<A, S, E>(args: A, env: E) -> Result<Config, ConfigError>
+    pub fn merge<A, S, E, K, V>(args: A, env: E) -> Result<Config, ConfigError>
     where
         A: IntoIterator<Item = S>,
         S: Into<String>,
-        E: IntoIterator<Item = (String, String)>,
+        E: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
     {
         let cli = cli::parse_args(args)?;
-        let env: BTreeMap<String, String> = env.into_iter().collect();
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .map(|(key, value)| (key.into(), value.into()))
+            .collect();
         let cli_map: BTreeMap<String, String> = cli.values.iter().cloned().collect();
 
         let pick = |key: &str| {

@@ -5,13 +5,7 @@ use crate::config::cli::parse_args;
 use crate::config::cli::tests::{arg, runner};
 use crate::config::file::{FileError, parse_file};
 use proptest::prelude::*;
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use telestion_test::json_value;
 
 #[test]
 fn precedence_cli_env_file_dev() {
@@ -24,13 +18,13 @@ fn precedence_cli_env_file_dev() {
     .unwrap();
     let cfg = Config::from_sources(
         ["--A=cli", "--dev"],
-        env(&[
+        [
             ("A", "env"),
             ("B", "env"),
             ("CONFIG_FILE", file.to_str().unwrap()),
             ("CONFIG_KEY", "svc"),
             ("DATA_DIR", "/d"),
-        ]),
+        ],
     )
     .unwrap();
     assert_eq!(cfg.get_str("A").unwrap(), "cli");
@@ -45,7 +39,7 @@ fn precedence_cli_env_file_dev() {
 
 #[test]
 fn missing_names_every_key() {
-    let err = Config::from_sources(Vec::<String>::new(), env(&[("NATS_URL", "x")]))
+    let err = Config::from_sources(Vec::<String>::new(), [("NATS_URL", "x")])
         .unwrap_err()
         .to_string();
     assert!(err.contains("SERVICE_NAME, DATA_DIR"), "{err}");
@@ -137,21 +131,6 @@ fn merged_sources_never_panic() {
         .unwrap();
 }
 
-fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    let leaf = prop_oneof![
-        Just(serde_json::Value::Null),
-        any::<bool>().prop_map(serde_json::Value::from),
-        any::<i64>().prop_map(serde_json::Value::from),
-        ".{0,8}".prop_map(serde_json::Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-            prop::collection::btree_map("[a-z]{0,3}", inner, 0..4)
-                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 #[test]
 fn config_files_never_panic() {
