@@ -53,8 +53,8 @@ pub use client::{
     error_header, eventually, eventually_async, health, health_report, next_message, request,
     request_json, request_within, try_health, try_request,
 };
-pub use logs::{Logs, capture_logs};
 pub use files::{Umask, files_below, mode, paths_below};
+pub use logs::{Logs, capture_logs};
 pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,

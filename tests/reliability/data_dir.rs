@@ -1,11 +1,9 @@
 //! Data directory: what the runtime creates is owner-only whatever the
 //! umask; log categories are checked before anything is published.
 
-
 use telestion::{Options, Service};
 
 use crate::support::{Umask, mode, service_config};
-
 
 #[tokio::test]
 async fn data_files_are_owner_only_even_with_umask_0() {

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use telestion::Route;
 
-use crate::support::start_service;
 use crate::support::NatsServer;
+use crate::support::start_service;
 
 const SUBJECT: &str = "window.data";
 const GROUP: &str = "window";

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use telestion::{Route, Service, ServiceError};
 
-use crate::support::{eventually_async, start_service, try_health, try_request};
 use crate::support::{NatsServer, ServerOptions, eventually, free_port};
+use crate::support::{eventually_async, start_service, try_health, try_request};
 
 static PINGS: AtomicU64 = AtomicU64::new(0);
 

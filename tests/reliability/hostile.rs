@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use telestion::{Json, Message, Route, Service};
 
-use crate::support::{json_value, start_service};
 use crate::support::NatsServer;
+use crate::support::{json_value, start_service};
 
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(ProptestConfig {
@@ -118,7 +118,6 @@ fn expected(subject: &str, body: &[u8]) -> Result<String, ()> {
         _ => unreachable!(),
     }
 }
-
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use telestion::{Options, Route, Service, StartError};
 
-use crate::support::{capture_logs, service_config, start_service, try_health};
 use crate::support::{
     NatsServer, Process, ServerOptions, clean_command, free_port, run_with_timeout,
 };
+use crate::support::{capture_logs, service_config, start_service, try_health};
 
 const PASSWORD: &str = "Zq7xK9-pass-4-test";
 const WRONG: &str = "Wr0ng-pass-4-test";
@@ -395,11 +395,15 @@ async fn nkey_authentication_and_seed_redaction() {
     });
     let data = tempfile::tempdir().unwrap();
     // Without the NKey the server refuses the connection ...
-    let error =
-        Service::start(Options::new().config(service_config(&server.url(), "nkey", data.path(), &[])))
-            .await
-            .unwrap_err()
-            .to_string();
+    let error = Service::start(Options::new().config(service_config(
+        &server.url(),
+        "nkey",
+        data.path(),
+        &[],
+    )))
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("rejected the credentials"), "{error}");
     // ... with it, the service works.
     let service = start_service(&server.url(), "nkey", data.path(), &[("NATS_NKEY", &seed)]).await;
@@ -686,7 +690,12 @@ async fn creds_file_rejections_are_clear() {
     let files = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let start_with = |pairs: &[(&str, &str)]| {
-        Service::start(Options::new().config(service_config(&server.url(), "creds", data.path(), pairs)))
+        Service::start(Options::new().config(service_config(
+            &server.url(),
+            "creds",
+            data.path(),
+            pairs,
+        )))
     };
 
     // No credentials at all.

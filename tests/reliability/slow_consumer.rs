@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use telestion::Route;
 
-use crate::support::{capture_logs, start_service, try_health};
 use crate::support::{NatsServer, eventually};
+use crate::support::{capture_logs, start_service, try_health};
 
 #[tokio::test]
 async fn slow_consumer_is_logged_counted_and_recovers() {

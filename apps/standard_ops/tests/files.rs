@@ -1,13 +1,11 @@
 //! The files `standard_ops` writes: owner-only whatever the umask, and
 //! never outside the log directory.
 
-
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use standard_ops::DataLog;
 use telestion::data_log::valid_category;
 use telestion_test::{Umask, mode, paths_below};
-
 
 #[test]
 fn log_files_are_owner_only_even_with_umask_0() {

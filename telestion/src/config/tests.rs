@@ -131,7 +131,6 @@ fn merged_sources_never_panic() {
         .unwrap();
 }
 
-
 #[test]
 fn config_files_never_panic() {
     // Arbitrary bytes.
