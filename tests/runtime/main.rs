@@ -12,6 +12,7 @@ use telestion_test as support;
 mod config;
 mod connect;
 mod dispatch;
+mod faults;
 mod health;
 mod identity;
 mod logging;

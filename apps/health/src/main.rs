@@ -6,7 +6,9 @@
 //! reply inbox, collects every reply for `HEALTH_WAIT_MS` milliseconds
 //! (default 500, the spec's answer time), prints the table and exits with 0,
 //! also when nobody answered. Each instance is listed once; the tool does
-//! not list itself.
+//! not list itself. When stdout is a closed pipe (as in `health | head -1`)
+//! the rest of the table is dropped quietly and the exit code is still 0;
+//! any other write error fails the run (exit 1, `error: ...` on stderr).
 //!
 //! ```sh
 //! NATS_URL=localhost:4222 SERVICE_NAME=health DATA_DIR=./data \
@@ -21,6 +23,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -98,29 +101,38 @@ async fn main(service: Service) -> Result<(), String> {
         });
     }
     rows.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    print_table(&rows, wait);
     // A one-shot tool: stop as soon as the table is out.
     service.shutdown();
-    Ok(())
+    match print_table(&mut std::io::stdout().lock(), &rows, wait) {
+        // Whoever read the table has gone: nothing left to do.
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot print the table: {e}")),
+        Ok(()) => Ok(()),
+    }
 }
 
-fn print_table(rows: &[Row], wait: u64) {
+/// Writes the table to `out` (not `println!`, which panics when stdout is
+/// closed).
+fn print_table(out: &mut impl Write, rows: &[Row], wait: u64) -> std::io::Result<()> {
     let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
     let id_width = rows.iter().map(|r| r.id.len()).max().unwrap_or(0).max(8);
-    println!(
+    writeln!(
+        out,
         "{:name_width$}  {:id_width$}  {:6}  LATENCY",
         "NAME", "INSTANCE", "ERRORS"
-    );
+    )?;
     for row in rows {
-        println!(
+        writeln!(
+            out,
             "{:name_width$}  {:id_width$}  {:6}  {:.1} ms",
             row.name,
             row.id,
             row.errors,
             row.latency.as_secs_f64() * 1000.0
-        );
+        )?;
     }
     let count = rows.len();
     let noun = if count == 1 { "instance" } else { "instances" };
-    println!("{count} {noun} answered within {wait} ms");
+    writeln!(out, "{count} {noun} answered within {wait} ms")?;
+    out.flush()
 }
