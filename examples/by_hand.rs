@@ -82,7 +82,9 @@ async fn main() -> ExitCode {
     let service = match Service::start(Options::new()).await {
         Ok(service) => service,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Through the log (never `eprintln!`, which panics when stderr
+            // is gone): one line with the error and its causes.
+            telestion::tracing::error!("error: {}", telestion::error_chain(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -101,7 +103,7 @@ async fn main() -> ExitCode {
     match service.serve(routes).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            telestion::tracing::error!("error: {}", telestion::error_chain(&error));
             ExitCode::FAILURE
         }
     }
