@@ -1,4 +1,4 @@
-//! Reliability and security tests (issue 6), against real `nats-server`
+//! Reliability and security tests, against real `nats-server`
 //! processes on loopback: cluster failover, server restart with the
 //! publish buffer, slow consumers, hostile input (property tests), secrets
 //! (redaction, TLS, NKeys), data-directory permissions, and the soak runs

@@ -1,4 +1,4 @@
-//! Point 1, config: CLI forms, `CONFIG_FILE` + `CONFIG_KEY`, precedence,
+//! Config: CLI forms, `CONFIG_FILE` + `CONFIG_KEY`, precedence,
 //! typed decoding with errors naming the key, and the password never
 //! appearing in `Debug` or log output.
 

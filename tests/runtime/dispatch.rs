@@ -1,4 +1,4 @@
-//! Point 4, the dispatch engine: wildcards, queue groups, config-key
+//! The dispatch engine: wildcards, queue groups, config-key
 //! subjects, bodies of every kind, errors and panics, replies, ordering and
 //! concurrency.
 

@@ -1,4 +1,4 @@
-//! Point 5, health: both subjects, every instance answers, answers within
+//! Health: both subjects, every instance answers, answers within
 //! 0.5 s while a handler is saturated, a configurable error window.
 
 use std::collections::HashSet;

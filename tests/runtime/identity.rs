@@ -1,4 +1,4 @@
-//! Point 2, identity and data: instance ids, `SERVICE_ID`, the data
+//! Identity and data: instance ids, `SERVICE_ID`, the data
 //! directory.
 
 use telestion::{Config, Options, Service};

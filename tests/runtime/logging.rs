@@ -1,4 +1,4 @@
-//! Point 6, logging: stderr, human lines by default, JSON lines with
+//! Logging: stderr, human lines by default, JSON lines with
 //! `LOG_FORMAT=json`, `RUST_LOG` honoured.
 
 use crate::run_testbed;

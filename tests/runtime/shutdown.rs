@@ -1,4 +1,4 @@
-//! Point 7, shutdown: on SIGTERM, SIGINT or `service.shutdown()` every
+//! Shutdown: on SIGTERM, SIGINT or `service.shutdown()` every
 //! delivered message is handled (drain), publishes are flushed, exit 0.
 
 use std::collections::BTreeSet;
