@@ -1,18 +1,20 @@
 //! Attribute arguments shared by both macros: a comma-separated list of
-//! positional literals and `key = value` pairs, plus an error collector.
+//! positional literals and `key = value` pairs, read through a table with
+//! one parse function per key ([`Spec`]), plus an error collector.
 //!
 //! Parsing is deliberately loose (any expression as a value) so that every
 //! mistake is reported by the macro with a message that says what to write,
 //! instead of a bare syntax error from `syn`.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Error, Expr, ExprLit, Ident, Lit, LitBool, LitInt, LitStr, Path, Token};
 
 /// One argument as written.
-pub(crate) enum Arg {
+enum Arg {
     /// A value without a key, e.g. the subject literal `"a.b"`.
     Positional(Expr),
     /// `key = value`; `key` may be a keyword such as `crate`.
@@ -20,7 +22,7 @@ pub(crate) enum Arg {
 }
 
 /// The whole argument list.
-pub(crate) struct Args(pub(crate) Vec<Arg>);
+struct Args(Vec<Arg>);
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Args> {
@@ -141,26 +143,173 @@ pub(crate) fn default_crate() -> Path {
     syn::parse_quote!(::telestion)
 }
 
-/// Reports `key` when it was already given; otherwise remembers it.
-pub(crate) fn check_duplicate(seen: &mut Vec<String>, key: &Ident, errors: &mut Errors) -> bool {
-    let name = key.unraw().to_string();
-    if seen.contains(&name) {
-        errors.spanned(
-            key,
-            format!("duplicate argument `{name}`; give each argument at most once"),
-        );
+/// How a macro reads its arguments: the positional argument, if it takes
+/// one, and one parse function per key. The list of valid arguments in
+/// the error for an unknown one is made from the same table.
+pub(crate) struct Spec<T: 'static> {
+    /// The positional argument, if any.
+    pub(crate) positional: Option<Positional<T>>,
+    /// The `key = value` arguments.
+    pub(crate) keys: &'static [Key<T>],
+}
+
+/// A positional argument (e.g. the subject literal).
+pub(crate) struct Positional<T> {
+    /// How it is written, for the list of valid arguments.
+    pub(crate) usage: &'static str,
+    /// Reads it into the arguments, or reports what is wrong.
+    pub(crate) parse: fn(&mut T, &Expr, &mut Errors),
+}
+
+/// A `key = value` argument.
+pub(crate) struct Key<T> {
+    /// The key.
+    pub(crate) name: &'static str,
+    /// How it is written, for the list of valid arguments.
+    pub(crate) usage: &'static str,
+    /// Reads the value into the arguments, or reports what is wrong; gets
+    /// the key too, for errors about the argument as a whole.
+    pub(crate) parse: fn(&mut T, &Ident, &Expr, &mut Errors),
+}
+
+impl<T> Spec<T> {
+    /// Parses `tokens` into `target`, reporting every mistake (unknown,
+    /// duplicate and malformed arguments). `false` when the tokens are not
+    /// an argument list at all.
+    pub(crate) fn parse(&self, tokens: TokenStream, target: &mut T, errors: &mut Errors) -> bool {
+        let parsed = match syn::parse2::<Args>(tokens) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                errors.push(error);
+                return false;
+            }
+        };
+        let mut seen = Vec::new();
+        for arg in &parsed.0 {
+            match arg {
+                Arg::Named { key, value } => {
+                    let name = key.unraw().to_string();
+                    let Some(spec) = self.keys.iter().find(|spec| spec.name == name) else {
+                        errors.spanned(
+                            key,
+                            format!(
+                                "unknown argument `{name}`; the valid arguments are {}",
+                                self.valid()
+                            ),
+                        );
+                        continue;
+                    };
+                    if seen.contains(&spec.name) {
+                        errors.spanned(
+                            key,
+                            format!("duplicate argument `{name}`; give each argument at most once"),
+                        );
+                        continue;
+                    }
+                    seen.push(spec.name);
+                    (spec.parse)(target, key, value, errors);
+                }
+                Arg::Positional(Expr::Path(path)) if path.path.get_ident().is_some() => {
+                    errors.spanned(
+                        path,
+                        format!(
+                            "unknown argument `{}`; the valid arguments are {}",
+                            path.to_token_stream(),
+                            self.valid()
+                        ),
+                    );
+                }
+                Arg::Positional(expr) => match &self.positional {
+                    Some(positional) => (positional.parse)(target, expr, errors),
+                    None => errors.spanned(
+                        expr,
+                        format!(
+                            "unexpected argument; the valid arguments are {}",
+                            self.valid()
+                        ),
+                    ),
+                },
+            }
+        }
         true
-    } else {
-        seen.push(name);
-        false
+    }
+
+    /// The valid arguments, e.g. "`a = 1`, `b = true` and `c = \"x\"`".
+    fn valid(&self) -> String {
+        let usages: Vec<&str> = self
+            .positional
+            .iter()
+            .map(|positional| positional.usage)
+            .chain(self.keys.iter().map(|key| key.usage))
+            .collect();
+        match usages.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => "none".to_owned(),
+        }
     }
 }
 
-/// The tokens of an argument (errors about the argument as a whole span
-/// all of them).
-pub(crate) fn arg_tokens(arg: &Arg) -> proc_macro2::TokenStream {
-    match arg {
-        Arg::Positional(expr) => quote::quote!(#expr),
-        Arg::Named { key, value } => quote::quote!(#key = #value),
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+    use syn::{Expr, Ident};
+
+    use super::{Errors, Key, Spec};
+
+    /// Which keys were parsed, in order.
+    type Seen = Vec<&'static str>;
+
+    fn a(seen: &mut Seen, _: &Ident, _: &Expr, _: &mut Errors) {
+        seen.push("a");
+    }
+
+    fn b(seen: &mut Seen, _: &Ident, _: &Expr, _: &mut Errors) {
+        seen.push("b");
+    }
+
+    const SPEC: Spec<Seen> = Spec {
+        positional: None,
+        keys: &[
+            Key {
+                name: "a",
+                usage: "`a = 1`",
+                parse: a,
+            },
+            Key {
+                name: "b",
+                usage: "`b = true`",
+                parse: b,
+            },
+        ],
+    };
+
+    fn parse(tokens: proc_macro2::TokenStream) -> (Seen, String) {
+        let mut seen = Seen::new();
+        let mut errors = Errors::default();
+        assert!(SPEC.parse(tokens, &mut seen, &mut errors));
+        let errors = match errors.finish() {
+            Ok(()) => String::new(),
+            Err(error) => error.into_iter().map(|e| format!("{e}\n")).collect(),
+        };
+        (seen, errors)
+    }
+
+    #[test]
+    fn each_key_goes_to_its_parse_function() {
+        assert_eq!(parse(quote!(b = 2, a = 1)), (vec!["b", "a"], String::new()));
+    }
+
+    #[test]
+    fn unknown_duplicate_and_positional_arguments_are_reported() {
+        let (seen, errors) = parse(quote!(a = 1, c = 3, a = 2, flag, "x"));
+        assert_eq!(seen, ["a"]);
+        assert_eq!(
+            errors,
+            "unknown argument `c`; the valid arguments are `a = 1` and `b = true`\n\
+             duplicate argument `a`; give each argument at most once\n\
+             unknown argument `flag`; the valid arguments are `a = 1` and `b = true`\n\
+             unexpected argument; the valid arguments are `a = 1` and `b = true`\n"
+        );
     }
 }

@@ -73,6 +73,7 @@
 //! `service.serve(routes)`.
 
 mod args;
+mod func;
 mod service;
 mod subject;
 mod subscribe;

@@ -2,12 +2,13 @@
 //! function, validate, and expand into a synchronous `main` that hands the
 //! body to `telestion::__private::run`.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Group, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Attribute, Block, FnArg, Item, ItemFn, Pat, Path, ReturnType, Type, Visibility};
+use syn::{Attribute, Expr, FnArg, Ident, Item, Pat, Path, ReturnType, Type, Visibility};
 
-use crate::args::{self, Arg, Args, Errors};
+use crate::args::{self, Errors, Key, Spec};
+use crate::func::{self, Function};
 
 /// What the arguments of `#[telestion::service(...)]` ask for.
 struct ServiceArgs {
@@ -24,11 +25,9 @@ struct MainFn {
     /// The single parameter, if any: the `Service` handle.
     param: Option<(Box<Pat>, Box<Type>)>,
     output: ReturnType,
-    block: Box<Block>,
+    /// The body, as written.
+    body: Group,
 }
-
-const VALID_ARGS: &str = "`nats = false` (run without NATS) and `crate = \"path\"` \
-                          (the telestion crate under another name)";
 
 // Input:  #[telestion::service(nats = false)]
 //         async fn main(service: Service) -> Result<(), E> { body }
@@ -41,24 +40,27 @@ const VALID_ARGS: &str = "`nats = false` (run without NATS) and `crate = \"path\
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = parse_args(args, &mut errors);
-    let main = match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(func)) => match check_main(func) {
+    let main = match syn::parse2::<Function>(item.clone()) {
+        Ok(func) => match check_main(func) {
             Ok(main) => Some(main),
             Err(error) => {
                 errors.push(error);
                 None
             }
         },
-        Ok(other) => {
-            errors.spanned(
-                item_head(&other),
-                "`#[telestion::service]` goes on `async fn main() { ... }`; for a message \
-                 handler use `#[subscribe(\"subject\")]` on an `async fn`",
-            );
-            None
-        }
+        // A syntax error in the signature: passed through, so that the
+        // compiler reports it. (One in the body is reported from the
+        // generated code, which has the body as written.)
+        Err(_) if func::is_unparsable_function(&item) => return passed_through(errors, item),
         Err(error) => {
-            errors.push(error);
+            match syn::parse2::<Item>(item.clone()) {
+                Ok(other) => errors.spanned(
+                    item_head(&other),
+                    "`#[telestion::service]` goes on `async fn main() { ... }`; for a message \
+                     handler use `#[subscribe(\"subject\")]` on an `async fn`",
+                ),
+                Err(_) => errors.push(error),
+            }
             None
         }
     };
@@ -69,58 +71,54 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// Parses `nats = bool` and `crate = "path"`.
+/// The arguments of `#[telestion::service]`: a parse function per key.
+const SPEC: Spec<ServiceArgs> = Spec {
+    positional: None,
+    keys: &[
+        Key {
+            name: "nats",
+            usage: "`nats = false` (run without NATS)",
+            parse: parse_nats,
+        },
+        Key {
+            name: "crate",
+            usage: "`crate = \"path\"` (the telestion crate under another name)",
+            parse: parse_crate,
+        },
+    ],
+};
+
+/// Parses the arguments (the defaults where they are wrong, reported).
 fn parse_args(tokens: TokenStream, errors: &mut Errors) -> ServiceArgs {
-    let mut result = ServiceArgs {
+    let mut args = ServiceArgs {
         nats: true,
         krate: args::default_crate(),
     };
-    let parsed = match syn::parse2::<Args>(tokens) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            errors.push(error);
-            return result;
-        }
-    };
-    let mut seen = Vec::new();
-    for arg in &parsed.0 {
-        match arg {
-            Arg::Named { key, value } if key == "nats" => {
-                if args::check_duplicate(&mut seen, key, errors) {
-                    continue;
-                }
-                match args::lit_bool(value) {
-                    Some(lit) => result.nats = lit.value,
-                    None => errors.spanned(
-                        value,
-                        "`nats` takes `true` or `false`; write `nats = false` to run \
-                         without a NATS connection",
-                    ),
-                }
-            }
-            Arg::Named { key, value } if key == "crate" => {
-                if args::check_duplicate(&mut seen, key, errors) {
-                    continue;
-                }
-                if let Some(path) = args::crate_path(value, errors) {
-                    result.krate = path;
-                }
-            }
-            Arg::Named { key, .. } => errors.spanned(
-                key,
-                format!("unknown argument `{key}`; the valid arguments are {VALID_ARGS}"),
-            ),
-            Arg::Positional(_) => errors.spanned(
-                args::arg_tokens(arg),
-                format!("unexpected argument; the valid arguments are {VALID_ARGS}"),
-            ),
-        }
+    SPEC.parse(tokens, &mut args, errors);
+    args
+}
+
+/// `nats = true` (the default) or `nats = false`.
+fn parse_nats(args: &mut ServiceArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_bool(value) {
+        Some(lit) => args.nats = lit.value,
+        None => errors.spanned(
+            value,
+            "`nats` takes `true` or `false`; write `nats = false` to run without a NATS \
+             connection",
+        ),
     }
-    result
+}
+
+/// `crate = "path"`.
+fn parse_crate(args: &mut ServiceArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(path) = args::crate_path(value, errors) {
+        args.krate = path;
+    }
 }
 
 /// Checks that `func` is `async fn main` with at most one parameter.
-fn check_main(func: ItemFn) -> syn::Result<MainFn> {
+fn check_main(func: Function) -> syn::Result<MainFn> {
     let mut errors = Errors::default();
     let sig = &func.sig;
     if sig.ident != "main" {
@@ -178,7 +176,7 @@ fn check_main(func: ItemFn) -> syn::Result<MainFn> {
         vis: func.vis,
         param,
         output: func.sig.output,
-        block: func.block,
+        body: func.body,
     })
 }
 
@@ -189,18 +187,18 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
         vis,
         param,
         output,
-        block,
+        body,
     } = main;
     let inner = quote::format_ident!("__telestion_main");
     let service = quote::format_ident!("__telestion_service");
     let (inner_fn, binding, call) = match param {
         Some((pat, ty)) => (
-            quote!(async fn #inner(#pat: #ty) #output #block),
+            quote!(async fn #inner(#pat: #ty) #output #body),
             quote!(#service),
             quote!(#inner(#service).await),
         ),
         None => (
-            quote!(async fn #inner() #output #block),
+            quote!(async fn #inner() #output #body),
             quote!(_),
             quote!(#inner().await),
         ),
@@ -234,7 +232,7 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
 /// not found" error on top).
 fn fallback(error: syn::Error, item: TokenStream) -> TokenStream {
     let error = error.to_compile_error();
-    let kept = match syn::parse2::<ItemFn>(item.clone()) {
+    let kept = match syn::parse2::<Function>(item.clone()) {
         Ok(mut func) if func.sig.ident == "main" => {
             func.sig.ident = syn::Ident::new("__telestion_main", func.sig.ident.span());
             quote!(#[allow(dead_code)] #func)
@@ -245,6 +243,34 @@ fn fallback(error: syn::Error, item: TokenStream) -> TokenStream {
     quote! {
         #error
         #kept
+        fn main() {}
+    }
+}
+
+/// A function with a syntax error in its signature, unchanged but for its
+/// name (an `async fn main` would be an error of its own), after the
+/// argument errors, and a stub `main`, as in [`fallback`].
+fn passed_through(errors: Errors, item: TokenStream) -> TokenStream {
+    let error = errors.finish().err().map(|e| e.to_compile_error());
+    let mut after_fn = false;
+    let renamed: TokenStream = item
+        .into_iter()
+        .map(|token| {
+            let is_fn = matches!(&token, TokenTree::Ident(ident) if ident == "fn");
+            let token = match token {
+                TokenTree::Ident(ident) if after_fn && ident == "main" => {
+                    TokenTree::Ident(Ident::new("__telestion_main", ident.span()))
+                }
+                other => other,
+            };
+            after_fn = is_fn;
+            token
+        })
+        .collect();
+    quote! {
+        #error
+        #[allow(dead_code)]
+        #renamed
         fn main() {}
     }
 }

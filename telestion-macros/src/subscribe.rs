@@ -2,26 +2,22 @@
 //! signature, validate, and expand into the unchanged function plus a
 //! `static` route constructor in the link-time registry
 //! (`telestion::__private::ROUTES`), with compile-time checks spanned at
-//! each parameter and at the return type.
+//! each parameter, at the parameter list (at most one body extractor) and
+//! at the return type.
 
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Group, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Path, ReturnType, Type};
+use syn::{Expr, FnArg, Ident, LitStr, Path, ReturnType, Signature, Type};
 
-use crate::args::{self, Arg, Args, Errors};
+use crate::args::{self, Errors, Key, Positional, Spec};
+use crate::func::{self, Function};
 use crate::subject;
 
 /// The most parameters a handler may take (`Handler` is implemented for
 /// functions of up to 12 arguments).
 const MAX_PARAMS: usize = 12;
-
-const VALID_ARGS: &str = "a subject literal (`\"sensors.temperature\"`), `config = \"KEY\"` \
-                          (subject from config), `queue = false` or `queue = \"name\"`, \
-                          `concurrency = N` and `crate = \"path\"`";
-
-const BODY_KINDS: &str = "`Json<T>`, `Bytes`, `Vec<u8>`, `String`, `Message`";
 
 /// Where the subject comes from.
 enum SubjectArg {
@@ -41,7 +37,8 @@ enum QueueArg {
 
 /// What the arguments of `#[subscribe(...)]` ask for.
 struct SubscribeArgs {
-    subject: SubjectArg,
+    /// Required: parsing reports an error when it is missing.
+    subject: Option<SubjectArg>,
     queue: QueueArg,
     concurrency: Option<usize>,
     krate: Path,
@@ -50,6 +47,8 @@ struct SubscribeArgs {
 /// The validated handler signature.
 struct HandlerSig<'a> {
     ident: &'a Ident,
+    /// The parentheses around the parameters.
+    params_span: Span,
     params: Vec<&'a Type>,
     /// The declared return type, unless it is `()` or opaque (`impl Trait`).
     output: Option<&'a Type>,
@@ -58,16 +57,21 @@ struct HandlerSig<'a> {
 // Input:  #[subscribe("a.b", queue = false, concurrency = 4)]
 //         async fn handler(Json(x): Json<T>, subject: Subject) -> R { ... }
 // Output: the function unchanged, one `assert_extractor::<P>()` per
-//         parameter, a check for a second body extractor, an
-//         `assert_into_reply::<R>()`, and
+//         parameter, one check that at most one parameter consumes the
+//         body, an `assert_into_reply::<R>()`, and
 //         static ROUTE: fn() -> Route = || Route::new("a.b", handler)
 //             .name("module::handler").broadcast().concurrency(4);
-//         in the `ROUTES` distributed slice.
+//         in the `ROUTES` distributed slice (`handler` passed through
+//         `Checked`, so that a wrong parameter or return type is reported
+//         once, at that type, and not again by `Route::new`).
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = parse_args(args, &mut errors);
-    let func = match syn::parse2::<ItemFn>(item.clone()) {
+    let func = match syn::parse2::<Function>(item.clone()) {
         Ok(func) => func,
+        // A syntax error in the signature: passed through unchanged, so
+        // that the compiler reports it.
+        Err(_) if func::is_unparsable_function(&item) => return with_error(errors, item),
         Err(_) => {
             errors.spanned(
                 first_token(&item),
@@ -77,13 +81,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_error(errors, item);
         }
     };
-    let sig = check_handler(&func, &mut errors);
-    match (args, sig) {
-        (Some(args), Some(sig)) if errors.is_empty() => {
-            let registration = generate(&args, &sig);
-            quote!(#func #registration)
-        }
-        _ => with_error(errors, func.into_token_stream()),
+    let sig = check_handler(&func.sig, &mut errors);
+    // The item is emitted as written: a syntax error in the body is
+    // reported by the compiler.
+    if let (Some(args), Some(sig)) = (&args, &sig)
+        && let Some(subject) = &args.subject
+        && errors.is_empty()
+    {
+        let registration = generate(subject, args, sig);
+        quote!(#item #registration)
+    } else {
+        with_error(errors, item)
     }
 }
 
@@ -96,152 +104,158 @@ fn first_token(item: &TokenStream) -> TokenStream {
     item.clone().into_iter().take(1).collect()
 }
 
-/// Parses the subject (literal or `config = "KEY"`), `queue`,
-/// `concurrency` and `crate`.
+/// The arguments of `#[subscribe]`: a parse function for the subject
+/// literal and for each key.
+const SPEC: Spec<SubscribeArgs> = Spec {
+    positional: Some(Positional {
+        usage: "a subject literal (`\"sensors.temperature\"`)",
+        parse: parse_subject,
+    }),
+    keys: &[
+        Key {
+            name: "config",
+            usage: "`config = \"KEY\"` (subject from config)",
+            parse: parse_config,
+        },
+        Key {
+            name: "queue",
+            usage: "`queue = false` or `queue = \"name\"`",
+            parse: parse_queue,
+        },
+        Key {
+            name: "concurrency",
+            usage: "`concurrency = N`",
+            parse: parse_concurrency,
+        },
+        Key {
+            name: "crate",
+            usage: "`crate = \"path\"`",
+            parse: parse_crate,
+        },
+    ],
+};
+
+/// Parses the arguments; `None` when they are not an argument list. A
+/// missing subject is reported (unless other errors may explain it).
 fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs> {
-    let parsed = match syn::parse2::<Args>(tokens) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            errors.push(error);
-            return None;
-        }
+    let mut args = SubscribeArgs {
+        subject: None,
+        queue: QueueArg::ServiceName,
+        concurrency: None,
+        krate: args::default_crate(),
     };
-    let mut subject: Option<(SubjectArg, TokenStream)> = None;
-    let mut queue = QueueArg::ServiceName;
-    let mut concurrency = None;
-    let mut krate = args::default_crate();
-    let mut seen = Vec::new();
-    let mut set_subject = |new: SubjectArg, tokens: TokenStream, errors: &mut Errors| {
-        if let Some((old, _)) = &subject {
-            let message = match (old, &new) {
-                (SubjectArg::Literal(_), SubjectArg::Literal(_)) => {
-                    "a handler has one subject; subscribe a second handler for another \
-                     subject, or use a wildcard (`*`, `>`)"
-                }
-                _ => {
-                    "give either a subject literal or `config = \"KEY\"`, not both; remove \
-                     one of them"
-                }
-            };
-            errors.spanned(&tokens, message);
-        } else {
-            subject = Some((new, tokens));
-        }
-    };
-    for arg in &parsed.0 {
-        match arg {
-            Arg::Positional(expr) => match args::lit_str(expr) {
-                Some(lit) => {
-                    if let Err(message) = subject::validate(&lit.value()) {
-                        errors.spanned(lit, message);
-                    }
-                    set_subject(
-                        SubjectArg::Literal(lit.clone()),
-                        args::arg_tokens(arg),
-                        errors,
-                    );
-                }
-                None => match expr {
-                    Expr::Path(path) if path.path.get_ident().is_some() => errors.spanned(
-                        expr,
-                        format!(
-                            "unknown argument `{}`; the valid arguments are {VALID_ARGS}",
-                            path.to_token_stream()
-                        ),
-                    ),
-                    _ => errors.spanned(
-                        expr,
-                        "the subject must be a string literal such as `\"sensors.temperature\"`; \
-                         for a subject from config write `config = \"KEY\"`",
-                    ),
-                },
-            },
-            Arg::Named { key, value } => {
-                let name = key.to_string();
-                if !["config", "queue", "concurrency", "crate"].contains(&name.as_str()) {
-                    errors.spanned(
-                        key,
-                        format!("unknown argument `{key}`; the valid arguments are {VALID_ARGS}"),
-                    );
-                    continue;
-                }
-                if args::check_duplicate(&mut seen, key, errors) {
-                    continue;
-                }
-                match name.as_str() {
-                    "config" => match args::lit_str(value) {
-                        Some(lit) if is_config_key(&lit.value()) => set_subject(
-                            SubjectArg::Config(lit.clone()),
-                            args::arg_tokens(arg),
-                            errors,
-                        ),
-                        _ => errors.spanned(
-                            value,
-                            "`config` takes the name of a config key as a string; write \
-                             `config = \"INPUT_SUBJECT\"`",
-                        ),
-                    },
-                    "queue" => {
-                        if let Some(lit) = args::lit_bool(value) {
-                            queue = if lit.value {
-                                QueueArg::ServiceName
-                            } else {
-                                QueueArg::Broadcast
-                            };
-                        } else if let Some(lit) = args::lit_str(value)
-                            && is_queue_name(&lit.value())
-                        {
-                            queue = QueueArg::Named(lit.clone());
-                        } else {
-                            errors.spanned(
-                                value,
-                                "`queue` takes `false` (every instance receives every message) \
-                                 or a queue group name without whitespace; write `queue = false` \
-                                 or `queue = \"workers\"` (default: the queue group SERVICE_NAME)",
-                            );
-                        }
-                    }
-                    "concurrency" => {
-                        match args::lit_int(value).map(|lit| lit.base10_parse::<usize>()) {
-                            Some(Ok(n)) if n >= 1 => concurrency = Some(n),
-                            Some(Ok(_)) => errors.spanned(
-                                value,
-                                "`concurrency = 0` would never handle a message; write \
-                             `concurrency = 1` (the default: one at a time, in order) or more",
-                            ),
-                            _ => errors.spanned(
-                                value,
-                                "`concurrency` takes a positive integer literal; write \
-                             `concurrency = 4` to handle up to 4 messages at once",
-                            ),
-                        }
-                    }
-                    _ => {
-                        if let Some(path) = args::crate_path(value, errors) {
-                            krate = path;
-                        }
-                    }
-                }
-            }
-        }
+    if !SPEC.parse(tokens, &mut args, errors) {
+        return None;
     }
-    let Some((subject, _)) = subject else {
-        if !errors.is_empty() {
-            return None;
-        }
+    // With other errors, one of them (e.g. `config = 3`) may be why.
+    if args.subject.is_none() && errors.is_empty() {
         errors.at(
-            proc_macro2::Span::call_site(),
+            Span::call_site(),
             "missing subject; write `#[subscribe(\"sensors.temperature\")]`, or \
              `#[subscribe(config = \"KEY\")]` to read the subject from config",
         );
-        return None;
+    }
+    Some(args)
+}
+
+/// The subject literal, `"sensors.temperature"`.
+fn parse_subject(args: &mut SubscribeArgs, value: &Expr, errors: &mut Errors) {
+    let Some(lit) = args::lit_str(value) else {
+        errors.spanned(
+            value,
+            "the subject must be a string literal such as `\"sensors.temperature\"`; for a \
+             subject from config write `config = \"KEY\"`",
+        );
+        return;
     };
-    Some(SubscribeArgs {
-        subject,
-        queue,
-        concurrency,
-        krate,
-    })
+    if let Err(message) = subject::validate(&lit.value()) {
+        errors.spanned(lit, message);
+    }
+    set_subject(args, SubjectArg::Literal(lit.clone()), lit, errors);
+}
+
+/// `config = "KEY"`: the subject is the value of a config key.
+fn parse_config(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_str(value) {
+        Some(lit) if is_config_key(&lit.value()) => set_subject(
+            args,
+            SubjectArg::Config(lit.clone()),
+            quote!(#key = #value),
+            errors,
+        ),
+        _ => errors.spanned(
+            value,
+            "`config` takes the name of a config key as a string; write \
+             `config = \"INPUT_SUBJECT\"`",
+        ),
+    }
+}
+
+/// Sets the subject, or reports a second one at `tokens`.
+fn set_subject(
+    args: &mut SubscribeArgs,
+    subject: SubjectArg,
+    tokens: impl ToTokens,
+    errors: &mut Errors,
+) {
+    match (&args.subject, &subject) {
+        (None, _) => args.subject = Some(subject),
+        (Some(SubjectArg::Literal(_)), SubjectArg::Literal(_)) => errors.spanned(
+            tokens,
+            "a handler has one subject; subscribe a second handler for another subject, or use \
+             a wildcard (`*`, `>`)",
+        ),
+        (Some(_), _) => errors.spanned(
+            tokens,
+            "give either a subject literal or `config = \"KEY\"`, not both; remove one of them",
+        ),
+    }
+}
+
+/// `queue = false`, `queue = true` (the default) or `queue = "name"`.
+fn parse_queue(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(lit) = args::lit_bool(value) {
+        args.queue = if lit.value {
+            QueueArg::ServiceName
+        } else {
+            QueueArg::Broadcast
+        };
+    } else if let Some(lit) = args::lit_str(value)
+        && is_queue_name(&lit.value())
+    {
+        args.queue = QueueArg::Named(lit.clone());
+    } else {
+        errors.spanned(
+            value,
+            "`queue` takes `false` (every instance receives every message) or a queue group \
+             name without whitespace; write `queue = false` or `queue = \"workers\"` (default: \
+             the queue group SERVICE_NAME)",
+        );
+    }
+}
+
+/// `concurrency = N` with `N >= 1`.
+fn parse_concurrency(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_int(value).map(|lit| lit.base10_parse::<usize>()) {
+        Some(Ok(n)) if n >= 1 => args.concurrency = Some(n),
+        Some(Ok(_)) => errors.spanned(
+            value,
+            "`concurrency = 0` would never handle a message; write `concurrency = 1` (the \
+             default: one at a time, in order) or more",
+        ),
+        _ => errors.spanned(
+            value,
+            "`concurrency` takes a positive integer literal; write `concurrency = 4` to handle \
+             up to 4 messages at once",
+        ),
+    }
+}
+
+/// `crate = "path"`.
+fn parse_crate(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(path) = args::crate_path(value, errors) {
+        args.krate = path;
+    }
 }
 
 fn is_config_key(key: &str) -> bool {
@@ -254,8 +268,7 @@ fn is_queue_name(name: &str) -> bool {
 
 /// Checks the signature: async, no receiver, not generic, at most
 /// `MAX_PARAMS` owned parameters without `impl Trait`.
-fn check_handler<'a>(func: &'a ItemFn, errors: &mut Errors) -> Option<HandlerSig<'a>> {
-    let sig = &func.sig;
+fn check_handler<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<HandlerSig<'a>> {
     let mut ok = true;
     let mut fail = |errors: &mut Errors, tokens: &dyn ToTokens, message: &str| {
         ok = false;
@@ -334,6 +347,7 @@ fn check_handler<'a>(func: &'a ItemFn, errors: &mut Errors) -> Option<HandlerSig
     };
     ok.then_some(HandlerSig {
         ident: &sig.ident,
+        params_span: sig.paren_token.span.join(),
         params,
         output,
     })
@@ -391,36 +405,31 @@ impl<'ast> Visit<'ast> for ImplTraitFinder {
     }
 }
 
-fn generate(args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
+fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
     let krate = &args.krate;
     let private = quote!(#krate::__private);
     let ident = sig.ident;
     let name = ident.to_string();
+    let params = &sig.params;
 
-    let param_checks = sig.params.iter().map(|ty| {
+    let param_checks = params.iter().map(|ty| {
         quote_spanned! {ty.span()=>
             const _: () = #private::assert_extractor::<#ty>();
         }
     });
-    // Spanned at each parameter after the first: an error when it and an
-    // earlier one both consume the body. Non-extractors count as "no body"
-    // here (`BodyProbe` falls back to `NotAnExtractor`), so they are
-    // reported once, by `assert_extractor`.
-    let body_checks = sig.params.iter().enumerate().skip(1).map(|(index, ty)| {
-        let earlier = &sig.params[..index];
-        let message = format!(
-            "this handler takes a second body extractor; take at most one of {BODY_KINDS} (the \
-             other extractors, such as `Subject`, `Headers`, `State<T>`, can be combined freely)"
-        );
-        quote_spanned! {ty.span()=>
+    // One check over all parameters, spanned at the parameter list: the
+    // number of body extractors as a type, which must be 0 or 1.
+    // Non-extractors count as "no body" here (`BodyProbe` falls back to
+    // `NotAnExtractor`), so they are reported once, by `assert_extractor`.
+    let body_check = (params.len() > 1).then(|| {
+        let private = respan(private.clone(), sig.params_span);
+        quote_spanned! {sig.params_span=>
             const _: () = {
                 #[allow(unused_imports)]
                 use #private::NotAnExtractor as _;
-                if <#private::BodyProbe<#ty>>::BODY
-                    && (false #(|| <#private::BodyProbe<#earlier>>::BODY)*)
-                {
-                    ::core::panic!(#message);
-                }
+                #private::assert_at_most_one_body::<
+                    #private::BodyCount<{ #(<#private::BodyProbe<#params>>::BODY as usize)+* }>,
+                >()
             };
         }
     });
@@ -430,9 +439,21 @@ fn generate(args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
         }
     });
 
-    let route = match &args.subject {
-        SubjectArg::Literal(subject) => quote!(#krate::Route::new(#subject, #ident)),
-        SubjectArg::Config(key) => quote!(#krate::Route::from_config(#key, #ident)),
+    // `Checked` hands the handler to `Route::new` only when the checks
+    // above hold, and a stand-in otherwise: then `Route::new` adds no
+    // second error about the same mistake. Spanned at the name of the
+    // handler, where `Route::new` reports any other reason.
+    let private_at_ident = respan(private.clone(), ident.span());
+    let output = match sig.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    let handler = quote_spanned! {ident.span()=>
+        #private_at_ident::Checked::<(#(#params,)*), #output, _>::new(#ident).handler()
+    };
+    let route = match subject {
+        SubjectArg::Literal(subject) => quote!(#krate::Route::new(#subject, #handler)),
+        SubjectArg::Config(key) => quote!(#krate::Route::from_config(#key, #handler)),
     };
     let queue = match &args.queue {
         QueueArg::ServiceName => None,
@@ -446,9 +467,11 @@ fn generate(args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
 
     quote! {
         #(#param_checks)*
-        #(#body_checks)*
+        #body_check
         #output_check
         const _: () = {
+            #[allow(unused_imports)]
+            use #private::Unchecked as _;
             #[#private::linkme::distributed_slice(#private::ROUTES)]
             #[linkme(crate = #private::linkme)]
             static __TELESTION_ROUTE: fn() -> #krate::Route = || {
@@ -459,6 +482,25 @@ fn generate(args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
             };
         };
     }
+}
+
+/// `tokens` with every span set to `span`: an error about an expression
+/// is shown at the span of all of its tokens, and the interpolated crate
+/// path would otherwise point it at the attribute.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -518,5 +560,109 @@ mod tests {
         let text = expanded.to_string();
         assert!(text.contains("fn handler"), "{text}");
         assert_eq!(text.matches("compile_error").count(), 4, "{text}");
+    }
+
+    /// Every key of the table is named in the error for an unknown one.
+    #[test]
+    fn unknown_argument_lists_every_key() {
+        let text = super::expand(
+            quote!("a.b", nope = 1),
+            quote!(
+                async fn handler() {}
+            ),
+        )
+        .to_string();
+        assert!(text.contains("unknown argument `nope`"), "{text}");
+        for key in super::SPEC.keys {
+            let usage = key.usage.replace('"', "\\\"");
+            assert!(text.contains(&usage), "{usage} in {text}");
+        }
+    }
+
+    /// The body check is one assertion over all parameters.
+    #[test]
+    fn one_body_check_for_all_parameters() {
+        let text = super::expand(
+            quote!("a.b"),
+            quote!(
+                async fn handler(a: Json<u8>, b: Subject, c: String) {}
+            ),
+        )
+        .to_string();
+        assert_eq!(text.matches("assert_at_most_one_body").count(), 1, "{text}");
+        assert_eq!(text.matches("BodyProbe").count(), 3, "{text}");
+        let one = super::expand(
+            quote!("a.b"),
+            quote!(
+                async fn handler(a: String) {}
+            ),
+        )
+        .to_string();
+        assert!(!one.contains("assert_at_most_one_body"), "{one}");
+    }
+
+    /// A syntax error in the body: the function is emitted as written (the
+    /// compiler reports the error) and registered; the macro adds no error.
+    #[test]
+    fn body_with_a_syntax_error_is_kept_as_written() {
+        let item = quote!(
+            async fn handler(text: String) {
+                let x = ;
+            }
+        );
+        let text = super::expand(quote!("a.b"), item.clone()).to_string();
+        assert!(text.starts_with(&item.to_string()), "{text}");
+        assert!(text.contains("__TELESTION_ROUTE"), "{text}");
+        assert!(!text.contains("compile_error"), "{text}");
+
+        let text = crate::service::expand(
+            quote!(),
+            quote!(
+                async fn main() {
+                    let x = ;
+                }
+            ),
+        )
+        .to_string();
+        assert!(text.contains("let x = ;"), "{text}");
+        assert!(!text.contains("compile_error"), "{text}");
+    }
+
+    /// A syntax error in the signature: the function is passed through
+    /// unchanged, for the compiler to report.
+    #[test]
+    fn signature_with_a_syntax_error_is_passed_through() {
+        let item = quote!(
+            async fn handler(text: ) {}
+        );
+        let text = super::expand(quote!("a.b"), item.clone()).to_string();
+        assert_eq!(text, item.to_string());
+
+        // `main` is renamed (an `async fn main` is an error of its own).
+        let text =
+            crate::service::expand(quote!(), quote!(async fn main(service: ) {})).to_string();
+        assert!(
+            text.contains("async fn __telestion_main (service :)"),
+            "{text}"
+        );
+        assert!(text.contains("fn main () { }"), "{text}");
+        assert!(!text.contains("compile_error"), "{text}");
+    }
+
+    /// Something that is not a function with a body still gets the macro's
+    /// error.
+    #[test]
+    fn not_a_function_is_an_error() {
+        for item in [
+            quote!(
+                struct Handler;
+            ),
+            quote!(
+                fn handler(&self);
+            ),
+        ] {
+            let text = super::expand(quote!("a.b"), item).to_string();
+            assert!(text.contains("goes on an `async fn` handler"), "{text}");
+        }
     }
 }

@@ -141,4 +141,96 @@ pub mod __private {
     }
 
     impl<T: ?Sized> NotAnExtractor for BodyProbe<T> {}
+
+    /// Used by `#[subscribe]`: the number of body extractors among a
+    /// handler's parameters, as a type (`N` is the sum of their
+    /// [`BodyProbe`]s).
+    pub struct BodyCount<const N: usize>;
+
+    /// Holds for a [`BodyCount`] of 0 or 1; checked by
+    /// [`assert_at_most_one_body`].
+    #[diagnostic::on_unimplemented(
+        message = "a handler takes at most one body extractor",
+        label = "more than one of these parameters consumes the message body",
+        note = "take at most one of `Json<T>`, `Bytes`, `Vec<u8>`, `String`, `Message`; the \
+                other extractors (`Subject`, `Headers`, `ReplyTo`, `Service`, `State<T>`, \
+                `TypedConfig<T>`, `DataDir`) can be combined freely"
+    )]
+    pub trait AtMostOneBody {}
+
+    #[diagnostic::do_not_recommend]
+    impl AtMostOneBody for BodyCount<0> {}
+
+    #[diagnostic::do_not_recommend]
+    impl AtMostOneBody for BodyCount<1> {}
+
+    /// Compile-time check used by `#[subscribe]`: at most one parameter
+    /// consumes the body (a plain error, not a panic in a `const`).
+    pub const fn assert_at_most_one_body<T: AtMostOneBody>() {}
+
+    /// Implemented for the tuples (up to 12) of [`FromMessage`] types: the
+    /// parameter types of a handler are all extractors.
+    pub trait Extractors {}
+
+    macro_rules! impl_extractors {
+        ($($ty:ident),*) => {
+            impl<$($ty: FromMessage),*> Extractors for ($($ty,)*) {}
+        };
+    }
+
+    impl_extractors!();
+    impl_extractors!(T1);
+    impl_extractors!(T1, T2);
+    impl_extractors!(T1, T2, T3);
+    impl_extractors!(T1, T2, T3, T4);
+    impl_extractors!(T1, T2, T3, T4, T5);
+    impl_extractors!(T1, T2, T3, T4, T5, T6);
+    impl_extractors!(T1, T2, T3, T4, T5, T6, T7);
+    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8);
+    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+
+    /// Used by `#[subscribe]` to pass the handler to `Route::new` only
+    /// when its parameter types (`Args`, a tuple) are [`Extractors`] and
+    /// its return type (`Out`) is [`IntoReply`](crate::IntoReply): then
+    /// [`Checked::handler`] returns it. Otherwise that mistake is already
+    /// reported at the parameter or return type (by [`assert_extractor`]
+    /// or [`assert_into_reply`]), and [`Unchecked::handler`] returns a
+    /// stand-in, so that `Route::new` does not report it a second time.
+    /// Any other reason for not being a handler (a future that is not
+    /// `Send`, ...) is still reported by `Route::new`.
+    pub struct Checked<Args, Out, H> {
+        handler: H,
+        types: core::marker::PhantomData<fn() -> (Args, Out)>,
+    }
+
+    impl<Args, Out, H> Checked<Args, Out, H> {
+        /// Wraps the handler.
+        pub const fn new(handler: H) -> Self {
+            Checked {
+                handler,
+                types: core::marker::PhantomData,
+            }
+        }
+    }
+
+    impl<Args: Extractors, Out: crate::IntoReply, H> Checked<Args, Out, H> {
+        /// The handler.
+        pub fn handler(self) -> H {
+            self.handler
+        }
+    }
+
+    /// The fallback of [`Checked`] when a parameter or the return type is
+    /// wrong (a compile error already).
+    pub trait Unchecked: Sized {
+        /// A stand-in handler, never run (the crate does not compile).
+        fn handler(self) -> fn() -> core::future::Ready<()> {
+            || core::future::ready(())
+        }
+    }
+
+    impl<Args, Out, H> Unchecked for Checked<Args, Out, H> {}
 }
