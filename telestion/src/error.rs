@@ -225,8 +225,9 @@ pub enum ServiceError {
         #[source]
         source: serde_json::Error,
     },
-    /// A filesystem operation in the data directory failed.
-    #[error("data directory {path:?}")]
+    /// A filesystem operation in the data directory failed; the message
+    /// names `DATA_DIR`, the key to fix.
+    #[error("cannot use {path:?} in the data directory (DATA_DIR)")]
     Io {
         /// The path concerned.
         path: PathBuf,

@@ -135,3 +135,38 @@ async fn connect_failure_is_an_error_not_a_hang() {
     assert!(error.contains("cannot connect to NATS"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(11));
 }
+
+/// `NATS_URL` lists 20 loopback ports where nothing listens, then one live
+/// server: `Service::start` gets through the refused ones and connects, 5
+/// times in a row, each well within the 10 s start limit (bound: 8 s).
+///
+/// Old behaviour: the reconnect back-off (100 ms doubling up to 2 s) began
+/// after the first refused server, so a pass through the list took longer
+/// than the start limit and the start failed at 10 s (the client tries the
+/// servers in random order, hence several starts).
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_refused_servers_before_a_live_one_start_well_within_the_limit() {
+    let server = NatsServer::start();
+    let mut servers: Vec<String> = (0..20)
+        .map(|_| format!("nats://127.0.0.1:{}", support::free_port()))
+        .collect();
+    servers.push(server.url());
+    let url = servers.join(",");
+    let data = tempfile::tempdir().unwrap();
+    for round in 1..=5 {
+        let config = support::service_config(&url, "patient", data.path(), &[]);
+        let started = Instant::now();
+        let service = tokio::time::timeout(
+            Duration::from_secs(15),
+            Service::start(Options::new().signals(false).config(config)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("start {round}: Service::start hung"))
+        .unwrap_or_else(|e| panic!("start {round} failed: {}", telestion::error_chain(&e)));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(8), "start {round} took {took:?}");
+        assert!(service.is_connected(), "start {round}");
+        service.shutdown();
+        service.drain().await;
+    }
+}

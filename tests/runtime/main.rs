@@ -11,11 +11,14 @@ use telestion_test as support;
 
 mod config;
 mod connect;
+mod data_dir;
 mod dispatch;
 mod faults;
 mod health;
 mod identity;
 mod logging;
+mod redaction;
+mod requests;
 mod shutdown;
 mod testbed;
 

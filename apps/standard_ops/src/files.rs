@@ -35,6 +35,30 @@ impl DataLog {
         &self.dir
     }
 
+    /// Creates the directory (owner-only) and checks that files can be
+    /// created in it, so that an unusable `DATA_DIR` fails the start
+    /// instead of every message. It touches the filesystem: a blocking call.
+    pub fn check(&self) -> Result<(), ServiceError> {
+        let io_error = |source| ServiceError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        create_private_dir(&self.dir).map_err(io_error)?;
+        // Not a log file: a category cannot start with a dot.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let probe = self
+            .dir
+            .join(format!(".write-check-{}-{nanos}", std::process::id()));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(io_error)?;
+        std::fs::remove_file(&probe).map_err(io_error)
+    }
+
     /// Appends `line` to the file of `category`; an invalid category is
     /// an error (see [`check_category`]) and writes nothing.
     pub fn append(&self, category: &str, line: &str) -> Result<(), ServiceError> {

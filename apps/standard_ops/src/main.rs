@@ -33,7 +33,9 @@
 //! Configuration: the standard keys (`NATS_URL`, `SERVICE_NAME`, `DATA_DIR`,
 //! ...). Instances with the same `SERVICE_NAME` share the messages and may
 //! share one `DATA_DIR`: each message is logged once, and lines are written
-//! whole under a file lock, so they never tear or interleave.
+//! whole under a file lock, so they never tear or interleave. At start the
+//! service creates `$DATA_DIR/logs` and checks that it can write there: an
+//! unusable `DATA_DIR` fails the start (exit 1) instead of every message.
 //!
 //! ```sh
 //! NATS_URL=localhost:4222 SERVICE_NAME=standard_ops DATA_DIR=./data \
@@ -87,8 +89,11 @@ async fn log_data(
 }
 
 #[telestion::service]
-async fn main(service: Service) {
-    let dir = service.shared_data_dir().join("logs");
-    tracing::info!(dir = %dir.display(), "logging data");
-    service.provide(DataLog::new(dir));
+async fn main(service: Service) -> Result<(), String> {
+    let log = DataLog::new(service.shared_data_dir().join("logs"));
+    // An unusable DATA_DIR fails the start, not every message.
+    log.check().map_err(|e| telestion::error_chain(&e))?;
+    tracing::info!(dir = %log.dir().display(), "logging data");
+    service.provide(log);
+    Ok(())
 }

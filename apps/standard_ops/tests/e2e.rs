@@ -231,8 +231,16 @@ async fn rejects_invalid_categories_and_writes_nothing() {
         "a rejected message wrote {:?}",
         files_below(data.path())
     );
-    let entries: Vec<_> = std::fs::read_dir(data.path()).unwrap().collect();
-    assert!(entries.is_empty(), "a rejected message created {entries:?}");
+    // The start made (and checked) the log directory; it stays empty.
+    let entries: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["logs"], "a rejected message created {entries:?}");
+    let logged: Vec<_> = std::fs::read_dir(data.path().join("logs"))
+        .unwrap()
+        .collect();
+    assert!(logged.is_empty(), "a rejected message created {logged:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -350,4 +358,31 @@ async fn requests_with_retry_lose_nothing_across_a_restart() {
     assert_eq!(second.wait_exit(WAIT), Some(0), "{}", second.stderr());
 
     assert_each_logged_once(data.path(), "acked", COUNT, &format!("{retries} retries"));
+}
+
+/// A `DATA_DIR` where the log directory cannot be made or written fails
+/// the start: exit 1 naming `DATA_DIR` and the directory, never ready. The
+/// cases hold for root too (the tests run as root, who may write to a
+/// `chmod 0o555` directory): a regular file, a path below one, and sysfs,
+/// which refuses new entries even to root.
+///
+/// Old behaviour: the log directory was first touched by the first message,
+/// so the service reported ready and answered every log request with
+/// `{"ok": false}`.
+#[test]
+fn unusable_data_dir_fails_the_start_naming_it() {
+    let server = NatsServer::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("a-regular-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    assert!(Path::new("/sys").is_dir(), "this test needs sysfs at /sys");
+    for data_dir in [file.clone(), file.join("sub"), Path::new("/sys").to_owned()] {
+        let cmd = service_cmd("standard_ops", &server, "ops", &data_dir);
+        let stderr = telestion_test::assert_start_fails_naming(cmd, "DATA_DIR");
+        let logs = data_dir.join("logs");
+        assert!(
+            stderr.contains(&format!("{logs:?}")),
+            "the error does not name {logs:?}; stderr:\n{stderr}"
+        );
+    }
 }
