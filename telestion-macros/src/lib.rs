@@ -86,7 +86,8 @@ use proc_macro::TokenStream;
 /// loaded its config and connected, and before any handler runs. It may
 /// take the service handle (`async fn main(service: telestion::Service)`)
 /// to provide shared state, read typed config or publish, and return `()`
-/// or `Result<(), E>` with `E: Display` (an `Err` fails the start).
+/// or `Result<(), E>` where `E` is an error type, `String` or `&str` (an
+/// `Err` fails the start, printed with its causes).
 ///
 /// Then every `#[subscribe]` handler of the binary is subscribed, and the
 /// service serves until SIGINT/SIGTERM, then drains. A failed start prints

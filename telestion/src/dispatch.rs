@@ -12,7 +12,7 @@ use async_nats::Subscriber;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
-use crate::error::ExtractError;
+use crate::error::{ExtractError, error_chain};
 use crate::extract::Incoming;
 use crate::handler::Handler;
 use crate::logging::HandlerScope;
@@ -258,7 +258,10 @@ async fn respond(
             return;
         }
         Ok(Ok(Reply::Error { code, message })) => (message, code),
-        Ok(Err(error)) => (format!("cannot handle the message: {error}"), 400),
+        Ok(Err(error)) => (
+            format!("cannot handle the message: {}", error_chain(&error)),
+            400,
+        ),
         Err(panic) => (
             format!(
                 "handler panicked: {}",

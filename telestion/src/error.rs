@@ -8,6 +8,67 @@
 
 use std::path::PathBuf;
 
+/// A boxed error with its own causes: what start-up code, extractors'
+/// preparation and other user code may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `error` and its sources, as one line: `a: b: c` (a cause whose text
+/// already ends the line is not repeated).
+///
+/// ```
+/// let error = telestion::Config::from_sources(Vec::<String>::new(), [("NATS_URL", "x")])
+///     .unwrap_err();
+/// assert!(telestion::error_chain(&error).contains("SERVICE_NAME"));
+/// ```
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// An error's chain of messages, detached from the error itself (which may
+/// be neither `Send` nor `Sync`, like `Box<dyn Error>`): each link displays
+/// one message and has the next as its source.
+#[derive(Debug)]
+pub(crate) struct DetachedError {
+    message: String,
+    source: Option<Box<DetachedError>>,
+}
+
+impl DetachedError {
+    /// The messages of `error` and of each of its sources.
+    pub(crate) fn from_chain(error: &(dyn std::error::Error + 'static)) -> DetachedError {
+        DetachedError {
+            message: error.to_string(),
+            source: error
+                .source()
+                .map(|cause| Box::new(DetachedError::from_chain(cause))),
+        }
+    }
+}
+
+impl std::fmt::Display for DetachedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DetachedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
+
 /// Why the configuration could not be loaded or decoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -121,20 +182,23 @@ pub enum StartError {
         #[source]
         source: async_nats::SubscribeError,
     },
-    /// A handler needs something the service does not provide.
-    #[error("handler `{handler}`: {reason}")]
+    /// A handler needs something the service does not provide (state,
+    /// a config key, a usable data directory, NATS).
+    #[error("handler `{handler}` cannot be subscribed")]
     Handler {
         /// The handler's name.
         handler: String,
-        /// What is missing.
-        reason: String,
+        /// What is missing, with its own causes.
+        #[source]
+        source: BoxError,
     },
     /// Two routes conflict.
     #[error("conflicting handlers: {0}")]
     Conflict(String),
-    /// The user's start-up code failed.
-    #[error("{0}")]
-    Setup(String),
+    /// The user's start-up code (the body of `main`) failed; its error,
+    /// with its causes.
+    #[error(transparent)]
+    Setup(BoxError),
     /// A signal (SIGINT, SIGTERM, SIGHUP) arrived before the service was
     /// serving; it stops without serving.
     #[error("interrupted by {signal} during start-up")]
@@ -245,10 +309,10 @@ pub enum ServiceError {
 #[non_exhaustive]
 pub enum ExtractError {
     /// The body is not the JSON the handler expects.
-    #[error("invalid JSON body: {0}")]
+    #[error("invalid JSON body")]
     Json(#[source] serde_json::Error),
     /// The body is not valid UTF-8 text.
-    #[error("body is not valid UTF-8: {0}")]
+    #[error("body is not valid UTF-8")]
     Utf8(#[source] std::str::Utf8Error),
     /// A `State<T>` was asked for, but no `T` was provided.
     #[error("no state of type `{type_name}` was provided")]

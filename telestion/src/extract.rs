@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::error::ExtractError;
+use crate::error::{BoxError, ExtractError};
 use crate::service::Service;
 
 /// A message being handled, with the service that received it.
@@ -38,14 +38,14 @@ pub struct Incoming {
 /// A type a handler can take as a parameter.
 ///
 /// ```
-/// use telestion::{ExtractError, FromMessage, Incoming, Service};
+/// use telestion::{BoxError, ExtractError, FromMessage, Incoming, Service};
 ///
 /// /// The number of bytes of the body, without taking it.
 /// struct BodyLen(usize);
 ///
 /// impl FromMessage for BodyLen {
 ///     type Context = ();
-///     fn prepare(_: &Service) -> Result<(), String> {
+///     fn prepare(_: &Service) -> Result<(), BoxError> {
 ///         Ok(())
 ///     }
 ///     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -67,9 +67,10 @@ pub trait FromMessage: Sized + Send + 'static {
     type Context: Send + Sync + 'static;
 
     /// Called once when the handler is subscribed: resolves what the
-    /// extractor needs from the service, or fails the start with a message
-    /// that says what to do (missing state, invalid typed config).
-    fn prepare(service: &Service) -> Result<Self::Context, String>;
+    /// extractor needs from the service, or fails the start with an error
+    /// that says what to do (missing state, invalid typed config); a
+    /// `String` or `&str` converts into it with `.into()`.
+    fn prepare(service: &Service) -> Result<Self::Context, BoxError>;
 
     /// Extracts the value from a message. A body extractor
     /// ([`FromMessage::BODY`]) may take the body out of the message (a
@@ -104,7 +105,7 @@ impl<T> DerefMut for Json<T> {
 impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
     const BODY: bool = true;
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -117,7 +118,7 @@ impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 impl FromMessage for Bytes {
     const BODY: bool = true;
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -130,7 +131,7 @@ impl FromMessage for Bytes {
 impl FromMessage for Vec<u8> {
     const BODY: bool = true;
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -143,7 +144,7 @@ impl FromMessage for Vec<u8> {
 impl FromMessage for String {
     const BODY: bool = true;
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -156,7 +157,7 @@ impl FromMessage for String {
 impl FromMessage for async_nats::Message {
     const BODY: bool = true;
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -177,7 +178,7 @@ impl Deref for Subject {
 
 impl FromMessage for Subject {
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -198,7 +199,7 @@ impl Deref for Headers {
 
 impl FromMessage for Headers {
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -214,7 +215,7 @@ pub struct ReplyTo(pub Option<String>);
 
 impl FromMessage for ReplyTo {
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -226,7 +227,7 @@ impl FromMessage for ReplyTo {
 
 impl FromMessage for Service {
     type Context = ();
-    fn prepare(_: &Service) -> Result<(), String> {
+    fn prepare(_: &Service) -> Result<(), BoxError> {
         Ok(())
     }
     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
@@ -256,13 +257,14 @@ impl<T> Deref for State<T> {
 impl<T: Send + Sync + 'static> FromMessage for State<T> {
     type Context = Arc<T>;
 
-    fn prepare(service: &Service) -> Result<Arc<T>, String> {
+    fn prepare(service: &Service) -> Result<Arc<T>, BoxError> {
         service.state::<T>().ok_or_else(|| {
             format!(
                 "it takes `State<{0}>` but no `{0}` was provided; call \
                  `service.provide(value)` in the start-up code (the body of main)",
                 type_name::<T>()
             )
+            .into()
         })
     }
 
@@ -293,8 +295,8 @@ impl<T> Deref for TypedConfig<T> {
 impl<T: DeserializeOwned + Send + Sync + 'static> FromMessage for TypedConfig<T> {
     type Context = Arc<T>;
 
-    fn prepare(service: &Service) -> Result<Arc<T>, String> {
-        service.typed_config::<T>().map_err(|e| e.to_string())
+    fn prepare(service: &Service) -> Result<Arc<T>, BoxError> {
+        Ok(service.typed_config::<T>()?)
     }
 
     fn from_message(_: &mut Incoming, config: &Arc<T>) -> Result<Self, ExtractError> {
@@ -325,13 +327,8 @@ impl Deref for DataDir {
 impl FromMessage for DataDir {
     type Context = PathBuf;
 
-    fn prepare(service: &Service) -> Result<PathBuf, String> {
-        service.data_dir().map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            format!("it takes `DataDir`, but the data directory is not usable ({e}{cause})")
-        })
+    fn prepare(service: &Service) -> Result<PathBuf, BoxError> {
+        Ok(service.data_dir()?)
     }
 
     fn from_message(_: &mut Incoming, dir: &PathBuf) -> Result<Self, ExtractError> {

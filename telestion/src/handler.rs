@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::error::ExtractError;
+use crate::error::{BoxError, ExtractError};
 use crate::extract::{FromMessage, Incoming};
 use crate::reply::IntoReply;
 use crate::service::Service;
@@ -38,7 +38,7 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
 
     /// Resolves the extractors' context when the route is subscribed; the
     /// error says which argument cannot be provided.
-    fn prepare(service: &Service) -> Result<Self::Context, String>;
+    fn prepare(service: &Service) -> Result<Self::Context, BoxError>;
 
     /// Extracts the arguments and calls the handler.
     fn call(
@@ -65,13 +65,14 @@ macro_rules! impl_handler {
             type Context = ($($ty::Context,)*);
 
             #[allow(unused_variables)]
-            fn prepare(service: &Service) -> Result<Self::Context, String> {
+            fn prepare(service: &Service) -> Result<Self::Context, BoxError> {
                 let bodies = 0usize $(+ usize::from($ty::BODY))*;
                 if bodies > 1 {
                     return Err(format!(
                         "it takes {bodies} body extractors; take at most one of `Json<T>`, \
                          `Bytes`, `Vec<u8>`, `String`, `Message`"
-                    ));
+                    )
+                    .into());
                 }
                 Ok(($($ty::prepare(service)?,)*))
             }

@@ -78,7 +78,7 @@ mod signals;
 mod subject;
 
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
-pub use error::{ConfigError, ExtractError, ServiceError, StartError};
+pub use error::{BoxError, ConfigError, ExtractError, ServiceError, StartError, error_chain};
 pub use error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
 pub use extract::{
     DataDir, FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig,
@@ -88,7 +88,7 @@ pub use logging::{dropped_log_writes, init_logging};
 pub use registry::collected_routes;
 pub use reply::{IntoReply, Reply};
 pub use route::{QueueGroup, Route, SubjectSource};
-pub use run::{error_chain, help_text};
+pub use run::help_text;
 pub use secret::{REDACTED, is_secret_key};
 pub use service::{Hangups, Options, Service};
 pub use subject::validate_subject;
@@ -119,7 +119,7 @@ pub mod __private {
 
     /// Used by `#[telestion::service]`: the result of the body of `main`
     /// (an unsupported return type is reported at the user's return type).
-    pub fn setup_result<T: SetupResult>(value: T) -> Result<(), String> {
+    pub fn setup_result<T: SetupResult>(value: T) -> Result<(), crate::BoxError> {
         value.into_result()
     }
 

@@ -11,6 +11,7 @@ use async_nats::Subscriber;
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{RouteInfo, run_route};
+use crate::error::BoxError;
 use crate::handler::Handler;
 use crate::service::Service;
 
@@ -191,7 +192,7 @@ pub(crate) trait PreparedHandler: Send {
 
 /// A handler with its argument types erased.
 pub(crate) trait ErasedHandler: Send + Sync {
-    fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, String>;
+    fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, BoxError>;
     fn config_keys(&self) -> Vec<String>;
 }
 
@@ -211,7 +212,7 @@ where
     H: Handler<Args>,
     Args: 'static,
 {
-    fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, String> {
+    fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, BoxError> {
         Ok(Box::new(Prepared::<H, Args> {
             handler: self.handler.clone(),
             context: Arc::new(H::prepare(service)?),

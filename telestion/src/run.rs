@@ -2,52 +2,39 @@
 //! start, start-up code, handler subscription, serving and drain, and the
 //! exit code.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::error::StartError;
+use crate::error::{BoxError, DetachedError, StartError, error_chain};
 use crate::logging::{init_logging, write_stderr};
 use crate::route::Route;
 use crate::service::{Options, STANDARD_KEYS, Service};
 
 /// What start-up code (the body of `main`) may return: `()` or
-/// `Result<(), E>` with `E: Display`. An error fails the start.
+/// `Result<(), E>` where `E` is any error type (also `Box<dyn Error>`), a
+/// `String` or a `&str`. An error fails the start, printed with its causes
+/// (kept as [`StartError::Setup`]'s chain of messages, since `E` need not be
+/// `Send`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned from a `#[telestion::service]` main",
-    note = "return `()` or `Result<(), E>` where `E: Display`"
+    note = "return `()` or `Result<(), E>` where `E` is an error type, `String` or `&str`"
 )]
 pub trait SetupResult {
-    /// `Err` with the message when the start-up code failed.
-    fn into_result(self) -> Result<(), String>;
+    /// `Err` with the error when the start-up code failed.
+    fn into_result(self) -> Result<(), BoxError>;
 }
 
 impl SetupResult for () {
-    fn into_result(self) -> Result<(), String> {
+    fn into_result(self) -> Result<(), BoxError> {
         Ok(())
     }
 }
 
-impl<E: Display> SetupResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
+impl<E: Into<Box<dyn std::error::Error>>> SetupResult for Result<(), E> {
+    fn into_result(self) -> Result<(), BoxError> {
+        self.map_err(|error| Box::new(DetachedError::from_chain(&*error.into())) as BoxError)
     }
-}
-
-/// `error` and its sources, as one line: `a: b: c`.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The text `--help` prints: every configuration key the service reads
@@ -99,8 +86,7 @@ pub fn help_text(routes: &[Route]) -> String {
 pub fn run<F, Fut>(options: Options, routes: Vec<Route>, setup: F) -> ExitCode
 where
     F: FnOnce(Service) -> Fut,
-    Fut: Future,
-    Fut::Output: SetupResult,
+    Fut: Future<Output = Result<(), BoxError>>,
 {
     if crate::config::help_in_args() {
         let _ = std::io::stdout().write_all(help_text(&routes).as_bytes());
@@ -119,10 +105,7 @@ where
     init_logging();
     let result = runtime.block_on(async move {
         let service = Service::start(options).await?;
-        setup(service.clone())
-            .await
-            .into_result()
-            .map_err(StartError::Setup)?;
+        setup(service.clone()).await.map_err(StartError::Setup)?;
         service.serve(routes).await
     });
     // Do not wait for stray background tasks of the user.

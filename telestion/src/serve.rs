@@ -22,7 +22,7 @@ impl Service {
     pub async fn subscribe(&self, route: Route) -> Result<(), StartError> {
         let client = self.client().ok_or_else(|| StartError::Handler {
             handler: route.name.clone(),
-            reason: "handlers need NATS, but the service runs in no-NATS mode".into(),
+            source: "handlers need NATS, but the service runs in no-NATS mode".into(),
         })?;
         let subject = match &route.subject {
             SubjectSource::Literal(subject) => subject.clone(),
@@ -32,10 +32,11 @@ impl Service {
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| StartError::Handler {
                 handler: route.name.clone(),
-                reason: format!(
+                source: format!(
                     "its subject comes from config key {key}, which is not set; set \
                          `{key}=...` in the environment or pass `--{key}=...`"
-                ),
+                )
+                .into(),
             })?,
         };
         validate_subject(&subject).map_err(|reason| StartError::InvalidSubject {
@@ -51,9 +52,9 @@ impl Service {
         let prepared = route
             .handler
             .prepare(self)
-            .map_err(|reason| StartError::Handler {
+            .map_err(|source| StartError::Handler {
                 handler: route.name.clone(),
-                reason,
+                source,
             })?;
         if let Some(group) = &queue {
             let mut subscribed = lock(&self.inner.lifecycle.subscribed);

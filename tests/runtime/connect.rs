@@ -109,8 +109,8 @@ async fn no_nats_mode() {
     let error = service
         .subscribe(Route::new("x", || async {}))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let error = telestion::error_chain(&error);
     assert!(error.contains("no-NATS"), "{error}");
 }
 

@@ -100,6 +100,12 @@ fn unusable_data_dir_fails_a_process_whose_start_up_code_uses_it() {
             .env("DATA_DIR", &data_dir);
         let stderr = support::assert_start_fails_naming(cmd, "DATA_DIR");
         assert!(stderr.contains("error:"), "{what}: stderr:\n{stderr}");
+        // The start-up code's error keeps its cause (the OS error), even
+        // though it returns a `Box<dyn Error>`, which is not `Send`.
+        assert!(
+            stderr.contains("(DATA_DIR): "),
+            "{what}: the OS error is missing; stderr:\n{stderr}"
+        );
     }
 }
 

@@ -136,8 +136,8 @@ async fn subject_from_config_key() {
     let error = service
         .subscribe(Route::from_config("MISSING_SUBJECT_KEY", || async {}))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let error = telestion::error_chain(&error);
     assert!(error.contains("MISSING_SUBJECT_KEY"), "{error}");
 }
 

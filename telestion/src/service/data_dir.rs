@@ -66,7 +66,9 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Creates and removes a probe file in `dir`.
 fn check_writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".telestion-write-check-{}", std::process::id()));
+    // A NUID, not the pid: two containers (both pid 1) sharing the
+    // directory must not collide.
+    let probe = dir.join(format!(".telestion-write-check-{}", nuid::next()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
