@@ -28,23 +28,16 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use telestion::Service;
-use telestion::health::{SUBJECT as HEALTH_SUBJECT, SUBJECT_DOTTED as HEALTH_SUBJECT_DOTTED};
+use telestion::health::{
+    HealthReport, SUBJECT as HEALTH_SUBJECT, SUBJECT_DOTTED as HEALTH_SUBJECT_DOTTED,
+};
 
 /// One answering instance.
 struct Row {
     name: String,
     id: String,
-    errors: String,
+    errors: u64,
     latency: Duration,
-}
-
-/// A JSON value as table text (strings without quotes).
-fn text(value: Option<&serde_json::Value>) -> String {
-    match value {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => "?".into(),
-    }
 }
 
 #[telestion::service]
@@ -85,18 +78,22 @@ async fn main(service: Service) -> Result<(), String> {
             },
         };
         let latency = sent.elapsed();
-        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&message.payload) else {
-            tracing::warn!("a health reply is not JSON; skipped");
-            continue;
+        // The runtime's own report type: services of other libraries
+        // send only the spec's fields, the rest default to zero.
+        let report = match serde_json::from_slice::<HealthReport>(&message.payload) {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!(%error, "a health reply is not a health report; skipped");
+                continue;
+            }
         };
-        let id = text(body.get("service"));
-        if id == service.id() || !seen.insert(id.clone()) {
+        if report.service == service.id() || !seen.insert(report.service.clone()) {
             continue;
         }
         rows.push(Row {
-            name: text(body.get("name")),
-            id,
-            errors: text(body.get("errors")),
+            name: report.name,
+            id: report.service,
+            errors: report.errors,
             latency,
         });
     }
