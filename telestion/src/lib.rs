@@ -106,7 +106,7 @@ pub use telestion_macros::{service, subscribe};
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::extract::FromMessage;
+    use crate::extract::FromMessage;
     pub use crate::registry::{ROUTES, collected_routes};
     pub use crate::run::{SetupResult, run};
     pub use linkme;
