@@ -18,3 +18,9 @@ async fn doubles() {
     assert_eq!(doubled, 42);
     service.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn doubles_without_a_server() {
+    // The handler alone is a plain async fn.
+    assert_eq!(double(Json(21)).await.0, 42);
+}
