@@ -42,6 +42,7 @@ mod arbitrary;
 mod binaries;
 mod client;
 mod files;
+mod limits;
 mod logs;
 mod process;
 mod server;
@@ -54,6 +55,7 @@ pub use client::{
     request_json, request_within, try_health, try_request,
 };
 pub use files::{Umask, files_below, mode, paths_below};
+pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
 pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,

@@ -211,6 +211,19 @@ impl Process {
         }
     }
 
+    /// What its open file descriptors point to (the targets of
+    /// `/proc/<pid>/fd/*`: paths, `socket:[...]`, `pipe:[...]`, ...), as
+    /// `lsof` would show them; empty once it has exited.
+    pub fn open_files(&self) -> Vec<std::path::PathBuf> {
+        let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+            .collect()
+    }
+
     /// Whether it still runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -89,6 +89,9 @@ pub struct ServerOptions {
     /// Enable JetStream, with its store in the server's own temporary
     /// directory (kept across [`NatsServer::restart`]).
     pub jetstream: bool,
+    /// Serve the HTTP monitoring endpoints (`/varz`, `/connz`, `/subsz`,
+    /// ...) on a free loopback port, for [`NatsServer::monitor`].
+    pub monitoring: bool,
 }
 
 impl ServerOptions {
@@ -112,6 +115,12 @@ impl ServerOptions {
     /// Enables JetStream.
     pub fn jetstream(mut self) -> ServerOptions {
         self.jetstream = true;
+        self
+    }
+
+    /// Serves the HTTP monitoring endpoints (see [`NatsServer::monitor`]).
+    pub fn monitoring(mut self) -> ServerOptions {
+        self.monitoring = true;
         self
     }
 
@@ -146,6 +155,9 @@ pub struct NatsServer {
     pub port: u16,
     /// The cluster (route) port, when clustered.
     pub cluster_port: Option<u16>,
+    /// The HTTP monitoring port, when enabled
+    /// ([`ServerOptions::monitoring`]); the same across restarts.
+    pub monitor_port: Option<u16>,
     dir: tempfile::TempDir,
     config: String,
 }
@@ -229,6 +241,10 @@ impl NatsServer {
                 routes.join(", ")
             ));
         }
+        let monitor_port = options.monitoring.then(free_port);
+        if let Some(monitor_port) = monitor_port {
+            conf.push_str(&format!("http: \"127.0.0.1:{monitor_port}\"\n"));
+        }
         if let Some(extra) = &options.config {
             conf.push_str(extra);
             conf.push('\n');
@@ -237,6 +253,7 @@ impl NatsServer {
             child: None,
             port,
             cluster_port: options.cluster.as_ref().map(|(p, _)| *p),
+            monitor_port,
             dir,
             config: conf,
         }
@@ -353,6 +370,43 @@ impl NatsServer {
     /// A directory that lives as long as the server.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The JSON of a monitoring endpoint, e.g. `"/connz?subs=detail"` (every
+    /// client connection, by name, with its subscriptions and message
+    /// counters) or `"/subsz?subs=1"`. A blocking call; needs
+    /// [`ServerOptions::monitoring`].
+    ///
+    /// ```no_run
+    /// use telestion_test::{NatsServer, ServerOptions};
+    ///
+    /// let server = NatsServer::start_with(ServerOptions::new().monitoring());
+    /// let connz = server.monitor("/connz?subs=detail");
+    /// for connection in connz["connections"].as_array().unwrap() {
+    ///     println!("{} received {}", connection["name"], connection["out_msgs"]);
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When monitoring is off, or the endpoint does not answer with JSON
+    /// within 10 s.
+    pub fn monitor(&self, path: &str) -> serde_json::Value {
+        let port = self
+            .monitor_port
+            .expect("monitoring is off; start the server with ServerOptions::monitoring()");
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let text = agent
+            .get(&url)
+            .call()
+            .and_then(|mut response| response.body_mut().read_to_string())
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("GET {url} did not return JSON ({e}): {text}"))
     }
 
     /// A connected async-nats client.
