@@ -178,13 +178,15 @@ async fn speed_divides_the_recorded_gaps() {
     let client = server.client().await;
     let mut subscriber = subscribe(&client, "paced").await;
 
-    // One second recorded, four times faster: about 0.25 s.
+    // One second recorded, four times faster: about 0.25 s. (The gap seen
+    // here is shorter than the one replay keeps when the first message went
+    // out late, hence the generous lower bounds.)
     let mut replay = Process::spawn(replay_cmd(&server, &["--speed", "4", arg(&file)]));
     next_message(&mut subscriber, WAIT).await;
     let first = Instant::now();
     next_message(&mut subscriber, WAIT).await;
     let gap = first.elapsed();
-    assert!(gap >= Duration::from_millis(200), "too fast: {gap:?}");
+    assert!(gap >= Duration::from_millis(150), "too fast: {gap:?}");
     assert!(gap < Duration::from_millis(900), "too slow: {gap:?}");
     assert_eq!(replay.wait_exit(WAIT), Some(0), "{}", replay.stderr());
 
@@ -194,7 +196,7 @@ async fn speed_divides_the_recorded_gaps() {
     let first = Instant::now();
     next_message(&mut subscriber, WAIT).await;
     let gap = first.elapsed();
-    assert!(gap >= Duration::from_millis(850), "too fast: {gap:?}");
+    assert!(gap >= Duration::from_millis(700), "too fast: {gap:?}");
     assert!(gap < Duration::from_secs(5), "too slow: {gap:?}");
     assert_eq!(replay.wait_exit(WAIT), Some(0), "{}", replay.stderr());
 }
