@@ -429,10 +429,12 @@ async fn round_trip_through_standard_ops() {
     let _standard_ops = spawn_ready(standard_ops);
     let client = server.client().await;
     let subject = "__telestion__/log/roundtrip";
-    // Bodies with line breaks, or JSON with whitespace around it, are left
-    // out: standard_ops does not keep those byte for byte yet.
     let bodies: Vec<Vec<u8>> = vec![
         br#"{"a" : 1.50}"#.to_vec(),
+        b"[1,\n2]".to_vec(),
+        b" {\"a\":\r\n1} ".to_vec(),
+        b"\"x\"\n".to_vec(),
+        b"\t\n".to_vec(),
         br#"[1,2, "x\u00e4"]"#.to_vec(),
         b"null".to_vec(),
         b"42".to_vec(),
@@ -481,8 +483,8 @@ async fn round_trip_through_standard_ops() {
     };
     let lines: Vec<String> = text.lines().map(without_time).collect();
     assert_eq!(lines.len(), 2 * bodies.len(), "{text}");
-    // standard_ops runs its handler for messages arriving at once
-    // concurrently, so it may write them in another order: compare sorted.
+    // A standard_ops that handles messages arriving together concurrently
+    // may write them in another order: compare sorted.
     let (mut first, mut again) = (
         lines[..bodies.len()].to_vec(),
         lines[bodies.len()..].to_vec(),
