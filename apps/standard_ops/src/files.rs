@@ -1,111 +1,690 @@
-//! Appending lines to `<dir>/<category>.log` files.
+//! Appending lines to `<dir>/<category>.log` files: confined to the
+//! directory, whole lines or nothing, rotation-aware, a bounded number of
+//! open files, and the file work on blocking threads.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use lru::LruCache;
+use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags, Stat};
+use rustix::io::Errno;
 use telestion::ServiceError;
 use telestion::data_log::check_category;
+use telestion::tokio;
+
+/// Default of `LOCK_TIMEOUT`: how long a line may wait for its file.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `MAX_OPEN_FILES`: how many log files stay open at most.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
+/// Descriptors left for everything but log files (stdio, the NATS
+/// connection and a reconnect, the runtime's epoll and signal pipes, the log
+/// directory, ...) when the open-file limit (`ulimit -n`) is low.
+const RESERVED_FDS: u64 = 32;
+/// At most this many lines are written at once (by blocking threads, one
+/// per category at a time).
+const MAX_WORKERS: usize = 16;
+/// A file replaced between opening and locking it is opened again, at most
+/// this many times for one line.
+const MAX_REOPENS: usize = 3;
+
+/// How a [`DataLog`] waits and how many files it keeps open.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// How long a line may wait for its file (the lock another process
+    /// holds, or earlier lines of the same category) before it is refused
+    /// (`LOCK_TIMEOUT`).
+    pub lock_timeout: Duration,
+    /// How many log files stay open at most (`MAX_OPEN_FILES`); the least
+    /// recently used are closed. Lowered at start when the process's
+    /// open-file limit leaves less room.
+    pub max_open_files: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+        }
+    }
+}
+
+/// Why a line was not written. Every variant means: nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The category breaks the category rule.
+    #[error(transparent)]
+    Category(#[from] ServiceError),
+    /// The path is not a regular file in the log directory (a symbolic
+    /// link, a FIFO, a directory, ...).
+    #[error("refusing to write to {path:?}: {reason}; the line was not written")]
+    Refused {
+        /// The path concerned.
+        path: PathBuf,
+        /// What it is.
+        reason: String,
+    },
+    /// A filesystem call failed.
+    #[error("cannot {action} {path:?}: {source}; the line was not written")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// What was tried.
+        action: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file stayed locked by another process, or earlier lines of the
+    /// category were slow, for longer than `LOCK_TIMEOUT`.
+    #[error(
+        "no write to {path:?} within LOCK_TIMEOUT ({seconds} s): the file is locked by another \
+         process or earlier writes to it are slow; the line was not written"
+    )]
+    Timeout {
+        /// The file.
+        path: PathBuf,
+        /// `LOCK_TIMEOUT` in seconds.
+        seconds: f64,
+    },
+    /// The write failed part way (disk full, file size limit, quota); the
+    /// partial line was cut off again.
+    #[error(
+        "cannot write to {path:?}: {source}; the line was not written (the file still ends with \
+         its last complete line)"
+    )]
+    RolledBack {
+        /// The file.
+        path: PathBuf,
+        /// Why the write failed.
+        source: io::Error,
+    },
+    /// The write failed part way and the partial line could not be cut off;
+    /// the next line written to this file starts on a new line.
+    #[error(
+        "cannot write to {path:?}: {source}; and the partial line could not be removed: \
+         {truncate}"
+    )]
+    Torn {
+        /// The file.
+        path: PathBuf,
+        /// Why the write failed.
+        source: io::Error,
+        /// Why cutting it off failed.
+        truncate: io::Error,
+    },
+    /// The blocking task that writes the line did not finish (the service
+    /// is stopping).
+    #[error("the write to {path:?} was interrupted: {reason}")]
+    Interrupted {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+}
 
 /// Appends lines to `<dir>/<category>.log` files.
 ///
-/// Each line is written with one `write` call to a file opened in append
-/// mode while holding an exclusive `flock`, so several processes sharing
-/// the directory never tear or interleave lines. Files are created
-/// owner-only (`0600`), directories `0700`.
-#[derive(Debug, Clone)]
+/// - **Confined**: every file is opened relative to a handle of `dir`
+///   (itself opened with `O_NOFOLLOW`), with `O_NOFOLLOW`, and must be a
+///   regular file: a symbolic link (for a file or for `dir`), a FIFO, a
+///   directory or a device is refused and nothing is written anywhere. A
+///   FIFO cannot block: files are opened with `O_NONBLOCK` and checked
+///   (`fstat`) before the first write.
+/// - **Whole lines**: each line is written while holding an exclusive
+///   `flock` on the file, so processes sharing the directory never tear or
+///   interleave lines. A write that fails part way (disk full, `ulimit -f`,
+///   quota) is cut off again (`ftruncate` to the size before it), so the
+///   file always ends with a complete line.
+/// - **Rotation**: under the lock, before each write, the open file is
+///   compared (device and inode) with what `dir/<category>.log` names now;
+///   after a rename or delete the line goes to a new file at that path.
+///   [`DataLog::reopen`] closes every file at once (for SIGHUP). When `dir`
+///   itself was removed or replaced, it is created and opened again.
+/// - **Bounded**: at most [`DataLog::max_open_files`] files stay open (the
+///   least recently used are closed), a number clamped at creation to
+///   leave room under the process's open-file limit.
+/// - **Owner-only**: files are created `0600`, directories `0700`.
+///
+/// [`DataLog::write`] is the asynchronous front: lines of one category are
+/// written one at a time, in the order their calls began, on blocking
+/// threads; other categories go on meanwhile. [`DataLog::append`] is the
+/// same write as a blocking call.
+#[derive(Clone)]
 pub struct DataLog {
-    dir: PathBuf,
-    files: Arc<Mutex<HashMap<String, Arc<Mutex<File>>>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    lock_timeout: Duration,
+    max_open_files: usize,
+    workers: usize,
+    /// The open log directory (`None` until first used, and after
+    /// [`DataLog::reopen`]).
+    dir: Mutex<Option<Arc<Dir>>>,
+    files: Mutex<LruCache<String, Arc<LogFile>>>,
+    /// One FIFO queue per category with lines in flight (removed when the
+    /// last leaves).
+    queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the lines written at once (and so the files open outside the
+    /// cache).
+    worker_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl fmt::Debug for DataLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataLog")
+            .field("dir", &self.inner.path)
+            .field("lock_timeout", &self.inner.lock_timeout)
+            .field("max_open_files", &self.inner.max_open_files)
+            .field("workers", &self.inner.workers)
+            .finish()
+    }
+}
+
+/// The open log directory and its identity.
+struct Dir {
+    fd: OwnedFd,
+    id: (u64, u64),
+}
+
+/// An open log file and its identity.
+struct LogFile {
+    file: File,
+    id: (u64, u64),
+    /// Held while writing through this handle: `flock` does not exclude
+    /// two threads sharing one open file.
+    busy: Mutex<()>,
+    /// A partial line could not be cut off: start the next on a new line.
+    torn: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn identity(stat: &Stat) -> (u64, u64) {
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    (stat.st_dev as u64, stat.st_ino as u64)
 }
 
 impl DataLog {
-    /// A writer for files in `dir` (created when first needed).
+    /// A writer for files in `dir` (created when first needed) with the
+    /// default [`Limits`].
     pub fn new(dir: impl Into<PathBuf>) -> DataLog {
+        DataLog::with_limits(dir, Limits::default())
+    }
+
+    /// A writer for files in `dir` with `limits`; `max_open_files` is
+    /// lowered to leave room under the open-file limit (`ulimit -n`).
+    pub fn with_limits(dir: impl Into<PathBuf>, limits: Limits) -> DataLog {
+        let (max_open_files, workers) = fd_budget(limits.max_open_files);
+        let capacity = NonZeroUsize::new(max_open_files).unwrap_or(NonZeroUsize::MIN);
         DataLog {
-            dir: dir.into(),
-            files: Arc::default(),
+            inner: Arc::new(Inner {
+                path: dir.into(),
+                lock_timeout: limits.lock_timeout,
+                max_open_files: capacity.get(),
+                workers,
+                dir: Mutex::new(None),
+                files: Mutex::new(LruCache::new(capacity)),
+                queues: Mutex::new(HashMap::new()),
+                worker_slots: Arc::new(tokio::sync::Semaphore::new(workers)),
+            }),
         }
     }
 
     /// The directory the files are in.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.path
     }
 
-    /// Creates the directory (owner-only) and checks that files can be
-    /// created in it, so that an unusable `DATA_DIR` fails the start
-    /// instead of every message. It touches the filesystem: a blocking call.
+    /// How many log files stay open at most (after clamping).
+    pub fn max_open_files(&self) -> usize {
+        self.inner.max_open_files
+    }
+
+    /// How many lines [`DataLog::write`] writes at once at most.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
+    }
+
+    /// How long a line may wait for its file.
+    pub fn lock_timeout(&self) -> Duration {
+        self.inner.lock_timeout
+    }
+
+    /// Creates the directory (owner-only), opens it and checks that files
+    /// can be created in it, so that an unusable `DATA_DIR` (or a log
+    /// directory that is a symbolic link) fails the start instead of every
+    /// message. A blocking call.
     pub fn check(&self) -> Result<(), ServiceError> {
         let io_error = |source| ServiceError::Io {
-            path: self.dir.clone(),
+            path: self.inner.path.clone(),
             source,
         };
-        create_private_dir(&self.dir).map_err(io_error)?;
+        let dir = self.open_dir().map_err(|e| {
+            io_error(match e {
+                LogError::Io { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            })
+        })?;
         // Not a log file: a category cannot start with a dot.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let probe = self
-            .dir
-            .join(format!(".write-check-{}-{nanos}", std::process::id()));
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&probe)
-            .map_err(io_error)?;
-        std::fs::remove_file(&probe).map_err(io_error)
+        let probe = format!(".write-check-{}-{nanos}", std::process::id());
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let file = rfs::openat(
+            &dir.fd,
+            &probe,
+            flags | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| io_error(e.into()))?;
+        drop(file);
+        rfs::unlinkat(&dir.fd, &probe, AtFlags::empty()).map_err(|e| io_error(e.into()))?;
+        *lock(&self.inner.dir) = Some(Arc::new(dir));
+        Ok(())
     }
 
-    /// Appends `line` to the file of `category`; an invalid category is
-    /// an error (see [`check_category`]) and writes nothing.
-    pub fn append(&self, category: &str, line: &str) -> Result<(), ServiceError> {
+    /// Writes `line` to the file of `category` off the async workers: on a
+    /// blocking thread, after the lines of the same category that came
+    /// before (in the order the calls began), at most
+    /// [`DataLog::workers`] lines at once. A line that cannot start within
+    /// `LOCK_TIMEOUT` (lock held elsewhere, slow disk) is refused. When the
+    /// caller stops waiting, a line already being written is finished.
+    pub async fn write(&self, category: &str, line: String) -> Result<(), LogError> {
         check_category(category)?;
-        let path = self.dir.join(format!("{category}.log"));
-        let io_error = |source| ServiceError::Io {
+        let deadline = Instant::now() + self.inner.lock_timeout;
+        let timeout = || LogError::Timeout {
+            path: self.file_path(category),
+            seconds: self.inner.lock_timeout.as_secs_f64(),
+        };
+        let turn = Turn::take(&self.inner, category);
+        let queued = tokio::time::timeout_at(deadline.into(), turn.queue.clone().lock_owned())
+            .await
+            .map_err(|_| timeout())?;
+        let slots = self.inner.worker_slots.clone();
+        let worker = match tokio::time::timeout_at(deadline.into(), slots.acquire_owned()).await {
+            Ok(Ok(worker)) => worker,
+            // Never closed; `acquire_owned` fails only then.
+            Ok(Err(closed)) => {
+                return Err(LogError::Interrupted {
+                    path: self.file_path(category),
+                    reason: closed.to_string(),
+                });
+            }
+            Err(_) => return Err(timeout()),
+        };
+        let log = self.clone();
+        let owned = category.to_owned();
+        let job = tokio::task::spawn_blocking(move || {
+            let result = log.append_by(&owned, line.as_bytes(), deadline);
+            drop((worker, queued, turn));
+            result
+        });
+        job.await.unwrap_or_else(|e| {
+            Err(LogError::Interrupted {
+                path: self.file_path(category),
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// Appends `line` to the file of `category`, waiting at most
+    /// `LOCK_TIMEOUT` for the file's lock: [`DataLog::write`] as a blocking
+    /// call, without its per-category order. An invalid category (see
+    /// [`check_category`]) is an error and writes nothing.
+    pub fn append(&self, category: &str, line: &str) -> Result<(), LogError> {
+        self.append_by(
+            category,
+            line.as_bytes(),
+            Instant::now() + self.inner.lock_timeout,
+        )
+    }
+
+    /// Closes every open file and the directory handle; the next line of
+    /// each category opens the file at its path again (for SIGHUP after
+    /// log rotation). Files being written to close when that write ends. A
+    /// blocking call (it closes files).
+    pub fn reopen(&self) {
+        let capacity = NonZeroUsize::new(self.inner.max_open_files).unwrap_or(NonZeroUsize::MIN);
+        let files = std::mem::replace(&mut *lock(&self.inner.files), LruCache::new(capacity));
+        let dir = lock(&self.inner.dir).take();
+        drop((files, dir));
+    }
+
+    fn file_path(&self, category: &str) -> PathBuf {
+        self.inner.path.join(format!("{category}.log"))
+    }
+
+    fn append_by(&self, category: &str, line: &[u8], deadline: Instant) -> Result<(), LogError> {
+        check_category(category)?;
+        let name = format!("{category}.log");
+        let path = self.inner.path.join(&name);
+        let io_error = |action, source: io::Error| LogError::Io {
             path: path.clone(),
+            action,
             source,
         };
-        let file = {
-            let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-            match files.get(category) {
-                Some(file) => file.clone(),
-                None => {
-                    create_private_dir(&self.dir).map_err(io_error)?;
-                    let mut options = OpenOptions::new();
-                    options.create(true).append(true);
-                    #[cfg(unix)]
-                    {
-                        use std::os::unix::fs::OpenOptionsExt;
-                        options.mode(0o600);
-                    }
-                    let file = Arc::new(Mutex::new(options.open(&path).map_err(io_error)?));
-                    files.insert(category.to_owned(), file.clone());
-                    file
-                }
+        for _ in 0..MAX_REOPENS {
+            let dir = self.current_dir()?;
+            let file = self.cached_or_open(&dir, category, &name, &path)?;
+            let _busy = lock(&file.busy);
+            let _locked = FileLock::take(&file.file, deadline).map_err(|e| match e {
+                Some(source) => io_error("lock", source),
+                None => LogError::Timeout {
+                    path: path.clone(),
+                    seconds: self.inner.lock_timeout.as_secs_f64(),
+                },
+            })?;
+            // Under the lock: is this still the file at the path?
+            match rfs::statat(&dir.fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if identity(&stat) == file.id => return write_line(&file, line, &path),
+                // Renamed, deleted or replaced: open what is there now.
+                Ok(_) | Err(Errno::NOENT) => self.forget(category, &file),
+                Err(e) => return Err(io_error("inspect", e.into())),
+            }
+        }
+        Err(io_error(
+            "open",
+            io::Error::other(format!(
+                "it was replaced while being opened, {MAX_REOPENS} times in a row"
+            )),
+        ))
+    }
+
+    /// The open log directory, opened (and created) again when the path no
+    /// longer names it.
+    fn current_dir(&self) -> Result<Arc<Dir>, LogError> {
+        let current = lock(&self.inner.dir).clone();
+        if let Some(dir) = current
+            && rfs::statat(rfs::CWD, &self.inner.path, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|stat| identity(&stat) == dir.id)
+        {
+            return Ok(dir);
+        }
+        let dir = Arc::new(self.open_dir()?);
+        *lock(&self.inner.dir) = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Creates (owner-only) and opens the log directory, refusing a
+    /// symbolic link.
+    fn open_dir(&self) -> Result<Dir, LogError> {
+        let path = &self.inner.path;
+        let io_error = |action, source: io::Error| LogError::Io {
+            path: path.clone(),
+            action,
+            source,
+        };
+        let symlink = || {
+            io_error(
+                "use",
+                io::Error::other(
+                    "it is a symbolic link, which is never followed; point DATA_DIR at the \
+                     directory that holds the real log directory",
+                ),
+            )
+        };
+        match rfs::statat(rfs::CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                return Err(symlink());
+            }
+            _ => {}
+        }
+        create_private_dir(path).map_err(|e| io_error("create", e))?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(rfs::CWD, path, flags, Mode::empty()).map_err(|e| match e {
+            Errno::LOOP => symlink(),
+            e => io_error("open", e.into()),
+        })?;
+        let stat = rfs::fstat(&fd).map_err(|e| io_error("inspect", e.into()))?;
+        Ok(Dir {
+            fd,
+            id: identity(&stat),
+        })
+    }
+
+    fn cached_or_open(
+        &self,
+        dir: &Dir,
+        category: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<Arc<LogFile>, LogError> {
+        if let Some(file) = lock(&self.inner.files).get(category) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(open_file(dir, name, path)?);
+        let evicted = lock(&self.inner.files).push(category.to_owned(), file.clone());
+        // Closed here, outside the lock (unless a write still uses it).
+        drop(evicted);
+        Ok(file)
+    }
+
+    /// Drops `file` from the cache, unless another file took its place.
+    fn forget(&self, category: &str, file: &Arc<LogFile>) {
+        let removed = {
+            let mut files = lock(&self.inner.files);
+            match files.peek(category) {
+                Some(cached) if Arc::ptr_eq(cached, file) => files.pop(category),
+                _ => None,
             }
         };
-        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-        file.lock().map_err(io_error)?;
-        let written = file.write_all(line.as_bytes());
-        let unlocked = file.unlock();
-        written.map_err(io_error)?;
-        unlocked.map_err(io_error)?;
-        Ok(())
+        drop(removed);
     }
 }
 
-/// Creates `dir` and missing parents; new directories are owner-only
-/// (`0700`) on Unix.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
+/// A category's place in its FIFO queue; the queue is removed from the map
+/// when its last user drops its turn.
+struct Turn {
+    inner: Arc<Inner>,
+    category: String,
+    queue: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Turn {
+    fn take(inner: &Arc<Inner>, category: &str) -> Turn {
+        let queue = lock(&inner.queues)
+            .entry(category.to_owned())
+            .or_default()
+            .clone();
+        Turn {
+            inner: inner.clone(),
+            category: category.to_owned(),
+            queue,
+        }
     }
-    builder.create(dir)
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut queues = lock(&self.inner.queues);
+        // Clones are made only under this lock or from a live turn: two
+        // references (the map's and ours) mean nobody else waits.
+        if Arc::strong_count(&self.queue) == 2 {
+            queues.remove(&self.category);
+        }
+    }
+}
+
+/// An exclusive `flock` on a file, released on drop.
+struct FileLock<'a>(&'a File);
+
+impl<'a> FileLock<'a> {
+    /// Takes the lock, polling (`LOCK_NB`) with short sleeps until
+    /// `deadline`; `Err(None)` when the deadline passed.
+    fn take(file: &'a File, deadline: Instant) -> Result<FileLock<'a>, Option<io::Error>> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match rfs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(FileLock(file)),
+                Err(Errno::WOULDBLOCK) => {}
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(Some(e.into())),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(None);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = rfs::flock(self.0, FlockOperation::Unlock) {
+            tracing::warn!(error = %e, "cannot unlock a log file");
+        }
+    }
+}
+
+/// Opens `dir/name` for appending, creating it (`0600`), refusing what is
+/// not a regular file.
+fn open_file(dir: &Dir, name: &str, path: &Path) -> Result<LogFile, LogError> {
+    let io_error = |action, source: io::Error| LogError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    };
+    // Not even opened when it is something else: opening a device or FIFO
+    // can have effects of its own.
+    match rfs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => refuse_unless_regular(&stat, path)?,
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(io_error("inspect", e.into())),
+    }
+    let flags = OFlags::WRONLY
+        | OFlags::APPEND
+        | OFlags::CREATE
+        | OFlags::NOFOLLOW
+        | OFlags::NONBLOCK
+        | OFlags::NOCTTY
+        | OFlags::CLOEXEC;
+    let fd = rfs::openat(&dir.fd, name, flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
+        // Replaced in between: say what it is now.
+        Errno::LOOP | Errno::NXIO | Errno::ISDIR => LogError::Refused {
+            path: path.to_owned(),
+            reason: describe(dir, name).unwrap_or_else(|| "it is not a regular file".into()),
+        },
+        e => io_error("open", e.into()),
+    })?;
+    let stat = rfs::fstat(&fd).map_err(|e| io_error("inspect", e.into()))?;
+    refuse_unless_regular(&stat, path)?;
+    Ok(LogFile {
+        file: File::from(fd),
+        id: identity(&stat),
+        busy: Mutex::new(()),
+        torn: AtomicBool::new(false),
+    })
+}
+
+fn refuse_unless_regular(stat: &Stat, path: &Path) -> Result<(), LogError> {
+    match kind(stat) {
+        None => Ok(()),
+        Some(kind) => Err(LogError::Refused {
+            path: path.to_owned(),
+            reason: format!("it is {kind}, not a regular file"),
+        }),
+    }
+}
+
+/// What a non-regular file is (`None` for a regular file).
+fn kind(stat: &Stat) -> Option<&'static str> {
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => None,
+        FileType::Symlink => Some("a symbolic link"),
+        FileType::Fifo => Some("a FIFO"),
+        FileType::Directory => Some("a directory"),
+        FileType::Socket => Some("a socket"),
+        FileType::CharacterDevice => Some("a character device"),
+        FileType::BlockDevice => Some("a block device"),
+        _ => Some("an unknown kind of file"),
+    }
+}
+
+fn describe(dir: &Dir, name: &str) -> Option<String> {
+    let stat = rfs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    kind(&stat).map(|kind| format!("it is {kind}, not a regular file"))
+}
+
+/// Appends `line` with the file locked; a failed write is cut off again.
+fn write_line(file: &LogFile, line: &[u8], path: &Path) -> Result<(), LogError> {
+    let size = rfs::fstat(&file.file)
+        .map_err(|e| LogError::Io {
+            path: path.to_owned(),
+            action: "inspect",
+            source: e.into(),
+        })?
+        .st_size;
+    let size = u64::try_from(size).unwrap_or(0);
+    let torn = file.torn.load(Ordering::Relaxed);
+    let mut data = Vec::new();
+    let bytes = if torn {
+        data.reserve(line.len() + 1);
+        data.push(b'\n');
+        data.extend_from_slice(line);
+        &data[..]
+    } else {
+        line
+    };
+    match (&file.file).write_all(bytes) {
+        Ok(()) => {
+            file.torn.store(false, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(source) => match rfs::ftruncate(&file.file, size) {
+            Ok(()) => Err(LogError::RolledBack {
+                path: path.to_owned(),
+                source,
+            }),
+            Err(truncate) => {
+                file.torn.store(true, Ordering::Relaxed);
+                Err(LogError::Torn {
+                    path: path.to_owned(),
+                    source,
+                    truncate: truncate.into(),
+                })
+            }
+        },
+    }
+}
+
+/// (cache capacity, workers) for `max_open_files` under the process's
+/// open-file limit: the cache and the files the workers hold outside it
+/// (one each at most) leave [`RESERVED_FDS`] free.
+fn fd_budget(max_open_files: usize) -> (usize, usize) {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let available = usize::try_from(soft.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .max(2);
+    let workers = (available / 4).clamp(1, MAX_WORKERS);
+    let files = max_open_files.min(available - workers).max(1);
+    (files, workers)
+}
+
+/// Creates `dir` and missing parents; new directories are owner-only
+/// (`0700`).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

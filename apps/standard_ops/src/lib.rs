@@ -4,5 +4,5 @@
 mod files;
 mod line;
 
-pub use files::DataLog;
+pub use files::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, LogError};
 pub use line::log_line;

@@ -8,45 +8,82 @@
 //! {"time":"2025-01-01T12:00:00.000000Z","subject":"__telestion__/log/temp","json":{"value":1}}
 //! ```
 //!
-//! The body is kept as `"json"` (valid JSON), `"text"` (other UTF-8; empty
-//! body → `""`) or `"base64"` (anything else), so it can always be
-//! recovered. A request is answered after the line is written with
-//! `{"ok": true}`, or `{"ok": false, "error": "..."}` when the category is
-//! invalid (it must match `^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`) or the
-//! file cannot be written; a rejection is counted as an error in health.
+//! The body is kept as `"json"` (JSON that every reader parses back to the
+//! same bytes), `"text"` (other UTF-8; empty body → `""`) or `"base64"`
+//! (anything else), so it can always be recovered byte for byte (see
+//! [`standard_ops::log_line`]). A request is answered after the line is
+//! written with `{"ok": true}`, or `{"ok": false, "error": "..."}` when
+//! the category is invalid (it must match
+//! `^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`) or the line was not written; a
+//! rejection is counted as an error in health.
 //!
-//! ## Why one subscription on `>`
+//! ## Subscriptions
 //!
 //! NATS splits subjects into tokens at `.`, so `__telestion__/log/temp` is a
-//! single token. No wildcard narrower than `>` matches every
-//! `__telestion__/log/<category>` subject (`*` matches any single token, so
-//! it is just as broad). The service therefore subscribes once to `>` in its
-//! queue group and ignores every other subject with one prefix comparison,
-//! without replying. The same subscription also receives the dotted form,
-//! whose category may itself contain dots.
+//! single token: no subject pattern matches exactly the
+//! `__telestion__/log/<category>` subjects. The service subscribes to `*`
+//! (every single-token subject) and to `__telestion__.log.>` (the dotted
+//! form, whose category may itself contain dots), both in the queue group
+//! `SERVICE_NAME`, and ignores single-token subjects of other kinds with one
+//! prefix comparison, without replying. Multi-token subjects
+//! (`telemetry.a.b`, ...) are never sent to it.
 //!
-//! The cost: the NATS server delivers every message on the bus to one
-//! instance of this service (the queue group shares them), so the bus
-//! carries each message once more, and the service reads and discards what
-//! is not for it. Run more instances to share that load.
+//! ## Files
 //!
-//! Configuration: the standard keys (`NATS_URL`, `SERVICE_NAME`, `DATA_DIR`,
-//! ...). Instances with the same `SERVICE_NAME` share the messages and may
-//! share one `DATA_DIR`: each message is logged once, and lines are written
-//! whole under a file lock, so they never tear or interleave. At start the
-//! service creates `$DATA_DIR/logs` and checks that it can write there: an
-//! unusable `DATA_DIR` fails the start (exit 1) instead of every message.
+//! What [`DataLog`] guarantees: writes stay in `$DATA_DIR/logs` (no
+//! symbolic link is followed, for the directory or a file; anything but a
+//! regular file is refused), a line is written whole or not at all (a write
+//! that fails part way, on a full disk or at `ulimit -f`, is cut off again;
+//! `SIGXFSZ` is ignored so that the limit is an error, not the end of the
+//! process), a renamed or deleted file is followed by a new one at its path,
+//! and at most `MAX_OPEN_FILES` files are open (fewer when `ulimit -n` is
+//! low, so the NATS connection always has descriptors left). Every refusal
+//! is an error reply, counted in health, and writes nothing.
+//!
+//! ## Concurrency and order
+//!
+//! File work runs on blocking threads, never on the async workers. Each
+//! subscription handles up to 64 messages at once; lines of one category
+//! are written one at a time in the order their handlers started, other
+//! categories go on meanwhile. So a file locked by another process, a FIFO
+//! or a slow disk delays only its own category; health, other categories
+//! and SIGTERM keep working. A line that cannot be written within
+//! `LOCK_TIMEOUT` seconds is refused. Order: a message sent after the reply
+//! to an earlier one is always written after it; messages of one category
+//! published back to back are written in arrival order as far as their
+//! handlers start in that order, which the runtime does not promise when
+//! more than one is in flight (the two subject forms are two
+//! subscriptions, with no order between them).
+//!
+//! ## Configuration
+//!
+//! The standard keys (`NATS_URL`, `SERVICE_NAME`, `DATA_DIR`, ...), and:
+//!
+//! - `LOCK_TIMEOUT`: seconds a line may wait for its file (default 5);
+//! - `MAX_OPEN_FILES`: log files kept open at most (default 256; the least
+//!   recently used are closed).
+//!
+//! Instances with the same `SERVICE_NAME` share the messages and may share
+//! one `DATA_DIR`: each message is logged once, and lines are written whole
+//! under a file lock, so they never tear or interleave. At start the service
+//! creates `$DATA_DIR/logs` and checks that it can write there: an unusable
+//! `DATA_DIR` (or a `logs` that is a symbolic link) fails the start with
+//! exit code 1 instead of every message. SIGHUP closes every open file
+//! (after log rotation) instead of stopping the service.
 //!
 //! ```sh
 //! NATS_URL=localhost:4222 SERVICE_NAME=standard_ops DATA_DIR=./data \
 //!     cargo run -p standard_ops
 //! ```
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
 
-use standard_ops::{DataLog, log_line};
+use standard_ops::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, log_line};
 use telestion::data_log::category_of;
-use telestion::{Bytes, Json, Reply, Service, State, Subject, subscribe};
+use telestion::tokio;
+use telestion::{Bytes, Json, Reply, Service, State, Subject, TypedConfig, subscribe};
 
 /// The reply to a log request.
 #[derive(serde::Serialize)]
@@ -56,27 +93,83 @@ struct Ack {
     error: Option<String>,
 }
 
-/// Every message on the bus arrives here; only data-log subjects are used.
-#[subscribe(">")]
-async fn log_data(
+/// This service's own configuration keys. The handlers take it as
+/// `TypedConfig` so that `--help` lists the keys; `main` reads and checks
+/// them.
+#[derive(serde::Deserialize)]
+struct Settings {
+    /// `LOCK_TIMEOUT`: seconds a line may wait for its file.
+    lock_timeout: Option<f64>,
+    /// `MAX_OPEN_FILES`: log files kept open at most.
+    max_open_files: Option<usize>,
+}
+
+impl Settings {
+    fn limits(&self) -> Result<Limits, String> {
+        let lock_timeout = match self.lock_timeout {
+            None => DEFAULT_LOCK_TIMEOUT,
+            Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 => {
+                Duration::from_secs_f64(seconds)
+            }
+            Some(_) => {
+                return Err(
+                    "key LOCK_TIMEOUT: must be a number of seconds above 0 and at \
+                            most 3600"
+                        .into(),
+                );
+            }
+        };
+        let max_open_files = match self.max_open_files {
+            None => DEFAULT_MAX_OPEN_FILES,
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(_) => return Err("key MAX_OPEN_FILES: must be from 1 to 1000000".into()),
+        };
+        Ok(Limits {
+            lock_timeout,
+            max_open_files,
+        })
+    }
+}
+
+/// Every single-token subject arrives here (`__telestion__/log/<category>`
+/// is one token); only data-log subjects are used.
+#[subscribe("*", concurrency = 64)]
+async fn log_spec(
     Subject(subject): Subject,
     State(log): State<DataLog>,
+    _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
 ) -> Reply {
-    let Some(category) = category_of(&subject) else {
+    log_message(&subject, &log, &service, &body).await
+}
+
+/// The dotted form `__telestion__.log.<category>`.
+#[subscribe("__telestion__.log.>", concurrency = 64)]
+async fn log_dotted(
+    Subject(subject): Subject,
+    State(log): State<DataLog>,
+    _keys: TypedConfig<Settings>,
+    service: Service,
+    body: Bytes,
+) -> Reply {
+    log_message(&subject, &log, &service, &body).await
+}
+
+async fn log_message(subject: &str, log: &DataLog, service: &Service, body: &[u8]) -> Reply {
+    let Some(category) = category_of(subject) else {
         // Not a data-log message: ignore it, no reply.
         return Reply::None;
     };
-    // `append` rejects an invalid category before writing anything.
-    let line = log_line(&subject, &body, SystemTime::now());
-    let outcome = log.append(category, &line).map_err(|e| e.to_string());
-    let ack = match outcome {
+    // `write` rejects an invalid category before touching any file.
+    let line = log_line(subject, body, SystemTime::now());
+    let ack = match log.write(category, line).await {
         Ok(()) => Ack {
             ok: true,
             error: None,
         },
         Err(error) => {
+            let error = error.to_string();
             tracing::warn!(%subject, %error, "message not logged");
             service.record_error();
             Ack {
@@ -90,10 +183,42 @@ async fn log_data(
 
 #[telestion::service]
 async fn main(service: Service) -> Result<(), String> {
-    let log = DataLog::new(service.shared_data_dir().join("logs"));
+    let settings = service
+        .typed_config::<Settings>()
+        .map_err(|e| telestion::error_chain(&e))?;
+    let limits = settings.limits()?;
+    // A write past `ulimit -f` fails with EFBIG (and is rolled back) instead
+    // of the signal ending the process.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(|e| format!("cannot handle SIGXFSZ: {e}"))?;
+    let log = DataLog::with_limits(service.shared_data_dir().join("logs"), limits);
     // An unusable DATA_DIR fails the start, not every message.
-    log.check().map_err(|e| telestion::error_chain(&e))?;
-    tracing::info!(dir = %log.dir().display(), "logging data");
+    let checking = log.clone();
+    tokio::task::spawn_blocking(move || checking.check())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| telestion::error_chain(&e))?;
+    tracing::info!(
+        dir = %log.dir().display(),
+        max_open_files = log.max_open_files(),
+        lock_timeout_s = log.lock_timeout().as_secs_f64(),
+        "logging data"
+    );
+    // SIGHUP (after log rotation) closes every file instead of stopping.
+    let mut hangups = service.hangups();
+    let reopening = log.clone();
+    tokio::spawn(async move {
+        while hangups.next().await {
+            let log = reopening.clone();
+            match tokio::task::spawn_blocking(move || log.reopen()).await {
+                Ok(()) => tracing::info!("SIGHUP: closed every log file; each opens again"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: cannot close the log files"),
+            }
+        }
+    });
     service.provide(log);
     Ok(())
 }

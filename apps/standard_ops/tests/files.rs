@@ -74,3 +74,27 @@ fn data_log_never_writes_outside_its_directory() {
         })
         .unwrap();
 }
+
+/// Lines of one category are written in the order their writes began, even
+/// with many categories in flight at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_of_a_category_keep_the_order_their_writes_began() {
+    let root = tempfile::tempdir().unwrap();
+    let log = DataLog::new(root.path().join("logs"));
+    let writes = (0..400).map(|n| {
+        let log = log.clone();
+        async move {
+            let category = format!("order{}", n % 4);
+            log.write(&category, format!("{n}\n")).await
+        }
+    });
+    for result in futures::future::join_all(writes).await {
+        result.unwrap();
+    }
+    for c in 0..4 {
+        let text = std::fs::read_to_string(root.path().join(format!("logs/order{c}.log"))).unwrap();
+        let numbers: Vec<usize> = text.lines().map(|l| l.parse().unwrap()).collect();
+        let expected: Vec<usize> = (0..400).filter(|n| n % 4 == c).collect();
+        assert_eq!(numbers, expected, "order{c}");
+    }
+}
