@@ -32,6 +32,12 @@ fn build(package: &str, kind: &str, name: &str) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--quiet", "-p", package, kind, name]);
+    // Cargo sets these for the test process; a nested build that inherits
+    // them makes build scripts that track them (ring's) rebuild every
+    // dependent crate, and the next plain build flip it back.
+    for key in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_CRATE_NAME"] {
+        cmd.env_remove(key);
+    }
     if release {
         cmd.arg("--release");
     }
