@@ -57,10 +57,24 @@ pub fn category_of(subject: &str) -> Option<&str> {
         .or_else(|| subject.strip_prefix(PREFIX_DOTTED))
 }
 
-/// The spec's subject for `category`, after checking the category.
-pub(crate) fn subject_for(category: &str) -> Result<String, ServiceError> {
+/// The subject to log under `category`, after checking the category: the
+/// spec's slash form, which is one NATS token, or, when the category
+/// contains a dot (which would split it into tokens no wildcard of the
+/// Standard Operations service matches), the dotted form.
+///
+/// ```
+/// use telestion::data_log::subject_for;
+/// assert_eq!(subject_for("temperature").unwrap(), "__telestion__/log/temperature");
+/// assert_eq!(subject_for("team.readings").unwrap(), "__telestion__.log.team.readings");
+/// assert!(subject_for("../etc").is_err());
+/// ```
+pub fn subject_for(category: &str) -> Result<String, ServiceError> {
     check_category(category)?;
-    Ok(format!("{PREFIX}{category}"))
+    Ok(if category.contains('.') {
+        format!("{PREFIX_DOTTED}{category}")
+    } else {
+        format!("{PREFIX}{category}")
+    })
 }
 
 #[cfg(test)]

@@ -88,3 +88,26 @@ async fn only_data_log_subjects_are_sent_to_the_service() {
     .await;
     assert!(messages_sent_to(&server) - before >= 50);
 }
+
+/// `Service::log_data` reaches the service for every valid category, also
+/// one with a dot: the spec's slash form of `team.readings` is two NATS
+/// tokens, which neither `*` nor `__telestion__.log.>` matches, so the
+/// runtime logs such a category through the dotted form. Both land in
+/// `logs/<category>.log`.
+///
+/// Old behaviour: `log_data` always used the slash form, so a dotted
+/// category was published to a subject nothing subscribes to and dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_data_reaches_the_service_for_dotted_categories() {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let _ops = spawn_ready(ops(&server, data.path(), &[]));
+    let logger = telestion_test::start_service(&server.url(), "logger", data.path(), &[]).await;
+    for category in ["readings", "team.readings"] {
+        logger.log_data(category, "{\"v\":1}").await.unwrap();
+    }
+    for category in ["readings", "team.readings"] {
+        eventually(WAIT, category, || lines(data.path(), category).len() == 1).await;
+        assert_eq!(lines(data.path(), category)[0]["json"]["v"], 1);
+    }
+}

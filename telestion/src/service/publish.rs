@@ -176,7 +176,9 @@ impl Service {
     }
 
     /// Logs `body` under `category` through the Standard Operations
-    /// service: publishes it to `__telestion__/log/<category>`.
+    /// service: publishes it to `__telestion__/log/<category>` (or
+    /// `__telestion__.log.<category>` when the category contains a dot; see
+    /// [`data_log::subject_for`](crate::data_log::subject_for)).
     /// Fails (without publishing) when the category is invalid.
     pub async fn log_data(
         &self,
