@@ -8,22 +8,10 @@ use base64::Engine;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use telestion::health::SUBJECT as HEALTH_SUBJECT;
-use telestion_test::{NatsServer, WAIT, eventually, files_below, health, request, spawn_ready};
+mod support;
 
-/// The `standard_ops` binary configured for `server`.
-fn service_cmd(
-    _name: &str,
-    server: &NatsServer,
-    service_name: &str,
-    data_dir: &Path,
-) -> std::process::Command {
-    telestion_test::service_command(
-        env!("CARGO_BIN_EXE_standard_ops"),
-        server,
-        service_name,
-        data_dir,
-    )
-}
+use support::{ack, lines, ops};
+use telestion_test::{NatsServer, WAIT, eventually, files_below, health, request, spawn_ready};
 
 /// How many lines `<data_dir>/logs/<category>.log` has so far (0 while it
 /// does not exist).
@@ -33,35 +21,6 @@ fn line_count(data_dir: &Path, category: &str) -> usize {
         .unwrap_or_default()
         .lines()
         .count()
-}
-
-/// The parsed lines of `<data_dir>/logs/<category>.log` (panics on a line
-/// that is not a JSON object with time and subject).
-fn lines(data_dir: &Path, category: &str) -> Vec<Value> {
-    let path = data_dir.join("logs").join(format!("{category}.log"));
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "torn last line in {path:?}"
-    );
-    text.lines()
-        .map(|line| {
-            let value: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("line {line:?} of {path:?} is not JSON: {e}"));
-            let time = value["time"].as_str().expect("a line without time");
-            humantime::parse_rfc3339(time).expect("time is not RFC 3339");
-            assert!(
-                value["subject"].is_string(),
-                "a line without subject: {line}"
-            );
-            let kinds = ["json", "text", "base64"]
-                .iter()
-                .filter(|k| value.get(**k).is_some())
-                .count();
-            assert_eq!(kinds, 1, "a line must hold exactly one body form: {line}");
-            value
-        })
-        .collect()
 }
 
 /// The body a line holds, as bytes.
@@ -75,12 +34,6 @@ fn body_of(line: &Value) -> Vec<u8> {
             .decode(line["base64"].as_str().unwrap())
             .unwrap()
     }
-}
-
-async fn ack(client: &async_nats::Client, subject: &str, body: &'static [u8]) -> Value {
-    let reply = request(client, subject, body).await;
-    serde_json::from_slice(&reply.payload)
-        .unwrap_or_else(|e| panic!("reply to {subject} is not JSON ({e}): {:?}", reply.payload))
 }
 
 /// Asserts that `<category>.log` holds one line for each `{"n": 0..count}`
@@ -112,7 +65,7 @@ fn assert_each_logged_once(data_dir: &Path, category: &str, count: usize, contex
 async fn logs_both_subject_forms_and_every_body_kind() {
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let _ops = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let _ops = spawn_ready(ops(&server, data.path(), &[]));
     let client = server.client().await;
 
     let spec = "__telestion__/log/readings";
@@ -187,7 +140,7 @@ async fn logs_both_subject_forms_and_every_body_kind() {
 async fn rejects_invalid_categories_and_writes_nothing() {
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let _ops = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let _ops = spawn_ready(ops(&server, data.path(), &[]));
     let client = server.client().await;
 
     let long = format!("__telestion__/log/{}", "a".repeat(129));
@@ -251,8 +204,8 @@ async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
     const COUNT: usize = 20_000;
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let mut first = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
-    let mut second = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let mut first = spawn_ready(ops(&server, data.path(), &[]));
+    let mut second = spawn_ready(ops(&server, data.path(), &[]));
     let client = server.client().await;
 
     // Both instances share the first part. Right after it was published the
@@ -319,8 +272,8 @@ async fn requests_with_retry_lose_nothing_across_a_restart() {
     const COUNT: usize = 4_000;
     let server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
-    let mut first = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
-    let mut second = spawn_ready(service_cmd("standard_ops", &server, "ops", data.path()));
+    let mut first = spawn_ready(ops(&server, data.path(), &[]));
+    let mut second = spawn_ready(ops(&server, data.path(), &[]));
     let client = server.client().await;
 
     let send = |n: usize| {
@@ -380,7 +333,7 @@ fn unusable_data_dir_fails_the_start_naming_it() {
     std::fs::write(&file, "not a directory").unwrap();
     assert!(Path::new("/sys").is_dir(), "this test needs sysfs at /sys");
     for data_dir in [file.clone(), file.join("sub"), Path::new("/sys").to_owned()] {
-        let cmd = service_cmd("standard_ops", &server, "ops", &data_dir);
+        let cmd = ops(&server, &data_dir, &[]);
         let stderr = telestion_test::assert_start_fails_naming(cmd, "DATA_DIR");
         let logs = data_dir.join("logs");
         assert!(

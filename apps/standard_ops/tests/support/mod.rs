@@ -34,11 +34,8 @@ pub fn log_file(data_dir: &Path, category: &str) -> PathBuf {
 }
 
 /// The reply to a log request, as JSON (within [`WAIT`]).
-pub async fn ack(
-    client: &async_nats::Client,
-    subject: &str,
-    body: impl Into<telestion::Bytes>,
-) -> Value {
+pub async fn ack(client: &async_nats::Client, subject: &str, body: impl AsRef<[u8]>) -> Value {
+    let body = telestion::Bytes::copy_from_slice(body.as_ref());
     let reply = request(client, subject, body).await;
     serde_json::from_slice(&reply.payload)
         .unwrap_or_else(|e| panic!("reply to {subject} is not JSON ({e}): {:?}", reply.payload))
