@@ -151,6 +151,9 @@ pub(crate) struct Spec<T: 'static> {
     pub(crate) positional: Option<Positional<T>>,
     /// The `key = value` arguments.
     pub(crate) keys: &'static [Key<T>],
+    /// The keys that may also be written alone, meaning `key = true`
+    /// (e.g. `durable`).
+    pub(crate) flags: &'static [&'static str],
 }
 
 /// A positional argument (e.g. the subject literal).
@@ -208,6 +211,30 @@ impl<T> Spec<T> {
                     }
                     seen.push(spec.name);
                     (spec.parse)(target, key, value, errors);
+                }
+                Arg::Positional(Expr::Path(path))
+                    if path
+                        .path
+                        .get_ident()
+                        .is_some_and(|ident| self.flags.iter().any(|flag| ident == flag)) =>
+                {
+                    let Some(key) = path.path.get_ident() else {
+                        continue;
+                    };
+                    let name = key.to_string();
+                    let Some(spec) = self.keys.iter().find(|spec| spec.name == name) else {
+                        continue;
+                    };
+                    if seen.contains(&spec.name) {
+                        errors.spanned(
+                            key,
+                            format!("duplicate argument `{name}`; give each argument at most once"),
+                        );
+                        continue;
+                    }
+                    seen.push(spec.name);
+                    let value: Expr = syn::parse_quote_spanned!(key.span()=> true);
+                    (spec.parse)(target, key, &value, errors);
                 }
                 Arg::Positional(Expr::Path(path)) if path.path.get_ident().is_some() => {
                     errors.spanned(
@@ -270,6 +297,7 @@ mod tests {
 
     const SPEC: Spec<Seen> = Spec {
         positional: None,
+        flags: &[],
         keys: &[
             Key {
                 name: "a",

@@ -145,7 +145,36 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `SERVICE_NAME`); `queue = "name"`: the queue group `name`;
 /// - `concurrency = N`: handle up to `N` messages at once (default 1: one
 ///   at a time, in arrival order);
+/// - `durable`: consume a JetStream stream through a durable pull
+///   consumer shared by every instance (acknowledged after success,
+///   retried with back-off, dead-lettered after the maximum deliveries);
+///   `durable = "consumer"` names the consumer (default
+///   `<SERVICE_NAME>_<handler>`), `stream = "NAME"` the stream (default:
+///   the one that captures the subject). `queue` does not apply;
+///   `concurrency = N` allows `N` unacknowledged messages at once;
 /// - `crate = "path"`: the `telestion` crate under another name.
+///
+/// ```no_run
+/// use telestion::{Json, subscribe};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Command {
+///     action: String,
+/// }
+///
+/// #[subscribe("cmd.>", durable, stream = "COMMANDS")]
+/// async fn execute(Json(command): Json<Command>) -> Result<(), String> {
+///     println!("executing {}", command.action);
+///     Ok(())
+/// }
+///
+/// #[telestion::service]
+/// async fn main(service: telestion::Service) -> Result<(), telestion::StartError> {
+///     service
+///         .declare_stream(telestion::StreamSpec::new("COMMANDS").subjects(["cmd.>"]))
+///         .await
+/// }
+/// ```
 ///
 /// Parameters, in any order, are extractors: at most one body (`Json<T>`,
 /// `Bytes`, `Vec<u8>`, `String`, `Message`) plus any of `Subject`,

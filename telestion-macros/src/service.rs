@@ -74,6 +74,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The arguments of `#[telestion::service]`: a parse function per key.
 const SPEC: Spec<ServiceArgs> = Spec {
     positional: None,
+    flags: &[],
     keys: &[
         Key {
             name: "nats",

@@ -35,13 +35,24 @@ enum QueueArg {
     Named(LitStr),
 }
 
+/// `durable`, `durable = true` or `durable = "consumer"`.
+struct DurableArg {
+    /// The consumer name, when given.
+    consumer: Option<LitStr>,
+}
+
 /// What the arguments of `#[subscribe(...)]` ask for.
 struct SubscribeArgs {
     /// Required: parsing reports an error when it is missing.
     subject: Option<SubjectArg>,
     queue: QueueArg,
+    /// `queue = ...` as written, when given.
+    queue_tokens: Option<TokenStream>,
     concurrency: Option<usize>,
     krate: Path,
+    durable: Option<DurableArg>,
+    /// `stream = "NAME"`: the key and the name.
+    stream: Option<(Ident, LitStr)>,
 }
 
 /// The validated handler signature.
@@ -128,11 +139,22 @@ const SPEC: Spec<SubscribeArgs> = Spec {
             parse: parse_concurrency,
         },
         Key {
+            name: "durable",
+            usage: "`durable` or `durable = \"consumer\"` (consume a JetStream stream)",
+            parse: parse_durable,
+        },
+        Key {
+            name: "stream",
+            usage: "`stream = \"NAME\"` (the stream of a durable handler)",
+            parse: parse_stream,
+        },
+        Key {
             name: "crate",
             usage: "`crate = \"path\"`",
             parse: parse_crate,
         },
     ],
+    flags: &["durable"],
 };
 
 /// Parses the arguments; `None` when they are not an argument list. A
@@ -141,11 +163,28 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
     let mut args = SubscribeArgs {
         subject: None,
         queue: QueueArg::ServiceName,
+        queue_tokens: None,
         concurrency: None,
         krate: args::default_crate(),
+        durable: None,
+        stream: None,
     };
     if !SPEC.parse(tokens, &mut args, errors) {
         return None;
+    }
+    if let (Some(_), Some(queue)) = (&args.durable, &args.queue_tokens) {
+        errors.spanned(
+            queue,
+            "`queue` does not apply to a durable handler: every instance shares its durable \
+             consumer, so each message reaches one of them; remove `queue`",
+        );
+    }
+    if let (None, Some((key, _))) = (&args.durable, &args.stream) {
+        errors.spanned(
+            key,
+            "`stream` names the JetStream stream of a durable handler; add `durable` \
+             (`#[subscribe(\"cmd.>\", durable, stream = \"COMMANDS\")]`) or remove `stream`",
+        );
     }
     // With other errors, one of them (e.g. `config = 3`) may be why.
     if args.subject.is_none() && errors.is_empty() {
@@ -212,8 +251,52 @@ fn set_subject(
     }
 }
 
+/// `durable`, `durable = true`, `durable = false` or `durable = "consumer"`.
+fn parse_durable(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(lit) = args::lit_bool(value) {
+        args.durable = lit.value.then_some(DurableArg { consumer: None });
+    } else if let Some(lit) = args::lit_str(value)
+        && is_consumer_name(&lit.value())
+    {
+        args.durable = Some(DurableArg {
+            consumer: Some(lit.clone()),
+        });
+    } else {
+        errors.spanned(
+            value,
+            "`durable` takes no value, or the name of its durable consumer as a string without \
+             `.`, `*`, `>`, `/`, `\\` or whitespace; write `durable` or \
+             `durable = \"executor\"`",
+        );
+    }
+}
+
+/// `stream = "NAME"`.
+fn parse_stream(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_str(value) {
+        Some(lit) if is_consumer_name(&lit.value()) => {
+            args.stream = Some((key.clone(), lit.clone()));
+        }
+        _ => errors.spanned(
+            value,
+            "`stream` takes the name of a JetStream stream as a string without `.`, `*`, `>`, \
+             `/`, `\\` or whitespace; write `stream = \"COMMANDS\"`",
+        ),
+    }
+}
+
+/// A consumer or stream name: no `.`, wildcards, path separators or
+/// whitespace.
+fn is_consumer_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+        })
+}
+
 /// `queue = false`, `queue = true` (the default) or `queue = "name"`.
-fn parse_queue(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut Errors) {
+fn parse_queue(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    args.queue_tokens = Some(quote!(#key = #value));
     if let Some(lit) = args::lit_bool(value) {
         args.queue = if lit.value {
             QueueArg::ServiceName
@@ -464,6 +547,14 @@ fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> Tok
         let n = Literal::usize_unsuffixed(n);
         quote!(.concurrency(#n))
     });
+    let durable = args.durable.as_ref().map(|durable| {
+        let consumer = durable
+            .consumer
+            .as_ref()
+            .map(|name| quote!(.consumer(#name)));
+        let stream = args.stream.as_ref().map(|(_, name)| quote!(.stream(#name)));
+        quote!(.durable(#krate::Durable::new() #consumer #stream))
+    });
 
     quote! {
         #(#param_checks)*
@@ -479,6 +570,7 @@ fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> Tok
                     .name(::core::concat!(::core::module_path!(), "::", #name))
                     #queue
                     #concurrency
+                    #durable
             };
         };
     }

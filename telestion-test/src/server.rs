@@ -89,6 +89,9 @@ pub struct ServerOptions {
     /// Enable JetStream, with its store in the server's own temporary
     /// directory (kept across [`NatsServer::restart`]).
     pub jetstream: bool,
+    /// The `nats-server` binary to run (default: [`nats_server_bin`]), to
+    /// test against several server versions.
+    pub binary: Option<PathBuf>,
     /// Serve the HTTP monitoring endpoints (`/varz`, `/connz`, `/subsz`,
     /// ...) on a free loopback port, for [`NatsServer::monitor`].
     pub monitoring: bool,
@@ -121,6 +124,12 @@ impl ServerOptions {
     /// Serves the HTTP monitoring endpoints (see [`NatsServer::monitor`]).
     pub fn monitoring(mut self) -> ServerOptions {
         self.monitoring = true;
+        self
+    }
+
+    /// Runs this `nats-server` binary instead of [`nats_server_bin`].
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> ServerOptions {
+        self.binary = Some(path.into());
         self
     }
 
@@ -160,6 +169,7 @@ pub struct NatsServer {
     pub monitor_port: Option<u16>,
     dir: tempfile::TempDir,
     config: String,
+    binary: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NatsServer {
@@ -256,6 +266,7 @@ impl NatsServer {
             monitor_port,
             dir,
             config: conf,
+            binary: options.binary.clone(),
         }
     }
 
@@ -291,7 +302,8 @@ impl NatsServer {
         std::fs::write(&conf_path, &self.config).expect("cannot write the server config");
         let log = std::fs::File::create(self.dir.path().join("server.log"))
             .expect("cannot create the server log");
-        let mut child = Command::new(nats_server_bin())
+        let binary = self.binary.clone().unwrap_or_else(nats_server_bin);
+        let mut child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-c")
             .arg(&conf_path)

@@ -195,6 +195,18 @@ pub enum StartError {
     /// Two routes conflict.
     #[error("conflicting handlers: {0}")]
     Conflict(String),
+    /// A JetStream stream the service declares or binds is missing, does
+    /// not match the declaration, or cannot be created or read.
+    #[error("stream `{stream}`: {reason}")]
+    Stream {
+        /// The stream's name.
+        stream: String,
+        /// What is wrong and what to do.
+        reason: String,
+        /// The server's or client's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The user's start-up code (the body of `main`) failed; its error,
     /// with its causes.
     #[error(transparent)]
@@ -302,6 +314,30 @@ pub enum ServiceError {
     /// An argument was rejected (for example an invalid log category).
     #[error("{0}")]
     Invalid(String),
+    /// A durable publish found no JetStream stream that captures the
+    /// subject (or JetStream is not enabled on the server).
+    #[error(
+        "durable publish to `{subject}` failed: no JetStream stream captures `{subject}`; \
+         declare one with `service.declare_stream(StreamSpec::new(..).subjects([..]))`"
+    )]
+    NoStream {
+        /// The subject.
+        subject: String,
+    },
+    /// A durable publish was not confirmed as stored by its stream (every
+    /// retry timed out or was refused): the message may or may not be
+    /// stored; publishing it again with the same message id stores it at
+    /// most once.
+    #[error("durable publish to `{subject}` (message id `{message_id}`) was not confirmed")]
+    NotStored {
+        /// The subject.
+        subject: String,
+        /// The `Nats-Msg-Id` used.
+        message_id: String,
+        /// The client's error of the last attempt.
+        #[source]
+        source: async_nats::jetstream::context::PublishError,
+    },
 }
 
 /// Why a message could not be turned into a handler's arguments.

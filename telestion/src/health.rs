@@ -57,6 +57,47 @@ pub struct HealthReport {
     /// Seconds since start.
     #[serde(default)]
     pub uptime_s: f64,
+    /// Each durable handler's consumer, as last read from the server
+    /// (refreshed every 2 s); absent when the service has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub durable: Vec<DurableHealth>,
+}
+
+/// A durable handler's share of a health reply: its consumer's numbers as
+/// the server counts them (for every instance of the service together),
+/// plus what this instance dead-lettered.
+///
+/// ```
+/// let reply = r#"{"service": "a", "durable": [{"handler": "h", "pending": 3}]}"#;
+/// let report: telestion::health::HealthReport = serde_json::from_str(reply).unwrap();
+/// assert_eq!(report.durable[0].pending, 3);
+/// assert_eq!(report.durable[0].redelivered, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DurableHealth {
+    /// The handler's name.
+    #[serde(default)]
+    pub handler: String,
+    /// The stream it consumes.
+    #[serde(default)]
+    pub stream: String,
+    /// Its durable consumer.
+    #[serde(default)]
+    pub consumer: String,
+    /// Messages in the stream not yet delivered to any instance.
+    #[serde(default)]
+    pub pending: u64,
+    /// Messages delivered and not yet acknowledged.
+    #[serde(default)]
+    pub ack_pending: u64,
+    /// Messages delivered more than once and not yet acknowledged.
+    #[serde(default)]
+    pub redelivered: u64,
+    /// Messages this instance gave up on and published to the dead-letter
+    /// subject since start.
+    #[serde(default)]
+    pub dead_lettered: u64,
 }
 
 /// What a health reply is made from.
@@ -66,6 +107,7 @@ pub(crate) struct Reporter {
     pub(crate) id: String,
     pub(crate) started: Instant,
     pub(crate) errors: Arc<ErrorCounter>,
+    pub(crate) durable: std::sync::Mutex<Vec<DurableHealth>>,
 }
 
 impl Reporter {
@@ -78,6 +120,25 @@ impl Reporter {
             errors_total: self.errors.total(),
             error_window_s: self.errors.window().as_secs(),
             uptime_s: self.started.elapsed().as_secs_f64(),
+            durable: self.durable_entries().clone(),
+        }
+    }
+
+    fn durable_entries(&self) -> std::sync::MutexGuard<'_, Vec<DurableHealth>> {
+        self.durable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a durable handler's entry; returns its index.
+    pub(crate) fn add_durable(&self, entry: DurableHealth) -> usize {
+        let mut entries = self.durable_entries();
+        entries.push(entry);
+        entries.len() - 1
+    }
+
+    /// Changes a durable handler's entry.
+    pub(crate) fn update_durable(&self, index: usize, change: impl FnOnce(&mut DurableHealth)) {
+        if let Some(entry) = self.durable_entries().get_mut(index) {
+            change(entry);
         }
     }
 }

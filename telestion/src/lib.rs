@@ -60,6 +60,8 @@ mod config;
 mod connect;
 pub mod data_log;
 mod dispatch;
+mod durable;
+mod durable_publish;
 mod error;
 mod error_counter;
 mod extract;
@@ -75,9 +77,15 @@ mod secret;
 mod serve;
 mod service;
 mod signals;
+mod stream;
 mod subject;
 
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
+pub use durable::{
+    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
+    DURABLE_KEYS, Durable, dead_letter_headers,
+};
+pub use durable_publish::{DurableAck, MESSAGE_ID_HEADER};
 pub use error::{BoxError, ConfigError, ExtractError, ServiceError, StartError, error_chain};
 pub use error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
 pub use extract::{
@@ -91,6 +99,7 @@ pub use route::{QueueGroup, Route, SubjectSource};
 pub use run::help_text;
 pub use secret::{REDACTED, is_secret_key};
 pub use service::{Hangups, Options, Service};
+pub use stream::{StreamRetention, StreamSpec, StreamStorage};
 pub use subject::validate_subject;
 
 pub use async_nats::{self, HeaderMap, Message};

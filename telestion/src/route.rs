@@ -11,6 +11,7 @@ use async_nats::Subscriber;
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{RouteInfo, run_route};
+use crate::durable::{Durable, DurableRoute, run_durable};
 use crate::error::BoxError;
 use crate::handler::Handler;
 use crate::service::Service;
@@ -57,6 +58,7 @@ pub struct Route {
     pub(crate) concurrency: usize,
     pub(crate) name: String,
     pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) durable: Option<Durable>,
 }
 
 impl fmt::Debug for Route {
@@ -66,6 +68,7 @@ impl fmt::Debug for Route {
             .field("subject", &self.subject)
             .field("queue", &self.queue)
             .field("concurrency", &self.concurrency)
+            .field("durable", &self.durable)
             .finish()
     }
 }
@@ -106,6 +109,7 @@ impl Route {
                 handler,
                 _args: PhantomData::<fn() -> Args>,
             }),
+            durable: None,
         }
     }
 
@@ -132,6 +136,33 @@ impl Route {
     pub fn concurrency(mut self, n: usize) -> Route {
         self.concurrency = n.max(1);
         self
+    }
+
+    /// Makes this a durable handler: it consumes a JetStream stream through
+    /// a durable pull consumer that every instance of the service shares
+    /// (the queue group choice does not apply), with acknowledgements,
+    /// retries with back-off and a dead-letter subject. See [`Durable`] for
+    /// the settings; `concurrency(n)` allows `n` unacknowledged messages
+    /// at once (default 1: one at a time, in stream order).
+    ///
+    /// ```
+    /// use telestion::{Durable, Route};
+    ///
+    /// async fn execute(command: String) -> Result<(), String> {
+    ///     Ok(())
+    /// }
+    ///
+    /// let route = Route::new("cmd.>", execute).durable(Durable::new());
+    /// # let _ = route;
+    /// ```
+    pub fn durable(mut self, durable: Durable) -> Route {
+        self.durable = Some(durable);
+        self
+    }
+
+    /// The durable settings, when the route is durable.
+    pub fn durable_settings(&self) -> Option<&Durable> {
+        self.durable.as_ref()
     }
 
     /// The handler's name in logs and errors (default: the function's path).
@@ -168,6 +199,13 @@ impl Route {
             keys.push(key.clone());
         }
         keys.extend(self.handler.config_keys());
+        if self.durable.is_some() {
+            keys.extend(
+                crate::durable::DURABLE_KEYS
+                    .iter()
+                    .map(|(key, _)| (*key).to_owned()),
+            );
+        }
         keys
     }
 }
@@ -188,6 +226,9 @@ pub(crate) trait PreparedHandler: Send {
         subscriber: Subscriber,
         info: RouteInfo,
     ) -> JoinHandle<()>;
+
+    fn spawn_durable(self: Box<Self>, service: Service, route: Arc<DurableRoute>)
+    -> JoinHandle<()>;
 }
 
 /// A handler with its argument types erased.
@@ -242,6 +283,19 @@ where
             service,
             subscriber,
             Arc::new(info),
+        ))
+    }
+
+    fn spawn_durable(
+        self: Box<Self>,
+        service: Service,
+        route: Arc<DurableRoute>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(run_durable::<H, Args>(
+            self.handler,
+            self.context,
+            service,
+            route,
         ))
     }
 }

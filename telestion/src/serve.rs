@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::dispatch::RouteInfo;
+use crate::durable::{self, Durable};
 use crate::error::StartError;
-use crate::route::{QueueGroup, Route, SubjectSource};
+use crate::route::{PreparedHandler, QueueGroup, Route, SubjectSource};
 use crate::service::Service;
 use crate::subject::validate_subject;
 
@@ -56,6 +59,11 @@ impl Service {
                 handler: route.name.clone(),
                 source,
             })?;
+        if let Some(durable) = &route.durable {
+            return self
+                .subscribe_durable(&route, durable, subject, prepared)
+                .await;
+        }
         if let Some(group) = &queue {
             let mut subscribed = lock(&self.inner.lifecycle.subscribed);
             let key = (subject.clone(), group.clone());
@@ -88,6 +96,51 @@ impl Service {
                 concurrency: route.concurrency,
             },
         );
+        lock(&self.inner.lifecycle.route_tasks).push(task);
+        Ok(())
+    }
+
+    /// The durable part of [`Service::subscribe`]: refuses a second route
+    /// with the same consumer, resolves the stream and creates the consumer,
+    /// then starts the route's loop (awaited by the drain like every route)
+    /// and its health refresh.
+    async fn subscribe_durable(
+        &self,
+        route: &Route,
+        settings: &Durable,
+        subject: String,
+        prepared: Box<dyn PreparedHandler>,
+    ) -> Result<(), StartError> {
+        let consumer = settings
+            .consumer
+            .clone()
+            .unwrap_or_else(|| durable::default_consumer(self.name(), &route.name));
+        {
+            let mut subscribed = lock(&self.inner.lifecycle.subscribed);
+            let key = ("$durable consumer".to_owned(), consumer.clone());
+            if let Some(other) = subscribed.get(&key) {
+                return Err(StartError::Conflict(format!(
+                    "`{other}` and `{}` both consume through durable consumer `{consumer}`, so \
+                     each message would reach only one of them; give one of them another \
+                     consumer name (`durable = \"name\"`, `Durable::consumer`) or handler name",
+                    route.name
+                )));
+            }
+            subscribed.insert(key, route.name.clone());
+        }
+        let resolved = durable::prepare(self, &route.name, &subject, settings, route.concurrency)
+            .await
+            .map(Arc::new)?;
+        let refresh = durable::spawn_health_refresh(self, &resolved);
+        self.inner.lifecycle.add_health_tasks(vec![refresh]);
+        tracing::debug!(
+            handler = %route.name,
+            %subject,
+            stream = %resolved.stream,
+            consumer = %resolved.consumer_name,
+            "consuming durably"
+        );
+        let task = prepared.spawn_durable(self.clone(), resolved);
         lock(&self.inner.lifecycle.route_tasks).push(task);
         Ok(())
     }

@@ -248,6 +248,7 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         id: id.clone(),
         started: Instant::now(),
         errors: errors.clone(),
+        durable: Default::default(),
     });
     Ok(Inner {
         config,
