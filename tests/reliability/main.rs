@@ -5,11 +5,14 @@
 //! (`#[ignore]`d; run them with
 //! `cargo test --release --test reliability -- --ignored soak --nocapture`).
 //! `drain_window` (also ignored) shows the async-nats 0.51 drain limit.
+//! `durable` runs the durable (JetStream) handlers against both Debian's
+//! nats-server and the current release (`NATS_SERVER_CURRENT_BIN`).
 
 use telestion_test as support;
 
 mod data_dir;
 mod drain_window;
+mod durable;
 mod failover;
 mod hostile;
 mod secrets;
