@@ -10,7 +10,9 @@
 //! tests fail with the hint, they never skip.
 //!
 //! What is shown: two instances share the work, each message handled once
-//! (`two_instances_share_the_work`); a SIGKILL mid-handling loses nothing
+//! and in stream order (`two_instances_share_the_work`); a handler running
+//! longer than the ack wait keeps its message, and a repeated message id is
+//! stored once (`long_handler_keeps_its_message_and_publish_ids_dedupe`); a SIGKILL mid-handling loses nothing
 //! (`sigkill_mid_handling_loses_nothing`); repeated SIGTERM cycles of one
 //! of two instances while a publisher keeps publishing durably lose
 //! nothing, duplicates counted (`restart_cycles_lose_nothing`, with
@@ -121,6 +123,14 @@ impl Run {
             *counts.entry(id).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// The job ids in the order they were recorded.
+    fn order(&self) -> Vec<u64> {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        text.lines()
+            .map(|line| line.split(' ').next().unwrap().parse().unwrap())
+            .collect()
     }
 
     /// The pids that handled something.
@@ -261,6 +271,13 @@ async fn two_instances_share_the_work() {
             2,
             "[{label}] both instances share the work: {handlers:?}"
         );
+        // Concurrency 1 (the default): one at a time for the whole service,
+        // in stream order, even across the two instances.
+        assert_eq!(
+            run.order(),
+            (0..N).collect::<Vec<_>>(),
+            "[{label}] handled out of stream order"
+        );
         for process in [&mut a, &mut b] {
             process.signal(libc::SIGTERM);
             assert_clean_exit(process, Duration::from_secs(6), &label);
@@ -268,6 +285,69 @@ async fn two_instances_share_the_work() {
         publisher.shutdown();
         println!(
             "[{label}] {N} messages, 2 instances, each handled once ({handlers:?}) in {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_handler_keeps_its_message_and_publish_ids_dedupe() {
+    for (label, bin) in server_binaries() {
+        let started = Instant::now();
+        let server = jetstream_server(&bin);
+        let run = Run::new(&label);
+        let mut a = spawn_ready(run.command(&server, &server.url(), &[]));
+        let mut b = spawn_ready(run.command(&server, &server.url(), &[]));
+        let publisher = publisher(&server.url(), run.dir.path()).await;
+        // 4 s of work with DURABLE_ACK_WAIT=2: in-progress acks keep it
+        // from being redelivered to the other instance mid-work.
+        publish_job(&publisher, 0, serde_json::json!({ "sleep_ms": 4000 })).await;
+        // The same message id twice: stored once.
+        let body = serde_json::to_vec(&serde_json::json!({ "id": 1 })).unwrap();
+        let first = publisher
+            .publish_durable_with_id("jobs.1", "job-1", body.clone())
+            .await
+            .unwrap();
+        let again = publisher
+            .publish_durable_with_id("jobs.1", "job-1", body)
+            .await
+            .unwrap();
+        assert!(
+            !first.duplicate && again.duplicate,
+            "[{label}] {first:?} {again:?}"
+        );
+        assert_eq!(first.sequence, again.sequence, "[{label}]");
+        run.wait_handled(0..2, Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let counts = run.handled();
+        assert_eq!(
+            counts.values().copied().collect::<Vec<_>>(),
+            [1, 1],
+            "[{label}] {counts:?}"
+        );
+        let js = async_nats::jetstream::new(server.client().await);
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream("JOBS")
+            .await
+            .unwrap()
+            .get_consumer("jobs_work")
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        assert_eq!(
+            (info.num_redelivered, info.num_ack_pending, info.num_pending),
+            (0, 0, 0),
+            "[{label}] {info:?}"
+        );
+        assert_eq!(info.delivered.stream_sequence, 2, "[{label}] {info:?}");
+        for process in [&mut a, &mut b] {
+            process.signal(libc::SIGTERM);
+            assert_clean_exit(process, Duration::from_secs(6), &label);
+        }
+        publisher.shutdown();
+        println!(
+            "[{label}] a 4 s handler with a 2 s ack wait handled once; a repeated message id \
+             stored once; in {:?}",
             started.elapsed()
         );
     }
