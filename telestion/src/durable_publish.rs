@@ -22,9 +22,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a durable publish keeps trying (a reconnect, a cluster
 /// electing a new stream leader).
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(15);
-/// How long "no stream captures the subject" is retried when the server
-/// cannot even say whether a stream does (a stream leader being elected
-/// answers like a missing stream for a moment).
+/// How long "nobody answers" is retried before it counts as "JetStream is
+/// not enabled" (a restarting server answers like that for a moment).
 const NO_STREAM_PATIENCE: Duration = Duration::from_secs(3);
 
 /// A stream's confirmation of a durable publish.
@@ -141,11 +140,20 @@ impl Service {
                             if matches!(
                                 e.kind(),
                                 jetstream::context::GetStreamByNameErrorKind::NotFound
-                            ) || elapsed >= NO_STREAM_PATIENCE =>
+                            ) =>
                         {
                             self.record_error();
                             return Err(ServiceError::NoStream { subject });
                         }
+                        // JetStream is off: nobody answers this either.
+                        Err(e)
+                            if crate::stream::no_responders(&e)
+                                && elapsed >= NO_STREAM_PATIENCE =>
+                        {
+                            self.record_error();
+                            return Err(ServiceError::NoStream { subject });
+                        }
+                        // A cluster electing its leaders: try again.
                         Err(_) => true,
                     }
                 }

@@ -186,7 +186,10 @@ impl Service {
     /// this returns at the latest about 2 × `SHUTDOWN_TIMEOUT` after it began.
     ///
     /// Each subscription is drained: the server is sent `UNSUB` and what the
-    /// client received before its stream ends is handled. Known limit of
+    /// client received before its stream ends is handled. Durable routes
+    /// stop pulling, finish and acknowledge what they pulled, and hand back
+    /// (`-NAK`) what still arrives for their last pull, for immediate
+    /// redelivery to another instance; they are awaited like the others. Known limit of
     /// async-nats 0.51: messages the server sent just before it processed
     /// the `UNSUB` can arrive after the client closed the subscription and
     /// are then dropped by the client (see the README's Shutdown section).

@@ -40,7 +40,7 @@ use crate::support::{
 };
 
 /// Start/SIGTERM cycles of the default run of `restart_cycles_lose_nothing`.
-const CYCLES: usize = 5;
+const CYCLES: usize = 20;
 /// Cycles of the `#[ignore]`d long run (as the issue asks).
 const LONG_CYCLES: usize = 50;
 
