@@ -61,6 +61,7 @@
 //!         vec![Route::new("math.scale", scale).concurrency(4)],
 //!         |service: Service| async move {
 //!             service.provide(Factor { by: 3 });
+//!             Ok(())
 //!         },
 //!     )
 //! }
