@@ -5,20 +5,36 @@
 //! another package of the workspace gets it from `target/<profile>/`, after
 //! `cargo build` (same profile) made sure it is current: once per binary and
 //! test process, about 0.3 s when nothing changed, so a test never runs a
-//! stale binary.
+//! stale binary. A program run with `cargo run` (a benchmark driver, for
+//! example) finds its sibling binaries the same way.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-/// `target/<profile>` of the running test executable.
+/// `target/<profile>` of the running executable: a test
+/// (`target/<profile>/deps/<test>`), an example
+/// (`target/<profile>/examples/<name>`) or a binary such as a benchmark
+/// driver (`target/<profile>/<name>`).
+///
+/// ```no_run
+/// let dir = telestion_test::target_dir();
+/// assert!(dir.join("deps").is_dir(), "{} is not a profile directory", dir.display());
+/// ```
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("no current executable");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable is not in target/<profile>/deps")
-        .to_owned()
+    let parent = exe.parent().expect("the executable has no directory");
+    if parent
+        .file_name()
+        .is_some_and(|name| name == "deps" || name == "examples")
+    {
+        parent
+            .parent()
+            .expect("deps/ or examples/ outside a profile directory")
+            .to_owned()
+    } else {
+        parent.to_owned()
+    }
 }
 
 fn build(package: &str, kind: &str, name: &str) {

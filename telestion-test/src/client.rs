@@ -66,13 +66,36 @@ pub async fn try_request(
     subject: &str,
     body: impl Into<bytes::Bytes>,
 ) -> Option<async_nats::Message> {
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        client.request(subject.to_string(), body.into()),
-    )
-    .await
-    .ok()?
-    .ok()
+    try_request_within(client, subject, body, Duration::from_secs(2))
+        .await
+        .ok()
+}
+
+/// A request answered within `timeout`, or an error that names the subject
+/// and says what went wrong (no reply in time, no responders, ...): for
+/// code that reports a failure and goes on instead of panicking, such as a
+/// benchmark that runs its other cases.
+///
+/// ```no_run
+/// # async fn example(client: async_nats::Client) {
+/// use std::time::Duration;
+/// match telestion_test::try_request_within(&client, "math.double", "21", Duration::from_secs(5)).await {
+///     Ok(reply) => println!("{}", String::from_utf8_lossy(&reply.payload)),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
+pub async fn try_request_within(
+    client: &async_nats::Client,
+    subject: &str,
+    body: impl Into<bytes::Bytes>,
+    timeout: Duration,
+) -> Result<async_nats::Message, String> {
+    match tokio::time::timeout(timeout, client.request(subject.to_string(), body.into())).await {
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(e)) => Err(format!("request to {subject}: {e}")),
+        Err(_) => Err(format!("request to {subject}: no reply within {timeout:?}")),
+    }
 }
 
 /// The `Nats-Service-Error` header of a reply, if any.

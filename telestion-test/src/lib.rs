@@ -52,7 +52,7 @@ pub use arbitrary::json_value;
 pub use binaries::{target_dir, workspace_binary, workspace_example};
 pub use client::{
     error_header, eventually, eventually_async, health, health_report, next_message, request,
-    request_json, request_within, try_health, try_request,
+    request_json, request_within, try_health, try_request, try_request_within,
 };
 pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};

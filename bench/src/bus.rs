@@ -1,0 +1,86 @@
+//! Talking to the processes under test: connections, bounded requests, and
+//! waiting for a fresh process's first reply.
+
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+
+/// Results of the benchmark's steps: the error says what broke.
+pub type Res<T> = Result<T, String>;
+
+/// The health subject of the spec.
+pub const HEALTH: &str = telestion::health::SUBJECT;
+
+/// A client with a subscription buffer large enough for any round.
+pub async fn connect(url: &str) -> Res<Client> {
+    async_nats::ConnectOptions::new()
+        .subscription_capacity(1 << 20)
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))
+}
+
+/// The body of the reply to a request answered within 10 s.
+pub async fn request(client: &Client, subject: &str, body: impl Into<Bytes>) -> Res<Bytes> {
+    telestion_test::try_request_within(client, subject, body, Duration::from_secs(10))
+        .await
+        .map(|message| message.payload)
+}
+
+/// Waits until a fresh process answers: publishes `subject` (with an inbox
+/// reply) every millisecond until a reply satisfies `accept`. Returns the
+/// time since `since`.
+pub async fn first_reply(
+    client: &Client,
+    subject: &str,
+    since: Instant,
+    accept: impl Fn(&[u8]) -> bool,
+) -> Res<Duration> {
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        if since.elapsed() > Duration::from_secs(20) {
+            return Err(format!("no reply on {subject} within 20 s"));
+        }
+        client
+            .publish_with_reply(subject.to_owned(), inbox.clone(), Bytes::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::sleep(Duration::from_millis(1));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                message = replies.next() => {
+                    let Some(message) = message else { return Err("inbox closed".into()) };
+                    if accept(&message.payload) {
+                        return Ok(since.elapsed());
+                    }
+                }
+                _ = &mut deadline => break,
+            }
+        }
+    }
+}
+
+/// Accepts the raw program's answer on `bench.raw.ping` (and not the
+/// server's no-responders status, which arrives, empty, while nobody
+/// subscribes yet).
+pub fn pong(body: &[u8]) -> bool {
+    body == b"pong"
+}
+
+/// Accepts the health reply of the service instance `id`.
+pub fn health_from(id: &str) -> impl Fn(&[u8]) -> bool + '_ {
+    move |body| {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("service").and_then(Value::as_str).map(|s| s == id))
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,9 @@
+//! The cases of the benchmark, one file each.
+
+pub mod cold_start;
+pub mod health_backlog;
+pub mod instructions;
+pub mod latency;
+pub mod memory;
+pub mod standard_ops;
+pub mod throughput;
