@@ -19,6 +19,31 @@ use crate::logging::HandlerScope;
 use crate::reply::{IntoReply, Reply, send_error_reply};
 use crate::service::Service;
 
+/// Handles one message (an `&mut Incoming`): extract, call, catch panics,
+/// reply, count errors. A macro rather than an `async fn`: on the hot path
+/// it expands into the route's own loop, where it costs less than a nested
+/// future (measured: about 130 instructions per message).
+///
+/// The arguments are extracted first and the handler is called where its
+/// future is awaited, so that future is built in place: a handler's future
+/// easily holds a kilobyte, and building it inside a `Result` and moving it
+/// out copied all of it for every message.
+macro_rules! handle_message {
+    ($handler:expr, $context:expr, $incoming:expr, $info:expr) => {{
+        let incoming: &mut Incoming = $incoming;
+        let outcome = AssertUnwindSafe(async {
+            let args = H::extract(&mut *incoming, $context)?;
+            Ok($handler.invoke(args).await.into_reply())
+        })
+        .catch_unwind()
+        .await;
+        match outcome {
+            Ok(Ok(Reply::None)) => {}
+            outcome => respond(&incoming.service, outcome, &incoming.message, $info).await,
+        }
+    }};
+}
+
 /// What the dispatch engine knows about a running route.
 #[derive(Debug)]
 pub(crate) struct RouteInfo {
@@ -33,6 +58,28 @@ pub(crate) struct RouteInfo {
 /// passes; then whatever the client already holds is handled and the route
 /// stops.
 pub(crate) async fn run_route<H, Args>(
+    handler: H,
+    context: Arc<H::Context>,
+    service: Service,
+    subscriber: Subscriber,
+    info: Arc<RouteInfo>,
+) where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    let name = info.name.clone();
+    // The handler's name for the panic hook is recorded once per poll of
+    // the route task, not once per message: a one-at-a-time route runs its
+    // handler inside these polls (a route with `concurrency` > 1 runs each
+    // message on its own task, which records it itself).
+    Scoped {
+        future: std::pin::pin!(serve_route(handler, context, service, subscriber, info)),
+        name: &name,
+    }
+    .await;
+}
+
+async fn serve_route<H, Args>(
     handler: H,
     context: Arc<H::Context>,
     mut service: Service,
@@ -54,69 +101,86 @@ pub(crate) async fn run_route<H, Args>(
     let permits = (info.concurrency > 1).then(|| Arc::new(Semaphore::new(info.concurrency)));
     let mut deadline: Option<Instant> = None;
     loop {
-        let message = match deadline {
-            Some(deadline) => {
-                match tokio::time::timeout_at(deadline.into(), subscriber.next()).await {
-                    Ok(message) => message,
-                    Err(_) => {
-                        let left = handle_buffered(
-                            &handler,
-                            &context,
-                            &service,
-                            &mut subscriber,
-                            &info,
-                            &permits,
-                        )
-                        .await;
-                        tracing::warn!(
-                            handler = %info.name,
-                            subject = %info.subject,
-                            handled_after_limit = left,
-                            "the server did not confirm the drain within SHUTDOWN_TIMEOUT; \
-                             handled what had arrived, messages still in flight may be lost"
-                        );
-                        break;
-                    }
+        if let Some(deadline) = deadline {
+            // Draining: what the server sent before the UNSUB, until the
+            // stream ends or the limit passes.
+            match tokio::time::timeout_at(deadline.into(), subscriber.next()).await {
+                Ok(Some(message)) => {
+                    service =
+                        dispatch_one(&handler, &context, service, message, &info, &permits).await;
+                    continue;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let left = handle_buffered(
+                        &handler,
+                        &context,
+                        &service,
+                        &mut subscriber,
+                        &info,
+                        &permits,
+                    )
+                    .await;
+                    tracing::warn!(
+                        handler = %info.name,
+                        subject = %info.subject,
+                        handled_after_limit = left,
+                        "the server did not confirm the drain within SHUTDOWN_TIMEOUT; \
+                         handled what had arrived, messages still in flight may be lost"
+                    );
+                    break;
                 }
             }
-            None => {
-                // Hot path: a message already waiting is taken at once; under
-                // a constant backlog the stop signal costs one atomic load.
-                let stopping = stop.has_changed().unwrap_or(true) && *stop.borrow_and_update();
-                let next = if stopping {
-                    None
-                } else {
-                    std::future::poll_fn(|cx| {
-                        if let Poll::Ready(message) = subscriber.poll_next_unpin(cx) {
-                            return Poll::Ready(Some(message));
-                        }
-                        stop_signal.as_mut().poll(cx).map(|()| None)
-                    })
-                    .await
-                };
-                match next {
-                    Some(message) => message,
-                    None => {
-                        let limit = Instant::now() + service.shutdown_timeout();
-                        deadline = Some(limit);
-                        // UNSUB + PING: the server stops sending; what it
-                        // already sent is still delivered to the stream,
-                        // which then ends. While disconnected the request
-                        // may not even be taken: bounded by the limit.
-                        match tokio::time::timeout_at(limit.into(), subscriber.drain()).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => {
-                                tracing::warn!(handler = %info.name, error = %e, "cannot drain subscription");
-                            }
-                            Err(_) => {}
-                        }
-                        continue;
-                    }
-                }
+        }
+        // Hot path: a message already waiting is taken at once; under a
+        // constant backlog the stop signal costs one atomic load per message.
+        let mut stopping = false;
+        let message = std::future::poll_fn(|cx| {
+            if stop.has_changed().unwrap_or(true) && *stop.borrow_and_update() {
+                stopping = true;
+                return Poll::Ready(None);
             }
+            if let Poll::Ready(message) = subscriber.poll_next_unpin(cx) {
+                return Poll::Ready(message);
+            }
+            stopping = stop_signal.as_mut().poll(cx).is_ready();
+            if stopping {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        let message = match message {
+            Some(message) => message,
+            None if stopping => {
+                let limit = Instant::now() + service.shutdown_timeout();
+                deadline = Some(limit);
+                // UNSUB + PING: the server stops sending; what it already
+                // sent is still delivered to the stream, which then ends.
+                // While disconnected the request may not even be taken:
+                // bounded by the limit.
+                match tokio::time::timeout_at(limit.into(), subscriber.drain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(handler = %info.name, error = %e, "cannot drain subscription");
+                    }
+                    Err(_) => {}
+                }
+                continue;
+            }
+            None => break,
         };
-        let Some(message) = message else { break };
-        service = dispatch_one(&handler, &context, service, message, &info, &permits).await;
+        if permits.is_some() {
+            service = dispatch_one(&handler, &context, service, message, &info, &permits).await;
+            continue;
+        }
+        // One message at a time, handled in this loop (see
+        // `handle_message!`). The service handle moves into the message and
+        // back: no reference-count traffic per message.
+        let mut incoming = Incoming { message, service };
+        handle_message!(handler, &*context, &mut incoming, &info);
+        service = incoming.service;
     }
     if let Some(permits) = permits {
         // Wait for every in-flight message of this route.
@@ -140,21 +204,31 @@ where
 {
     match permits {
         // The service handle moves into the message and back: no reference
-        // count traffic per message.
-        None => handle_message(handler, context, Incoming { message, service }, info).await,
+        // count traffic per message. The route task records the handler's
+        // name for the panic hook.
+        None => {
+            let mut incoming = Incoming { message, service };
+            handle_message!(handler, &**context, &mut incoming, info);
+            incoming.service
+        }
         Some(permits) => {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return service;
             };
             let handler = handler.clone();
             let context = context.clone();
-            let incoming = Incoming {
+            let mut incoming = Incoming {
                 message,
                 service: service.clone(),
             };
             let info = info.clone();
             tokio::spawn(async move {
-                handle_message(&handler, &context, incoming, &info).await;
+                let handle = async { handle_message!(handler, &*context, &mut incoming, &info) };
+                Scoped {
+                    future: std::pin::pin!(handle),
+                    name: &info.name,
+                }
+                .await;
                 drop(permit);
             });
             service
@@ -199,52 +273,15 @@ impl<F: Future + Unpin> Future for Scoped<'_, F> {
     }
 }
 
-/// Handles one message: extract, call, catch panics, reply, count errors.
-/// Gives the service handle back.
-async fn handle_message<H, Args>(
-    handler: &H,
-    context: &H::Context,
-    incoming: Incoming,
-    info: &RouteInfo,
-) -> Service
-where
-    H: Handler<Args>,
-    Args: 'static,
-{
-    let mut incoming = incoming;
-    let call = AssertUnwindSafe(async {
-        match handler.call(&mut incoming, context) {
-            Ok(future) => Ok(future.await.into_reply()),
-            Err(e) => Err(e),
-        }
-    })
-    .catch_unwind();
-    let outcome = Scoped {
-        future: std::pin::pin!(call),
-        name: &info.name,
-    }
-    .await;
-    let Incoming { message, service } = incoming;
-    if !matches!(outcome, Ok(Ok(Reply::None))) {
-        let async_nats::Message {
-            subject,
-            reply: reply_to,
-            ..
-        } = message;
-        respond(&service, outcome, subject, reply_to, info).await;
-    }
-    service
-}
-
 /// What a handler's outcome means: send the reply, or count, log and answer
 /// the error.
 async fn respond(
     service: &Service,
     outcome: std::thread::Result<Result<Reply, ExtractError>>,
-    subject: async_nats::Subject,
-    reply_to: Option<async_nats::Subject>,
+    message: &async_nats::Message,
     info: &RouteInfo,
 ) {
+    let (subject, reply_to) = (&message.subject, message.reply.as_ref());
     let (error, code) = match outcome {
         Ok(Ok(Reply::None)) => return,
         Ok(Ok(Reply::Body { payload, headers })) => {

@@ -35,17 +35,33 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
     type Output: IntoReply;
     /// What its extractors resolve once per route.
     type Context: Send + Sync + 'static;
+    /// Its arguments, extracted from a message (a tuple).
+    type Extracted;
 
     /// Resolves the extractors' context when the route is subscribed; the
     /// error says which argument cannot be provided.
     fn prepare(service: &Service) -> Result<Self::Context, BoxError>;
+
+    /// Extracts the arguments from a message.
+    fn extract(
+        incoming: &mut Incoming,
+        context: &Self::Context,
+    ) -> Result<Self::Extracted, ExtractError>;
+
+    /// Calls the handler with extracted arguments. Calling it where its
+    /// future is awaited (`handler.invoke(args).await`) builds the future
+    /// in place; a handler's future easily holds a kilobyte, which moving it
+    /// (out of a `Result`, say) copies.
+    fn invoke(&self, args: Self::Extracted) -> Self::Future;
 
     /// Extracts the arguments and calls the handler.
     fn call(
         &self,
         incoming: &mut Incoming,
         context: &Self::Context,
-    ) -> Result<Self::Future, ExtractError>;
+    ) -> Result<Self::Future, ExtractError> {
+        Ok(self.invoke(Self::extract(incoming, context)?))
+    }
 
     /// The configuration keys its extractors read, for `--help`.
     fn config_keys() -> Vec<String>;
@@ -63,6 +79,7 @@ macro_rules! impl_handler {
             type Future = Fut;
             type Output = Fut::Output;
             type Context = ($($ty::Context,)*);
+            type Extracted = ($($ty,)*);
 
             #[allow(unused_variables)]
             fn prepare(service: &Service) -> Result<Self::Context, BoxError> {
@@ -78,8 +95,18 @@ macro_rules! impl_handler {
             }
 
             #[allow(unused_variables)]
-            fn call(&self, incoming: &mut Incoming, context: &Self::Context) -> Result<Fut, ExtractError> {
-                Ok((self)($($ty::from_message(incoming, &context.$idx)?),*))
+            #[inline]
+            fn extract(
+                incoming: &mut Incoming,
+                context: &Self::Context,
+            ) -> Result<Self::Extracted, ExtractError> {
+                Ok(($($ty::from_message(incoming, &context.$idx)?,)*))
+            }
+
+            #[allow(unused_variables, clippy::unused_unit)]
+            #[inline]
+            fn invoke(&self, args: Self::Extracted) -> Fut {
+                (self)($(args.$idx),*)
             }
 
             fn config_keys() -> Vec<String> {
