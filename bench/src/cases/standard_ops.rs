@@ -28,7 +28,21 @@ async fn start(ctx: &Ctx, program: &Path, data: &Path, id: &str) -> Res<Process>
     env.retain(|(k, _)| *k != "DATA_DIR");
     env.push(("DATA_DIR", data.display().to_string()));
     let process = ctx.spawn(program, &[], &env);
-    match first_reply(&ctx.control, HEALTH, Instant::now(), health_from(id)).await {
+    if let Err(e) = first_reply(&ctx.control, HEALTH, Instant::now(), health_from(id)).await {
+        return Err(format!("{e}\n{}", log_tail(&process)));
+    }
+    // Health answers from the start, before the data-log subscriptions
+    // exist: wait until a log request is answered too (its own category,
+    // so the measured files stay exact).
+    let ready = |reply: &[u8]| String::from_utf8_lossy(reply).contains("true");
+    match first_reply(
+        &ctx.control,
+        "__telestion__/log/warmup",
+        Instant::now(),
+        ready,
+    )
+    .await
+    {
         Ok(_) => Ok(process),
         Err(e) => Err(format!("{e}\n{}", log_tail(&process))),
     }
