@@ -1,0 +1,579 @@
+//! The images of the Dockerfile, built and run for real with podman (no
+//! Docker engine or registry needed): `scripts/ensure-container-tools.sh`
+//! installs podman, runc, debootstrap and podman-compose when missing and
+//! makes (once, cached under /var/tmp/telestion-ct) a Debian bookworm base
+//! image with debootstrap. Every app image is the Dockerfile's `prebuilt`
+//! target (the runtime stage every deployment uses) around the debug binary
+//! this `cargo test` built. Containers run with `--network host` against a
+//! nats-server on a free loopback port; everything made here is named with a
+//! per-run prefix and removed when the test process exits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use telestion_test::{
+    NatsServer, ServerOptions, run_with_timeout, start_service, try_health, try_request,
+    workspace_binary, workspace_example,
+};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+/// The non-root user of the runtime stage.
+const UID: u32 = 10001;
+const STOP_GRACE: &str = "25";
+/// The Dockerfile's `runtime-base` stage, kept across runs as a layer cache.
+const RUNTIME_BASE_CACHE: &str = "localhost/telestion-ct-cache/runtime-base:latest";
+
+struct Env {
+    conf: String,
+    base: String,
+    prefix: String,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let started = Instant::now();
+        let mut cmd = Command::new(Path::new(REPO).join("scripts/ensure-container-tools.sh"));
+        cmd.stdin(std::process::Stdio::null());
+        let out = run_with_timeout(cmd, Duration::from_secs(900));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ensure-container-tools.sh failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+                .to_owned()
+        };
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let env = Env {
+            conf: value("CONTAINERS_CONF"),
+            base: value("BASE_IMAGE"),
+            prefix: format!(
+                "telestion-ct-{}-{}",
+                std::process::id(),
+                since_epoch.as_secs()
+            ),
+        };
+        eprintln!(
+            "container tools and base image ready in {:.1?}",
+            started.elapsed()
+        );
+        extern "C" fn cleanup_at_exit() {
+            if let Some(env) = ENV.get() {
+                cleanup(env);
+            }
+        }
+        unsafe { libc::atexit(cleanup_at_exit) };
+        env
+    })
+}
+
+/// Removes the containers, volumes and images of this run (by prefix).
+fn cleanup(env: &Env) {
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = podman_output(env, args, 60);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains(&env.prefix))
+            .map(str::to_owned)
+            .collect()
+    };
+    let containers = list(&["ps", "-a", "--format", "{{.Names}}"]);
+    if !containers.is_empty() {
+        let mut args = vec!["rm", "-f", "-t", "0"];
+        args.extend(containers.iter().map(String::as_str));
+        podman_output(env, &args, 120);
+    }
+    let volumes = list(&["volume", "ls", "--format", "{{.Name}}"]);
+    if !volumes.is_empty() {
+        let mut args = vec!["volume", "rm", "-f"];
+        args.extend(volumes.iter().map(String::as_str));
+        podman_output(env, &args, 60);
+    }
+    let images = list(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    if !images.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(images.iter().map(String::as_str));
+        podman_output(env, &args, 120);
+    }
+}
+
+fn podman_command(env: &Env) -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.env("CONTAINERS_CONF", &env.conf)
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs podman with a time limit; any exit status.
+fn podman_output(env: &Env, args: &[&str], timeout_secs: u64) -> Output {
+    let mut cmd = podman_command(env);
+    cmd.args(args);
+    run_with_timeout(cmd, Duration::from_secs(timeout_secs))
+}
+
+/// Runs podman with a time limit; must succeed; returns stdout.
+fn podman(args: &[&str], timeout_secs: u64) -> String {
+    let out = podman_output(env(), args, timeout_secs);
+    assert!(
+        out.status.success(),
+        "podman {args:?} failed ({:?}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn name(what: &str) -> String {
+    format!("{}-{what}", env().prefix)
+}
+
+/// The image of an app (`apps/`) or sample (`examples/`): the Dockerfile's
+/// `prebuilt` target around the debug binary, tagged
+/// `localhost/<prefix>/<name>:latest`. Built once per run.
+fn image(name: &str) -> String {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let env = env();
+    let tag = format!("localhost/{}/{name}:latest", env.prefix);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.contains(&tag) {
+        return tag;
+    }
+    let binary: PathBuf = match name {
+        "standard_ops" | "health" | "replay" => workspace_binary(name, name),
+        _ => workspace_example("telestion-examples", name),
+    };
+    let started = Instant::now();
+    if built.is_empty() {
+        // The runtime stage's own layers (apt-get, useradd) under a tag that
+        // outlives the run: the layer cache of the next run.
+        let base = format!("BASE={}", env.base);
+        let empty = tempfile::tempdir().unwrap();
+        podman(
+            &[
+                "build",
+                "--pull=never",
+                "--network",
+                "host",
+                "-q",
+                "-f",
+                &format!("{REPO}/Dockerfile"),
+                "--target",
+                "runtime-base",
+                "--build-arg",
+                &base,
+                "-t",
+                RUNTIME_BASE_CACHE,
+                &empty.path().to_string_lossy(),
+            ],
+            600,
+        );
+        eprintln!("runtime-base stage ready in {:.1?}", started.elapsed());
+    }
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(&binary, context.path().join(name)).unwrap();
+    let dockerfile = format!("{REPO}/Dockerfile");
+    let base = format!("BASE={}", env.base);
+    let binary_arg = format!("BINARY={name}");
+    podman(
+        &[
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "-q",
+            "-f",
+            &dockerfile,
+            "--target",
+            "prebuilt",
+            "--build-arg",
+            &base,
+            "--build-arg",
+            &binary_arg,
+            "-t",
+            &tag,
+            &context.path().to_string_lossy(),
+        ],
+        600,
+    );
+    eprintln!("built {tag} in {:.1?}", started.elapsed());
+    built.push(tag.clone());
+    tag
+}
+
+/// A named container of this run, removed when dropped.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        podman_output(env(), &["rm", "-f", "-t", "0", &self.0], 60);
+    }
+}
+
+fn run_detached(what: &str, args: &[&str]) -> Container {
+    let container = Container(name(what));
+    let mut all = vec!["run", "-d", "--name", &container.0, "--network", "host"];
+    all.extend_from_slice(args);
+    podman(&all, 60);
+    container
+}
+
+fn logs(container: &Container) -> String {
+    let out = podman_output(env(), &["logs", &container.0], 30);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn exit_code(container: &str) -> i64 {
+    podman(
+        &["inspect", "--format", "{{.State.ExitCode}}", container],
+        30,
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+/// Waits (bounded) for the container to exit; its exit code.
+fn wait_exit(container: &Container) -> i64 {
+    podman(&["wait", &container.0], 60).trim().parse().unwrap()
+}
+
+/// `podman stop` (SIGTERM, SIGKILL after the grace time); the exit code.
+fn stop(container: &Container) -> (i64, Duration) {
+    let started = Instant::now();
+    podman(&["stop", "-t", STOP_GRACE, &container.0], 60);
+    (exit_code(&container.0), started.elapsed())
+}
+
+fn volume_dir(volume: &str) -> PathBuf {
+    PathBuf::from(
+        podman(
+            &["volume", "inspect", "--format", "{{.Mountpoint}}", volume],
+            30,
+        )
+        .trim(),
+    )
+}
+
+async fn wait_for_health(client: &async_nats::Client, container: &Container) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(health) = try_health(client).await {
+            return health;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no health reply within 30 s; logs:\n{}",
+            logs(container)
+        );
+    }
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_ops_image_config_health_volume_sigterm_and_missing_key() {
+    let started = Instant::now();
+    let server = NatsServer::start();
+    let image = image("standard_ops");
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let volume = name("so-data");
+    podman(&["volume", "create", &volume], 30);
+    let mount = format!("{volume}:/data");
+    let nats_url = format!("NATS_URL={url}");
+    // NATS_URL from -e, SERVICE_NAME from a CLI argument, DATA_DIR from the
+    // image's ENV.
+    let service = run_detached(
+        "so",
+        &[
+            "-v",
+            &mount,
+            "-e",
+            &nats_url,
+            "-e",
+            "LOCK_TIMEOUT=7",
+            &image,
+            "--SERVICE_NAME=ct_standard_ops",
+        ],
+    );
+    let client = server.client().await;
+    let health = wait_for_health(&client, &service).await;
+    assert!(
+        health.to_string().contains("ct_standard_ops"),
+        "health does not name the CLI-given SERVICE_NAME: {health}"
+    );
+    // Health answers before the data-log subscriptions exist: retry.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(reply) = try_request(&client, "__telestion__/log/ct", "{\"value\":1}").await {
+            let text = String::from_utf8_lossy(&reply.payload).into_owned();
+            assert!(text.contains("\"ok\":true"), "log request refused: {text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log request unanswered; logs:\n{}",
+            logs(&service)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The files, in the named volume, belong to the non-root user.
+    let data = volume_dir(&volume);
+    let (uid, gid, mode) = owner_and_mode(&data);
+    assert_eq!((uid, gid, mode), (UID, UID, 0o700), "the volume root");
+    let (uid, gid, mode) = owner_and_mode(&data.join("logs"));
+    assert_eq!((uid, gid, mode), (UID, UID, 0o700), "$DATA_DIR/logs");
+    let file = data.join("logs/ct.log");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\"json\":{\"value\":1}"), "{text}");
+    let (uid, gid, mode) = owner_and_mode(&file);
+    assert_eq!((uid, gid), (UID, UID), "ct.log owner");
+    assert_eq!(mode, 0o600, "ct.log mode {mode:o}");
+    // SIGTERM drains and exits 0, well before the SIGKILL.
+    let (code, took) = stop(&service);
+    let text = logs(&service);
+    assert_eq!(code, 0, "exit code after podman stop; logs:\n{text}");
+    assert!(took < Duration::from_secs(20), "stop took {took:?}");
+    assert!(text.contains("ct_standard_ops"), "logs:\n{text}");
+
+    // A required key missing (SERVICE_NAME): exit 1, the key named in the
+    // container's logs.
+    let failed = run_detached("so-missing", &["-e", &nats_url, &image]);
+    let code = wait_exit(&failed);
+    let text = logs(&failed);
+    assert_eq!(code, 1, "logs:\n{text}");
+    assert!(text.contains("SERVICE_NAME"), "logs:\n{text}");
+    eprintln!("standard_ops image test: {:.1?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_replay_images_with_env_and_cli_config() {
+    let started = Instant::now();
+    let server = NatsServer::start();
+    let health_image = image("health");
+    let replay_image = image("replay");
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let nats_url = format!("NATS_URL={url}");
+    let data = tempfile::tempdir().unwrap();
+    let probe = start_service(&server.url(), "ct_probe", data.path(), &[]).await;
+
+    // The health table, SERVICE_NAME from -e, HEALTH_WAIT_MS from the CLI.
+    let tool = run_detached(
+        "health",
+        &[
+            "-e",
+            &nats_url,
+            "-e",
+            "SERVICE_NAME=health",
+            &health_image,
+            "--HEALTH_WAIT_MS=800",
+        ],
+    );
+    let code = wait_exit(&tool);
+    let table = logs(&tool);
+    assert_eq!(code, 0, "{table}");
+    assert!(
+        table.contains("ct_probe") && table.contains("answered within 800 ms"),
+        "{table}"
+    );
+
+    eprintln!("  at {:.1?}", started.elapsed());
+    // replay reads a mounted file and republishes its message.
+    let input = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        input.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(
+        input.path().join("ct.log"),
+        "{\"time\":\"2025-01-01T12:00:00.000000Z\",\"subject\":\"ct.replayed\",\"json\":{\"n\":1}}\n",
+    )
+    .unwrap();
+    let client = server.client().await;
+    let mut sub = client.subscribe("ct.replayed").await.unwrap();
+    client.flush().await.unwrap();
+    let mount = format!("{}:/in:ro", input.path().display());
+    let replay = run_detached(
+        "replay",
+        &[
+            "-v",
+            &mount,
+            "-e",
+            &nats_url,
+            "-e",
+            "SERVICE_NAME=replay",
+            &replay_image,
+            "--fast",
+            "/in/ct.log",
+        ],
+    );
+    let message = tokio::time::timeout(Duration::from_secs(30), futures::StreamExt::next(&mut sub))
+        .await
+        .unwrap_or_else(|_| panic!("nothing replayed; logs:\n{}", logs(&replay)))
+        .unwrap();
+    assert_eq!(message.payload, "{\"n\":1}".as_bytes());
+    let code = wait_exit(&replay);
+    assert_eq!(code, 0, "{}", logs(&replay));
+    eprintln!("  at {:.1?}", started.elapsed());
+    probe.shutdown();
+    probe.drain().await;
+    eprintln!("health and replay images test: {:.1?}", started.elapsed());
+}
+
+/// A CA and a server certificate for 127.0.0.1/localhost, as PEM files in
+/// `dir` (as in the reliability suite's TLS test): (ca, cert, key).
+fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "telestion container test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "telestion container test server");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let write = |file: &str, text: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        path
+    };
+    (
+        write("ca.crt", &ca.pem()),
+        write("server.pem", &cert.pem()),
+        write("server-key.pem", &key.serialize_pem()),
+    )
+}
+
+/// TLS through the image's CA bundle: an image derived from the
+/// standard_ops image adds the test CA to the system trust store with
+/// `update-ca-certificates` (as a user would for a private CA) and connects
+/// to `tls://` without `NATS_TLS_CA`; the plain image refuses the same
+/// server (so the bundle is what is used), and accepts it with the CA
+/// mounted and named by `NATS_TLS_CA`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_images_ca_bundle() {
+    let started = Instant::now();
+    let pki = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        pki.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (ca, cert, key) = make_pki(pki.path());
+    let server = NatsServer::start_with(ServerOptions {
+        config: Some(format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}",
+            cert.display(),
+            key.display()
+        )),
+        ..Default::default()
+    });
+    let url = format!("NATS_URL=tls://127.0.0.1:{}", server.port);
+    let plain = image("standard_ops");
+
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca, context.path().join("test-ca.crt")).unwrap();
+    std::fs::write(
+        context.path().join("Containerfile"),
+        format!(
+            "FROM {plain}\nUSER root\n\
+             COPY test-ca.crt /usr/local/share/ca-certificates/telestion-test-ca.crt\n\
+             RUN update-ca-certificates\nUSER telestion\n"
+        ),
+    )
+    .unwrap();
+    let derived = format!("localhost/{}/standard_ops-test-ca:latest", env().prefix);
+    podman(
+        &[
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "-q",
+            "-t",
+            &derived,
+            &context.path().to_string_lossy(),
+        ],
+        300,
+    );
+
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(ca.clone())
+        .require_tls(true)
+        .connect(format!("tls://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let service = run_detached("tls", &["-e", &url, "-e", "SERVICE_NAME=ct_tls", &derived]);
+    let health = wait_for_health(&client, &service).await;
+    assert!(health.to_string().contains("ct_tls"), "{health}");
+    let (code, _) = stop(&service);
+    assert_eq!(code, 0, "{}", logs(&service));
+
+    // The plain image does not know the test CA.
+    let refused = run_detached(
+        "tls-plain",
+        &["-e", &url, "-e", "SERVICE_NAME=ct_tls_plain", &plain],
+    );
+    let code = wait_exit(&refused);
+    let text = logs(&refused);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("TLS failed"), "{text}");
+
+    // ... unless the CA is mounted and named by NATS_TLS_CA.
+    let mount = format!("{}:/run/pki:ro", pki.path().display());
+    let service = run_detached(
+        "tls-mounted",
+        &[
+            "-v",
+            &mount,
+            "-e",
+            &url,
+            "-e",
+            "NATS_TLS_CA=/run/pki/ca.crt",
+            "-e",
+            "SERVICE_NAME=ct_tls_mounted",
+            &plain,
+        ],
+    );
+    let health = wait_for_health(&client, &service).await;
+    assert!(health.to_string().contains("ct_tls_mounted"), "{health}");
+    let (code, _) = stop(&service);
+    assert_eq!(code, 0, "{}", logs(&service));
+    eprintln!("TLS image test: {:.1?}", started.elapsed());
+}
