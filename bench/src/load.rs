@@ -17,7 +17,7 @@ use crate::session::Ctx;
 /// side's counter `counter`.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
-    /// `fw` (the framework service) or `raw`.
+    /// `tel` (the telestion service) or `raw`.
     pub side: &'a str,
     /// The subject's last token: `bytes`, `json`, `plain`, `slow`, ...
     pub kind: &'a str,

@@ -82,12 +82,12 @@ async fn cases(ctx: &mut Ctx, results: &mut serde_json::Map<String, Value>) -> R
         record(ctx, results, "cold_start", "cold start", outcome);
     }
 
-    let mut fw = ctx.spawn_service("bench", "bench-fw");
+    let mut fw = ctx.spawn_service("bench", "bench-tel");
     let mut raw = ctx.spawn_raw("bench-raw");
     ctx.pids = [fw.pid(), raw.pid()];
     let ready = async {
         let since = Instant::now();
-        first_reply(&ctx.control, HEALTH, since, health_from("bench-fw")).await?;
+        first_reply(&ctx.control, HEALTH, since, health_from("bench-tel")).await?;
         first_reply(&ctx.control, "bench.raw.ping", since, pong).await
     };
     if let Err(e) = ready.await {
@@ -150,7 +150,7 @@ async fn cases(ctx: &mut Ctx, results: &mut serde_json::Map<String, Value>) -> R
         }
     }
 
-    for (name, process) in [("bench-fw", &mut fw), ("bench-raw", &mut raw)] {
+    for (name, process) in [("bench-tel", &mut fw), ("bench-raw", &mut raw)] {
         if !process.is_running() {
             let tail = log_tail(process);
             ctx.fail(name, format!("exited during the run:\n{tail}"));

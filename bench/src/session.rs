@@ -39,7 +39,7 @@ pub struct Ctx {
     pub probe: Client,
     pub failures: Vec<String>,
     pub table: Table,
-    /// Process ids of the `fw` and `raw` subscribers (for CPU time).
+    /// Process ids of the `tel` and `raw` subscribers (for CPU time).
     pub pids: [u32; 2],
 }
 

@@ -41,7 +41,7 @@ async fn probe(client: Client, subject: &'static str, stop: Arc<AtomicBool>) -> 
 pub async fn health_under_backlog(ctx: &mut Ctx, counter: &str, label: &str) -> Res<Value> {
     let n = ctx.plan.backlog;
     let body = make_body(false, 128);
-    let sides = ["fw", "raw"];
+    let sides = ["tel", "raw"];
     let mut done = Vec::new();
     for side in sides {
         let subject = format!("bench.{side}.done");

@@ -33,8 +33,8 @@ fn dump_dir() -> PathBuf {
 
 /// Starts `program` under callgrind and waits until it answers.
 async fn start(ctx: &Ctx, side: &str, dir: &Path) -> Res<Process> {
-    let (program, env, id) = if side == "fw" {
-        let id = "bench-fw-callgrind";
+    let (program, env, id) = if side == "tel" {
+        let id = "bench-tel-callgrind";
         (&ctx.bins.service, ctx.service_env("bench", id), id)
     } else {
         let id = "bench-raw-callgrind";
@@ -48,7 +48,7 @@ async fn start(ctx: &Ctx, side: &str, dir: &Path) -> Res<Process> {
         &env,
     );
     let since = Instant::now();
-    let ready = if side == "fw" {
+    let ready = if side == "tel" {
         first_reply(&ctx.control, HEALTH, since, health_from(id)).await
     } else {
         first_reply(&ctx.control, "bench.raw.ping", since, pong).await
@@ -148,7 +148,7 @@ pub async fn instructions(ctx: &mut Ctx) -> Res<Value> {
         .collect();
     let mut figures: Vec<[f64; 2]> = vec![[0.0; 2]; small.len()];
     let mut out = serde_json::Map::new();
-    for (i, side) in ["fw", "raw"].into_iter().enumerate() {
+    for (i, side) in ["tel", "raw"].into_iter().enumerate() {
         // One side at a time: callgrind runs its threads one after the
         // other, and the two processes would otherwise share the cores
         // unevenly.

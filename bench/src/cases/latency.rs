@@ -13,7 +13,7 @@ use crate::session::Ctx;
 pub async fn latency(ctx: &mut Ctx) -> Res<Value> {
     let body = make_body(false, 128);
     let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    let subjects = ["fw", "raw"].map(|side| format!("bench.{side}.echo"));
+    let subjects = ["tel", "raw"].map(|side| format!("bench.{side}.echo"));
     for subject in &subjects {
         for _ in 0..(ctx.plan.requests / 10).max(1) {
             request(&ctx.control, subject, body.clone()).await?;

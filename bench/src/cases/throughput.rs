@@ -78,7 +78,7 @@ struct Side {
 pub async fn throughput(ctx: &mut Ctx) -> Value {
     let mut out = serde_json::Map::new();
     let mut done = Vec::new();
-    for side in ["fw", "raw"] {
+    for side in ["tel", "raw"] {
         match ctx.control.subscribe(format!("bench.{side}.done")).await {
             Ok(s) => done.push(s),
             Err(e) => {
@@ -94,7 +94,7 @@ pub async fn throughput(ctx: &mut Ctx) -> Value {
         let mut pub_rates = Vec::new();
         let mut error = None;
         // Warm-up, one small round per side.
-        for (i, side) in ["fw", "raw"].into_iter().enumerate() {
+        for (i, side) in ["tel", "raw"].into_iter().enumerate() {
             let warm_up = (n / 10).max(1);
             let target = Target {
                 side,
@@ -114,7 +114,7 @@ pub async fn throughput(ctx: &mut Ctx) -> Value {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let target = Target {
-                    side: ["fw", "raw"][i],
+                    side: ["tel", "raw"][i],
                     kind: case.kind,
                     counter,
                 };
