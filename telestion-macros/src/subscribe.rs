@@ -53,6 +53,9 @@ struct SubscribeArgs {
     durable: Option<DurableArg>,
     /// `stream = "NAME"`: the key and the name.
     stream: Option<(Ident, LitStr)>,
+    /// `default = "subject"`: the key and the subject used when the
+    /// `config` key is not set.
+    default: Option<(Ident, LitStr)>,
 }
 
 /// The validated handler signature.
@@ -63,6 +66,8 @@ struct HandlerSig<'a> {
     params: Vec<&'a Type>,
     /// The declared return type, unless it is `()` or opaque (`impl Trait`).
     output: Option<&'a Type>,
+    /// A plain `fn`: run on the blocking thread pool.
+    blocking: bool,
 }
 
 // Input:  #[subscribe("a.b", queue = false, concurrency = 4)]
@@ -87,7 +92,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             errors.spanned(
                 first_token(&item),
                 "`#[subscribe]` goes on an `async fn` handler; write \
-                 `#[subscribe(\"subject\")] async fn name(...) { ... }`",
+                 `#[subscribe(\"subject\")] async fn name(...) { ... }` (or a plain `fn` \
+                 for a blocking handler)",
             );
             return with_error(errors, item);
         }
@@ -129,6 +135,11 @@ const SPEC: Spec<SubscribeArgs> = Spec {
             parse: parse_config,
         },
         Key {
+            name: "default",
+            usage: "`default = \"subject\"` (with `config`: the subject when the key is not set)",
+            parse: parse_default,
+        },
+        Key {
             name: "queue",
             usage: "`queue = false` or `queue = \"name\"`",
             parse: parse_queue,
@@ -168,6 +179,7 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
         krate: args::default_crate(),
         durable: None,
         stream: None,
+        default: None,
     };
     if !SPEC.parse(tokens, &mut args, errors) {
         return None;
@@ -184,6 +196,14 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
             key,
             "`stream` names the JetStream stream of a durable handler; add `durable` \
              (`#[subscribe(\"cmd.>\", durable, stream = \"COMMANDS\")]`) or remove `stream`",
+        );
+    }
+    if let (Some((key, _)), Some(SubjectArg::Literal(_)) | None) = (&args.default, &args.subject) {
+        errors.spanned(
+            key,
+            "`default` is the subject used when the `config` key is not set; add `config = \
+             \"KEY\"` (`#[subscribe(config = \"INPUT_SUBJECT\", default = \"sensors.raw\")]`) \
+             or remove `default`",
         );
     }
     // With other errors, one of them (e.g. `config = 3`) may be why.
@@ -228,6 +248,22 @@ fn parse_config(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mu
              `config = \"INPUT_SUBJECT\"`",
         ),
     }
+}
+
+/// `default = "subject"`: the subject when the `config` key is not set,
+/// validated like a subject literal.
+fn parse_default(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    let Some(lit) = args::lit_str(value) else {
+        errors.spanned(
+            value,
+            "`default` takes a subject literal; write `default = \"sensors.raw\"`",
+        );
+        return;
+    };
+    if let Err(message) = subject::validate(&lit.value()) {
+        errors.spanned(lit, message);
+    }
+    args.default = Some((key.clone(), lit.clone()));
 }
 
 /// Sets the subject, or reports a second one at `tokens`.
@@ -357,13 +393,8 @@ fn check_handler<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<HandlerS
         ok = false;
         errors.spanned(tokens, message);
     };
-    if sig.asyncness.is_none() {
-        fail(
-            errors,
-            &sig.fn_token,
-            "a handler must be an `async fn`; write `async fn`",
-        );
-    }
+    // A plain `fn` is a blocking handler, run on the blocking thread pool.
+    let blocking = sig.asyncness.is_none();
     if let Some(constness) = &sig.constness {
         fail(
             errors,
@@ -413,6 +444,14 @@ fn check_handler<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<HandlerS
                 let mut borrow = BorrowFinder::default();
                 borrow.visit_type(&typed.ty);
                 if let Some((tokens, message)) = borrow.found {
+                    let message = if blocking {
+                        "a blocking handler (a plain `fn`, run on the blocking thread pool) \
+                         cannot take a borrowed parameter: it runs on another thread, after the \
+                         message is gone, and must own its values; write an owned extractor \
+                         such as `String`, `Bytes` or `Json<T>`"
+                    } else {
+                        message
+                    };
                     fail(errors, &tokens, message);
                 } else {
                     params.push(&*typed.ty);
@@ -433,6 +472,7 @@ fn check_handler<'a>(sig: &'a Signature, errors: &mut Errors) -> Option<HandlerS
         params_span: sig.paren_token.span.join(),
         params,
         output,
+        blocking,
     })
 }
 
@@ -531,12 +571,23 @@ fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> Tok
         Some(ty) => quote!(#ty),
         None => quote!(()),
     };
+    let method = if sig.blocking {
+        quote_spanned!(ident.span()=> blocking)
+    } else {
+        quote_spanned!(ident.span()=> handler)
+    };
     let handler = quote_spanned! {ident.span()=>
-        #private_at_ident::Checked::<(#(#params,)*), #output, _>::new(#ident).handler()
+        #private_at_ident::Checked::<(#(#params,)*), #output, _>::new(#ident).#method()
     };
     let route = match subject {
         SubjectArg::Literal(subject) => quote!(#krate::Route::new(#subject, #handler)),
-        SubjectArg::Config(key) => quote!(#krate::Route::from_config(#key, #handler)),
+        SubjectArg::Config(key) => {
+            let default = args
+                .default
+                .as_ref()
+                .map(|(_, subject)| quote!(.default_subject(#subject)));
+            quote!(#krate::Route::from_config(#key, #handler) #default)
+        }
     };
     let queue = match &args.queue {
         QueueArg::ServiceName => None,
@@ -651,7 +702,7 @@ mod tests {
         );
         let text = expanded.to_string();
         assert!(text.contains("fn handler"), "{text}");
-        assert_eq!(text.matches("compile_error").count(), 4, "{text}");
+        assert_eq!(text.matches("compile_error").count(), 3, "{text}");
     }
 
     /// Every key of the table is named in the error for an unknown one.

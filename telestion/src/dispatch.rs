@@ -13,6 +13,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::error::{ExtractError, error_chain};
+use crate::error_log::{ErrorLog, Severity};
 use crate::extract::Incoming;
 use crate::handler::Handler;
 use crate::logging::HandlerScope;
@@ -50,6 +51,8 @@ pub(crate) struct RouteInfo {
     pub(crate) name: Arc<str>,
     pub(crate) subject: String,
     pub(crate) concurrency: usize,
+    /// Limits the log lines of repeated identical errors.
+    pub(crate) errors: ErrorLog,
 }
 
 /// Runs one route until its subscription ends: after shutdown was
@@ -308,7 +311,12 @@ async fn respond(
         ),
     };
     service.record_error();
-    tracing::error!(handler = %info.name, %subject, %error, "handler failed");
+    info.errors.log(
+        &info.name,
+        subject.as_str(),
+        &error,
+        Severity::of_code(code),
+    );
     if let Some(reply_to) = reply_to {
         send_error_reply(service, reply_to.to_string(), &error, code).await;
     }

@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+mod blocking;
 mod config;
 mod connect;
 pub mod data_log;
@@ -64,8 +65,10 @@ mod durable;
 mod durable_publish;
 mod error;
 mod error_counter;
+mod error_log;
 mod extract;
 mod handler;
+mod handler_error;
 pub mod health;
 mod logging;
 mod nats_url;
@@ -80,6 +83,7 @@ mod signals;
 mod stream;
 mod subject;
 
+pub use blocking::{Blocking, BlockingCall};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
 pub use durable::{
     DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
@@ -88,10 +92,12 @@ pub use durable::{
 pub use durable_publish::{DurableAck, MESSAGE_ID_HEADER};
 pub use error::{BoxError, ConfigError, ExtractError, ServiceError, StartError, error_chain};
 pub use error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
+pub use error_log::REPEATED_ERROR_LOG_SECS;
 pub use extract::{
     DataDir, FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig,
 };
 pub use handler::Handler;
+pub use handler_error::HandlerError;
 pub use logging::{dropped_log_writes, init_logging};
 pub use registry::collected_routes;
 pub use reply::{IntoReply, Reply};
@@ -232,11 +238,23 @@ pub mod __private {
         }
     }
 
+    impl<Args: Extractors, Out: crate::IntoReply, H> Checked<Args, Out, H> {
+        /// The plain `fn` handler, to run on the blocking thread pool.
+        pub fn blocking(self) -> crate::Blocking<H> {
+            crate::Blocking(self.handler)
+        }
+    }
+
     /// The fallback of [`Checked`] when a parameter or the return type is
     /// wrong (a compile error already).
     pub trait Unchecked: Sized {
         /// A stand-in handler, never run (the crate does not compile).
         fn handler(self) -> fn() -> core::future::Ready<()> {
+            || core::future::ready(())
+        }
+
+        /// A stand-in for a blocking handler, never run.
+        fn blocking(self) -> fn() -> core::future::Ready<()> {
             || core::future::ready(())
         }
     }

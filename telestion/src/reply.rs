@@ -51,12 +51,17 @@ impl Reply {
 /// | `Json<T>` | `T` as JSON |
 /// | `Bytes`, `Vec<u8>`, `String`, `&'static str` | the body as is |
 /// | `Option<T>` | `None` → empty body, `Some(t)` → `t`'s reply |
-/// | `Result<T, E: Display>` | `Ok(t)` → `t`'s reply, `Err(e)` → error |
+/// | `Result<T, E: Display>` | `Ok(t)` → `t`'s reply, `Err(e)` → error 500 |
+/// | `Result<T, HandlerError>` | `Ok(t)` → `t`'s reply, `Err(e)` → error with `e`'s code |
 ///
-/// An error is counted in health, logged with subject and handler name and,
+/// An error is counted in health, logged with subject and handler name (at
+/// WARN for codes 4xx, such as a rejected body, at ERROR otherwise;
+/// identical repeats are summarised, see
+/// [`REPEATED_ERROR_LOG_SECS`](crate::REPEATED_ERROR_LOG_SECS)) and,
 /// when the message has a reply subject, answered with an error reply: body
 /// `{"error": "<message>"}` and headers `Nats-Service-Error: <message>`,
-/// `Nats-Service-Error-Code: 500` (the NATS micro-service convention).
+/// `Nats-Service-Error-Code: 500` (or the [`HandlerError`](crate::HandlerError)'s
+/// code; the NATS micro-service convention).
 ///
 /// ```
 /// use telestion::{IntoReply, Json, Reply};

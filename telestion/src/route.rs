@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_nats::Subscriber;
 use tokio::task::JoinHandle;
 
+use crate::blocking::Blocking;
 use crate::dispatch::{RouteInfo, run_route};
 use crate::durable::{Durable, DurableRoute, run_durable};
 use crate::error::BoxError;
@@ -59,6 +60,7 @@ pub struct Route {
     pub(crate) name: String,
     pub(crate) handler: Arc<dyn ErasedHandler>,
     pub(crate) durable: Option<Durable>,
+    pub(crate) default_subject: Option<String>,
 }
 
 impl fmt::Debug for Route {
@@ -69,6 +71,7 @@ impl fmt::Debug for Route {
             .field("queue", &self.queue)
             .field("concurrency", &self.concurrency)
             .field("durable", &self.durable)
+            .field("default_subject", &self.default_subject)
             .finish()
     }
 }
@@ -85,8 +88,33 @@ impl Route {
         Route::with_source(SubjectSource::Literal(subject.into()), handler)
     }
 
+    /// A route for a plain (non-async) `fn` handler on a fixed subject: it
+    /// runs on the blocking thread pool (see [`Blocking`]), so it may block
+    /// without stalling the service. Same extractors and return values as
+    /// an `async fn` handler.
+    ///
+    /// ```
+    /// use telestion::Route;
+    ///
+    /// fn compress(body: Vec<u8>) -> Vec<u8> {
+    ///     body // heavy work here
+    /// }
+    ///
+    /// let route = Route::blocking("files.compress", compress).concurrency(4);
+    /// # let _ = route;
+    /// ```
+    pub fn blocking<F, Args>(subject: impl Into<String>, handler: F) -> Route
+    where
+        Blocking<F>: Handler<Args>,
+        Args: 'static,
+    {
+        let name = short_type_name::<F>();
+        Route::new(subject, Blocking(handler)).name(name)
+    }
+
     /// A route whose subject is the value of config key `key`, resolved at
-    /// start (a missing key fails the start, naming it).
+    /// start (a missing key fails the start, naming it, unless the route
+    /// has a [`default_subject`](Route::default_subject)).
     pub fn from_config<H, Args>(key: impl Into<String>, handler: H) -> Route
     where
         H: Handler<Args>,
@@ -110,7 +138,32 @@ impl Route {
                 _args: PhantomData::<fn() -> Args>,
             }),
             durable: None,
+            default_subject: None,
         }
+    }
+
+    /// For a route from [`Route::from_config`]: the subject to use when the
+    /// config key is not set (or empty). `--help` shows it next to the key.
+    /// Validated, like every subject, when the route is subscribed. No
+    /// effect on a route with a fixed subject.
+    ///
+    /// ```
+    /// use telestion::Route;
+    ///
+    /// async fn store(body: String) {}
+    ///
+    /// let route = Route::from_config("INPUT_SUBJECT", store).default_subject("sensors.raw");
+    /// assert_eq!(route.default_subject_value(), Some("sensors.raw"));
+    /// ```
+    pub fn default_subject(mut self, subject: impl Into<String>) -> Route {
+        self.default_subject = Some(subject.into());
+        self
+    }
+
+    /// The subject used when the route's config key is not set, if any
+    /// (see [`Route::default_subject`]).
+    pub fn default_subject_value(&self) -> Option<&str> {
+        self.default_subject.as_deref()
     }
 
     /// Subscribe outside any queue group: every instance gets every message.

@@ -61,7 +61,14 @@ pub fn help_text(routes: &[Route]) -> String {
             if !custom.iter().any(|(k, _)| *k == key)
                 && !STANDARD_KEYS.iter().any(|(k, _)| *k == key)
             {
-                custom.push((key, format!("read by handler {}", route.handler_name())));
+                let mut meaning = format!("read by handler {}", route.handler_name());
+                if let (crate::route::SubjectSource::ConfigKey(subject_key), Some(default)) =
+                    (route.subject_source(), route.default_subject_value())
+                    && *subject_key == key
+                {
+                    meaning.push_str(&format!(" (default: {default})"));
+                }
+                custom.push((key, meaning));
             }
         }
     }

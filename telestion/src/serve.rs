@@ -33,14 +33,15 @@ impl Service {
                 .config()
                 .get_str(key)
                 .filter(|s| !s.is_empty())
+                .or_else(|| route.default_subject.clone())
                 .ok_or_else(|| StartError::Handler {
-                handler: route.name.clone(),
-                source: format!(
-                    "its subject comes from config key {key}, which is not set; set \
+                    handler: route.name.clone(),
+                    source: format!(
+                        "its subject comes from config key {key}, which is not set; set \
                          `{key}=...` in the environment or pass `--{key}=...`"
-                )
-                .into(),
-            })?,
+                    )
+                    .into(),
+                })?,
         };
         validate_subject(&subject).map_err(|reason| StartError::InvalidSubject {
             handler: route.name.clone(),
@@ -94,6 +95,7 @@ impl Service {
                 name: route.name.as_str().into(),
                 subject,
                 concurrency: route.concurrency,
+                errors: Default::default(),
             },
         );
         lock(&self.inner.lifecycle.route_tasks).push(task);

@@ -14,6 +14,7 @@ mod connect;
 mod data_dir;
 mod dispatch;
 mod faults;
+mod features;
 mod health;
 mod identity;
 mod logging;

@@ -1,0 +1,304 @@
+//! The feature points built with `#[subscribe]` (fixture
+//! `tests/fixtures/e2e_features.rs`) and by hand with `Route`: config
+//! subjects with defaults, error codes and log volume, ...
+
+use std::time::Duration;
+
+use telestion::{HandlerError, Json, Route};
+
+use crate::support::{self, NatsServer, TestService, WAIT, service_command, spawn_ready};
+
+fn features(server: &NatsServer, name: &str, data: &std::path::Path) -> std::process::Command {
+    service_command(
+        support::workspace_binary("telestion-tests", "e2e_features"),
+        server,
+        name,
+        data,
+    )
+}
+
+async fn text_reply(client: &async_nats::Client, subject: &str, body: &'static str) -> String {
+    let reply = crate::request(client, subject, body).await;
+    String::from_utf8_lossy(&reply.payload).into_owned()
+}
+
+/// Point 1: `#[subscribe(config = "KEY", default = "subject")]` subscribes
+/// the default when the key is missing and the configured subject when it
+/// is set; `--help` shows the key with its default.
+#[tokio::test]
+async fn config_subject_falls_back_to_its_default() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let data = tempfile::tempdir().unwrap();
+
+    let proc = spawn_ready(features(&server, "defaults", data.path()));
+    assert_eq!(
+        text_reply(&client, "features.defaulted", "a").await,
+        "defaulted:a"
+    );
+    drop(proc);
+
+    let mut cmd = features(&server, "configured", data.path());
+    cmd.env("DEFAULTED_SUBJECT", "features.configured");
+    let proc = spawn_ready(cmd);
+    assert_eq!(
+        text_reply(&client, "features.configured", "b").await,
+        "defaulted:b"
+    );
+    // The default is not subscribed when the key is set.
+    assert!(
+        support::try_request_within(
+            &client,
+            "features.defaulted",
+            "c",
+            Duration::from_millis(500)
+        )
+        .await
+        .is_err(),
+        "the default subject answered although the key is set"
+    );
+    drop(proc);
+
+    let mut cmd =
+        support::clean_command(support::workspace_binary("telestion-tests", "e2e_features"));
+    cmd.arg("--help");
+    let output = support::run_with_timeout(cmd, WAIT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0));
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("DEFAULTED_SUBJECT"))
+        .unwrap_or_else(|| panic!("DEFAULTED_SUBJECT missing from --help:\n{stdout}"));
+    assert!(line.contains("(default: features.defaulted)"), "{line}");
+}
+
+/// Point 1 by hand: `Route::from_config(..).default_subject(..)`.
+#[tokio::test]
+async fn route_from_config_uses_the_default_subject() {
+    async fn echo(body: String) -> String {
+        body
+    }
+    let server = NatsServer::start();
+    let service = TestService::start(
+        &server,
+        "by-hand-default",
+        vec![Route::from_config("UNSET_SUBJECT", echo).default_subject("features.hand")],
+    )
+    .await;
+    let client = server.client().await;
+    assert_eq!(text_reply(&client, "features.hand", "x").await, "x");
+    service.stop().await.unwrap();
+}
+
+fn code_header(message: &async_nats::Message) -> Option<String> {
+    message
+        .headers
+        .as_ref()?
+        .get("Nats-Service-Error-Code")
+        .map(|v| v.as_str().to_owned())
+}
+
+/// Point 2: a `HandlerError::client` is answered with its code and logged
+/// at WARN, a `HandlerError::server` and a plain `Result<T, E: Display>`
+/// with 500 at ERROR, and a rejected body with 400 at WARN.
+#[tokio::test(flavor = "current_thread")]
+async fn error_codes_choose_the_reply_code_and_log_level() {
+    async fn lookup(Json(id): Json<u32>) -> Result<String, HandlerError> {
+        match id {
+            0 => Err(HandlerError::client("id 0 does not exist").with_code(404)),
+            1 => Err(HandlerError::server("the store is down")),
+            n => Ok(format!("item {n}")),
+        }
+    }
+    async fn plain(_: String) -> Result<String, String> {
+        Err("plain failure".into())
+    }
+    let (logs, _guard) = support::capture_logs();
+    let server = NatsServer::start();
+    let service = TestService::start(
+        &server,
+        "codes",
+        vec![
+            Route::new("codes.lookup", lookup),
+            Route::new("codes.plain", plain),
+        ],
+    )
+    .await;
+    let client = server.client().await;
+
+    let reply = crate::request(&client, "codes.lookup", "0").await;
+    assert_eq!(code_header(&reply).as_deref(), Some("404"));
+    assert_eq!(
+        support::error_header(&reply).as_deref(),
+        Some("id 0 does not exist")
+    );
+    let reply = crate::request(&client, "codes.lookup", "1").await;
+    assert_eq!(code_header(&reply).as_deref(), Some("500"));
+    let reply = crate::request(&client, "codes.lookup", "not json").await;
+    assert_eq!(code_header(&reply).as_deref(), Some("400"));
+    let reply = crate::request(&client, "codes.plain", "x").await;
+    assert_eq!(code_header(&reply).as_deref(), Some("500"));
+    let reply = crate::request(&client, "codes.lookup", "7").await;
+    assert_eq!(&reply.payload[..], b"item 7");
+
+    let text = logs.text();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no log line with {needle:?}:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("id 0 does not exist").contains("WARN"), "{text}");
+    assert!(line("the store is down").contains("ERROR"), "{text}");
+    assert!(line("cannot handle the message").contains("WARN"), "{text}");
+    assert!(line("plain failure").contains("ERROR"), "{text}");
+    let health = support::health_report(&client, telestion::health::SUBJECT).await;
+    assert_eq!(health.errors_total, 4);
+    service.stop().await.unwrap();
+}
+
+/// Point 2: 1,000 identical failures make a few log lines (the first and a
+/// summary with the count of the repeats), while health counts every one
+/// and every request is answered.
+#[tokio::test(flavor = "current_thread")]
+async fn repeated_identical_errors_are_summarised_in_the_log() {
+    async fn always_fails(_: String) -> Result<(), String> {
+        Err("the sensor is unplugged".into())
+    }
+    let (logs, _guard) = support::capture_logs();
+    let server = NatsServer::start();
+    let service = TestService::start(
+        &server,
+        "repeats",
+        vec![Route::new("repeats.fail", always_fails)],
+    )
+    .await;
+    let client = server.client().await;
+    // A request is answered with an error every time.
+    for _ in 0..10 {
+        let reply = crate::request(&client, "repeats.fail", "x").await;
+        assert_eq!(
+            support::error_header(&reply).as_deref(),
+            Some("the sensor is unplugged")
+        );
+    }
+    for _ in 0..990 {
+        client.publish("repeats.fail", "x".into()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    support::eventually_async(WAIT, "health counts 1,000 errors", || {
+        let client = client.clone();
+        async move {
+            support::health_report(&client, telestion::health::SUBJECT)
+                .await
+                .errors_total
+                == 1000
+        }
+    })
+    .await;
+    let limit = Duration::from_secs(telestion::REPEATED_ERROR_LOG_SECS) + WAIT;
+    // The summary lines (one per interval) count the 999 repeats.
+    support::eventually(limit, "summary lines counting 999 repeats", || {
+        summarised_repeats(&logs.text()) == 999
+    })
+    .await;
+    let text = logs.text();
+    let lines = text
+        .lines()
+        .filter(|line| {
+            line.contains("the sensor is unplugged")
+                && (line.contains(" ERROR ") || line.contains(" WARN "))
+        })
+        .count();
+    assert!(
+        lines < 20,
+        "{lines} log lines for 1,000 identical errors:\n{text}"
+    );
+    assert!(lines >= 2, "{text}");
+    service.stop().await.unwrap();
+}
+
+/// The sum of the counts in the "repeated N more times" summary lines.
+fn summarised_repeats(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| line.split_once("repeated ")?.1.split_once(" more times"))
+        .filter_map(|(count, _)| count.parse::<u64>().ok())
+        .sum()
+}
+
+/// Point 3: four blocking handler calls (a plain `fn` sleeping 3 s each, at
+/// `concurrency = 4`) on a 2-core machine do not stall the service: every
+/// health request meanwhile is answered within 0.5 s (the issue's
+/// requirement), and all four calls are answered afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocking_handlers_leave_health_responsive() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let data = tempfile::tempdir().unwrap();
+    let _proc = spawn_ready(features(&server, "blocking", data.path()));
+
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                support::try_request_within(&client, "features.block", "3000", WAIT).await
+            })
+        })
+        .collect();
+    // Let the four calls start blocking.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let answer = support::try_request_within(
+            &client,
+            telestion::health::SUBJECT,
+            "",
+            Duration::from_secs(5),
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(answer.is_ok(), "no health answer: {answer:?}");
+        assert!(
+            took <= Duration::from_millis(500),
+            "a health request took {took:?} while blocking handlers ran"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The health requests were measured while the calls still blocked.
+    assert!(
+        calls.iter().all(|call| !call.is_finished()),
+        "the blocking calls ended before the health requests were measured"
+    );
+    for call in calls {
+        let reply = call
+            .await
+            .unwrap()
+            .expect("a blocking call was not answered");
+        assert_eq!(&reply.payload[..], b"3000");
+    }
+}
+
+/// Point 3 by hand: `Route::blocking`, with extractors, a reply and a
+/// panic caught like an async handler's.
+#[tokio::test]
+async fn route_blocking_runs_a_plain_fn() {
+    fn shout(body: String) -> Result<String, String> {
+        if body == "panic" {
+            panic!("told to");
+        }
+        Ok(body.to_uppercase())
+    }
+    let server = NatsServer::start();
+    let service = TestService::start(&server, "shout", vec![Route::blocking("shout", shout)]).await;
+    let client = server.client().await;
+    assert_eq!(text_reply(&client, "shout", "hi").await, "HI");
+    let reply = crate::request(&client, "shout", "panic").await;
+    assert!(
+        support::error_header(&reply)
+            .unwrap_or_default()
+            .contains("told to"),
+        "{reply:?}"
+    );
+    assert_eq!(text_reply(&client, "shout", "again").await, "AGAIN");
+    service.stop().await.unwrap();
+}
