@@ -136,11 +136,20 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     service::expand(args.into(), item.into()).into()
 }
 
-/// Registers an `async fn` as a message handler of the service.
+/// Registers an `async fn` (or a plain `fn`: a blocking handler, run on
+/// the blocking thread pool) as a message handler of the service, or as a
+/// timer or task.
 ///
 /// The subject is a string literal (NATS wildcards `*` and `>` allowed,
 /// checked at compile time) or `config = "KEY"` for a subject read from
-/// config at start. Further arguments:
+/// config at start (`default = "subject"`: the subject when the key is not
+/// set). Instead of a subject, `every = "100ms"` (or `every_config = "KEY"`
+/// with an optional `every_default = "1s"`) makes a timer, called
+/// periodically, and `task` a task, started once after the handlers and
+/// restarted with back-off when it fails. Further arguments:
+/// - `publish = "subject"` or `publish = ["a", "b"]`, `publish_config =
+///   "KEY"` (with an optional `publish_default = "subject"`): also publish
+///   the return value there (a request is still answered);
 /// - `queue = false`: every instance of the service receives every message
 ///   (default: instances share the messages in the queue group
 ///   `SERVICE_NAME`); `queue = "name"`: the queue group `name`;
@@ -204,6 +213,16 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
 /// #[subscribe(config = "ALERT_SUBJECT", queue = false)]
 /// async fn alert(text: String, service: Service) {
 ///     println!("{}: {text}", service.id());
+/// }
+///
+/// #[subscribe(every = "1s", publish = "status.alive")]
+/// async fn alive(service: Service) -> String {
+///     service.name().to_owned()
+/// }
+///
+/// #[subscribe("files.checksum", concurrency = 4)]
+/// fn checksum(body: Vec<u8>) -> Json<u32> {
+///     Json(body.iter().map(|b| u32::from(*b)).sum())
 /// }
 ///
 /// #[telestion::service]

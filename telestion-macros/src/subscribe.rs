@@ -56,6 +56,21 @@ struct SubscribeArgs {
     /// `default = "subject"`: the key and the subject used when the
     /// `config` key is not set.
     default: Option<(Ident, LitStr)>,
+    /// `publish = "subject"` or `publish = ["a", "b"]`: the key and the
+    /// subjects.
+    publish: Option<(Ident, Vec<LitStr>)>,
+    /// `publish_config = "KEY"`.
+    publish_config: Option<(Ident, LitStr)>,
+    /// `publish_default = "subject"` (with `publish_config`).
+    publish_default: Option<(Ident, LitStr)>,
+    /// `every = "100ms"`: the key and the period in nanoseconds.
+    every: Option<(Ident, u64)>,
+    /// `every_config = "KEY"`.
+    every_config: Option<(Ident, LitStr)>,
+    /// `every_default = "1s"` (with `every_config`), in nanoseconds.
+    every_default: Option<(Ident, u64)>,
+    /// `task`: the key, when given.
+    task: Option<Ident>,
 }
 
 /// The validated handler signature.
@@ -102,10 +117,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     // The item is emitted as written: a syntax error in the body is
     // reported by the compiler.
     if let (Some(args), Some(sig)) = (&args, &sig)
-        && let Some(subject) = &args.subject
+        && (args.subject.is_some()
+            || args.every.is_some()
+            || args.every_config.is_some()
+            || args.task.is_some())
         && errors.is_empty()
     {
-        let registration = generate(subject, args, sig);
+        let registration = generate(args.subject.as_ref(), args, sig);
         quote!(#item #registration)
     } else {
         with_error(errors, item)
@@ -140,6 +158,41 @@ const SPEC: Spec<SubscribeArgs> = Spec {
             parse: parse_default,
         },
         Key {
+            name: "publish",
+            usage: "`publish = \"subject\"` or `publish = [\"a\", \"b\"]` (publish the return value)",
+            parse: parse_publish,
+        },
+        Key {
+            name: "publish_config",
+            usage: "`publish_config = \"KEY\"` (publish the return value to a subject from config)",
+            parse: parse_publish_config,
+        },
+        Key {
+            name: "publish_default",
+            usage: "`publish_default = \"subject\"` (with `publish_config`: the subject when the key is not set)",
+            parse: parse_publish_default,
+        },
+        Key {
+            name: "every",
+            usage: "`every = \"100ms\"` (a timer instead of a subject)",
+            parse: parse_every,
+        },
+        Key {
+            name: "every_config",
+            usage: "`every_config = \"KEY\"` (a timer with its period from config)",
+            parse: parse_every_config,
+        },
+        Key {
+            name: "every_default",
+            usage: "`every_default = \"1s\"` (with `every_config`: the period when the key is not set)",
+            parse: parse_every_default,
+        },
+        Key {
+            name: "task",
+            usage: "`task` (run once after start, restarted with back-off when it fails)",
+            parse: parse_task,
+        },
+        Key {
             name: "queue",
             usage: "`queue = false` or `queue = \"name\"`",
             parse: parse_queue,
@@ -165,7 +218,7 @@ const SPEC: Spec<SubscribeArgs> = Spec {
             parse: parse_crate,
         },
     ],
-    flags: &["durable"],
+    flags: &["durable", "task"],
 };
 
 /// Parses the arguments; `None` when they are not an argument list. A
@@ -180,6 +233,13 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
         durable: None,
         stream: None,
         default: None,
+        publish: None,
+        publish_config: None,
+        publish_default: None,
+        every: None,
+        every_config: None,
+        every_default: None,
+        task: None,
     };
     if !SPEC.parse(tokens, &mut args, errors) {
         return None;
@@ -206,8 +266,79 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
              or remove `default`",
         );
     }
+    if let (Some((key, _)), None) = (&args.publish_default, &args.publish_config) {
+        errors.spanned(
+            key,
+            "`publish_default` is the subject used when the `publish_config` key is not set; \
+             add `publish_config = \"KEY\"` or remove `publish_default`",
+        );
+    }
+    if args.durable.is_some() {
+        for key in [
+            &args.publish.as_ref().map(|(key, _)| key),
+            &args.publish_config.as_ref().map(|(key, _)| key),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            errors.spanned(
+                key,
+                "a durable handler cannot publish its return value (yet); publish with \
+                 `service.publish(..)` in the handler, or remove `durable`",
+            );
+        }
+    }
+    if let Some(key) = &args.task
+        && (args.subject.is_some()
+            || args.every.is_some()
+            || args.every_config.is_some()
+            || args.durable.is_some()
+            || args.queue_tokens.is_some()
+            || args.concurrency.is_some())
+    {
+        errors.spanned(
+            key,
+            "a task runs once after start, not per message or periodically; remove the \
+             subject, `every`, `queue`, `concurrency` and `durable`, or remove `task`",
+        );
+    }
+    let timer = args.every.is_some() || args.every_config.is_some() || args.task.is_some();
+    if let (Some((key, _)), None) = (&args.every_default, &args.every_config) {
+        errors.spanned(
+            key,
+            "`every_default` is the period used when the `every_config` key is not set; add \
+             `every_config = \"KEY\"` or remove `every_default`",
+        );
+    }
+    if let (Some((key, _)), Some(_)) = (&args.every, &args.every_config) {
+        errors.spanned(
+            key,
+            "give either `every = \"100ms\"` or `every_config = \"KEY\"`, not both",
+        );
+    }
+    if args.every.is_some() || args.every_config.is_some() {
+        let key = args
+            .every
+            .as_ref()
+            .map(|(key, _)| key)
+            .or(args.every_config.as_ref().map(|(key, _)| key));
+        if args.subject.is_some() {
+            errors.spanned(
+                key,
+                "a timer (`every`) is called periodically, not per message; remove the subject \
+                 (or `config`), or remove `every` for a message handler",
+            );
+        }
+        if args.durable.is_some() || args.queue_tokens.is_some() || args.concurrency.is_some() {
+            errors.spanned(
+                key,
+                "a timer (`every`) takes no `queue`, `concurrency` or `durable`; its calls never \
+                 overlap; remove them",
+            );
+        }
+    }
     // With other errors, one of them (e.g. `config = 3`) may be why.
-    if args.subject.is_none() && errors.is_empty() {
+    if args.subject.is_none() && !timer && errors.is_empty() {
         errors.at(
             Span::call_site(),
             "missing subject; write `#[subscribe(\"sensors.temperature\")]`, or \
@@ -264,6 +395,140 @@ fn parse_default(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &m
         errors.spanned(lit, message);
     }
     args.default = Some((key.clone(), lit.clone()));
+}
+
+/// A subject literal to publish to: valid and without wildcards.
+fn publish_subject(value: &Expr, key: &str, errors: &mut Errors) -> Option<LitStr> {
+    let Some(lit) = args::lit_str(value) else {
+        errors.spanned(
+            value,
+            format!("`{key}` takes a subject literal; write `{key} = \"sensors.fahrenheit\"`"),
+        );
+        return None;
+    };
+    let subject = lit.value();
+    if let Err(message) = subject::validate(&subject) {
+        errors.spanned(lit, message);
+        return None;
+    }
+    if subject.split('.').any(|token| token == "*" || token == ">") {
+        errors.spanned(
+            lit,
+            format!(
+                "the publish target `{subject}` contains a wildcard (`*` or `>`), which cannot \
+                 be published to; write a concrete subject"
+            ),
+        );
+        return None;
+    }
+    Some(lit.clone())
+}
+
+/// `publish = "subject"` or `publish = ["a", "b"]`.
+fn parse_publish(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    let values: Vec<&Expr> = match value {
+        Expr::Array(array) if array.attrs.is_empty() => array.elems.iter().collect(),
+        other => vec![other],
+    };
+    if values.is_empty() {
+        errors.spanned(
+            value,
+            "`publish` needs at least one subject; write `publish = \"sensors.fahrenheit\"`",
+        );
+        return;
+    }
+    let subjects = values
+        .into_iter()
+        .filter_map(|value| publish_subject(value, "publish", errors))
+        .collect();
+    args.publish = Some((key.clone(), subjects));
+}
+
+/// `publish_config = "KEY"`.
+fn parse_publish_config(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_str(value) {
+        Some(lit) if is_config_key(&lit.value()) => {
+            args.publish_config = Some((key.clone(), lit.clone()));
+        }
+        _ => errors.spanned(
+            value,
+            "`publish_config` takes the name of a config key as a string; write \
+             `publish_config = \"OUTPUT_SUBJECT\"`",
+        ),
+    }
+}
+
+/// `publish_default = "subject"`.
+fn parse_publish_default(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(lit) = publish_subject(value, "publish_default", errors) {
+        args.publish_default = Some((key.clone(), lit));
+    }
+}
+
+/// A period literal such as `"100ms"`, `"2s"`, `"5m"`, `"1h"`, in
+/// nanoseconds (the rule of `telestion::parse_period`).
+fn period(value: &Expr, key: &str, errors: &mut Errors) -> Option<u64> {
+    let parsed = args::lit_str(value).and_then(|lit| {
+        let text = lit.value();
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let factor = match unit {
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" | "min" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        let nanos = number * factor;
+        (nanos >= 1.0 && nanos < u64::MAX as f64).then_some(nanos as u64)
+    });
+    if parsed.is_none() {
+        errors.spanned(
+            value,
+            format!(
+                "`{key}` takes a period more than 0 as a string: a number and a unit (`ms`, \
+                 `s`, `m`, `h`); write `{key} = \"100ms\"`"
+            ),
+        );
+    }
+    parsed
+}
+
+/// `task` or `task = true`.
+fn parse_task(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_bool(value) {
+        Some(lit) => args.task = lit.value.then(|| key.clone()),
+        None => errors.spanned(value, "`task` takes no value; write `#[subscribe(task)]`"),
+    }
+}
+
+/// `every = "100ms"`.
+fn parse_every(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(nanos) = period(value, "every", errors) {
+        args.every = Some((key.clone(), nanos));
+    }
+}
+
+/// `every_config = "KEY"`.
+fn parse_every_config(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_str(value) {
+        Some(lit) if is_config_key(&lit.value()) => {
+            args.every_config = Some((key.clone(), lit.clone()));
+        }
+        _ => errors.spanned(
+            value,
+            "`every_config` takes the name of a config key as a string; write \
+             `every_config = \"POLL_PERIOD\"`",
+        ),
+    }
+}
+
+/// `every_default = "1s"`.
+fn parse_every_default(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(nanos) = period(value, "every_default", errors) {
+        args.every_default = Some((key.clone(), nanos));
+    }
 }
 
 /// Sets the subject, or reports a second one at `tokens`.
@@ -528,7 +793,7 @@ impl<'ast> Visit<'ast> for ImplTraitFinder {
     }
 }
 
-fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
+fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig) -> TokenStream {
     let krate = &args.krate;
     let private = quote!(#krate::__private);
     let ident = sig.ident;
@@ -580,8 +845,21 @@ fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> Tok
         #private_at_ident::Checked::<(#(#params,)*), #output, _>::new(#ident).#method()
     };
     let route = match subject {
-        SubjectArg::Literal(subject) => quote!(#krate::Route::new(#subject, #handler)),
-        SubjectArg::Config(key) => {
+        None => match (&args.every, &args.every_config) {
+            (Some((_, nanos)), _) => quote!(#krate::Route::every(
+                ::core::time::Duration::from_nanos(#nanos),
+                #handler
+            )),
+            (None, Some((_, key))) => {
+                let default = args.every_default.as_ref().map(|(_, nanos)| {
+                    quote!(.default_period(::core::time::Duration::from_nanos(#nanos)))
+                });
+                quote!(#krate::Route::every_config(#key, #handler) #default)
+            }
+            (None, None) => quote!(#krate::Route::task(#handler)),
+        },
+        Some(SubjectArg::Literal(subject)) => quote!(#krate::Route::new(#subject, #handler)),
+        Some(SubjectArg::Config(key)) => {
             let default = args
                 .default
                 .as_ref()
@@ -607,6 +885,19 @@ fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> Tok
         quote!(.durable(#krate::Durable::new() #consumer #stream))
     });
 
+    let publish = args
+        .publish
+        .iter()
+        .flat_map(|(_, subjects)| subjects)
+        .map(|subject| quote!(.publish_to(#subject)));
+    let publish_config = args.publish_config.as_ref().map(|(_, key)| {
+        let default = args
+            .publish_default
+            .as_ref()
+            .map(|(_, subject)| quote!(.or_default(#subject)));
+        quote!(.publish_to(#krate::PublishTarget::config(#key) #default))
+    });
+
     quote! {
         #(#param_checks)*
         #body_check
@@ -622,6 +913,8 @@ fn generate(subject: &SubjectArg, args: &SubscribeArgs, sig: &HandlerSig) -> Tok
                     #queue
                     #concurrency
                     #durable
+                    #(#publish)*
+                    #publish_config
             };
         };
     }

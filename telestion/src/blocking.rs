@@ -57,6 +57,7 @@ impl<R> Future for BlockingCall<R> {
 
 macro_rules! impl_blocking {
     ($($ty:ident $idx:tt),*) => {
+        #[diagnostic::do_not_recommend]
         impl<F, R, $($ty,)*> Handler<($($ty,)*)> for Blocking<F>
         where
             F: Fn($($ty),*) -> R + Clone + Send + Sync + 'static,

@@ -45,6 +45,25 @@ macro_rules! handle_message {
     }};
 }
 
+/// Handles one message outside a route's loop (a timer's tick), with the
+/// handler's name recorded for the panic hook.
+pub(crate) async fn handle<H, Args>(
+    handler: &H,
+    context: &Arc<H::Context>,
+    incoming: &mut Incoming,
+    info: &RouteInfo,
+) where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    let handle = async { handle_message!(handler, &**context, incoming, info) };
+    Scoped {
+        future: std::pin::pin!(handle),
+        name: &info.name,
+    }
+    .await;
+}
+
 /// What the dispatch engine knows about a running route.
 #[derive(Debug)]
 pub(crate) struct RouteInfo {
@@ -53,6 +72,8 @@ pub(crate) struct RouteInfo {
     pub(crate) concurrency: usize,
     /// Limits the log lines of repeated identical errors.
     pub(crate) errors: ErrorLog,
+    /// Where the handler's return value is published, besides the reply.
+    pub(crate) publish: Vec<String>,
 }
 
 /// Runs one route until its subscription ends: after shutdown was
@@ -278,7 +299,7 @@ impl<F: Future + Unpin> Future for Scoped<'_, F> {
 
 /// What a handler's outcome means: send the reply, or count, log and answer
 /// the error.
-async fn respond(
+pub(crate) async fn respond(
     service: &Service,
     outcome: std::thread::Result<Result<Reply, ExtractError>>,
     message: &async_nats::Message,
@@ -287,7 +308,25 @@ async fn respond(
     let (subject, reply_to) = (&message.subject, message.reply.as_ref());
     let (error, code) = match outcome {
         Ok(Ok(Reply::None)) => return,
+        Ok(Ok(Reply::Empty)) => {
+            if let Some(reply_to) = reply_to
+                && let Err(e) = service
+                    .publish_inner(reply_to.to_string(), None, bytes::Bytes::new())
+                    .await
+            {
+                tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
+            }
+            return;
+        }
         Ok(Ok(Reply::Body { payload, headers })) => {
+            for target in &info.publish {
+                if let Err(e) = service
+                    .publish_inner(target.clone(), headers.clone(), payload.clone())
+                    .await
+                {
+                    tracing::error!(handler = %info.name, %subject, target = %target, error = %e, "cannot publish the return value");
+                }
+            }
             if let Some(reply_to) = reply_to
                 && let Err(e) = service
                     .publish_inner(reply_to.to_string(), headers, payload)

@@ -72,6 +72,7 @@ mod handler_error;
 pub mod health;
 mod logging;
 mod nats_url;
+mod publish_target;
 mod registry;
 mod reply;
 mod route;
@@ -82,6 +83,8 @@ mod service;
 mod signals;
 mod stream;
 mod subject;
+mod task;
+mod timer;
 
 pub use blocking::{Blocking, BlockingCall};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
@@ -99,6 +102,7 @@ pub use extract::{
 pub use handler::Handler;
 pub use handler_error::HandlerError;
 pub use logging::{dropped_log_writes, init_logging};
+pub use publish_target::PublishTarget;
 pub use registry::collected_routes;
 pub use reply::{IntoReply, Reply};
 pub use route::{QueueGroup, Route, SubjectSource};
@@ -107,6 +111,8 @@ pub use secret::{REDACTED, is_secret_key};
 pub use service::{Hangups, Options, Service};
 pub use stream::{StreamRetention, StreamSpec, StreamStorage};
 pub use subject::validate_subject;
+pub use task::{TASK_FIRST_BACKOFF_MS, TASK_MAX_BACKOFF_SECS};
+pub use timer::parse_period;
 
 pub use async_nats::{self, HeaderMap, Message};
 pub use bytes::{self, Bytes};

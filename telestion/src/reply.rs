@@ -16,7 +16,11 @@ use crate::service::Service;
 pub enum Reply {
     /// Send nothing (the handler may have replied itself).
     None,
-    /// Reply with this body and optional headers.
+    /// Reply with an empty body (`None` of an `Option`): nothing is
+    /// published to the route's publish targets.
+    Empty,
+    /// Reply with this body and optional headers (and publish them to the
+    /// route's publish targets).
     Body {
         /// The reply body.
         payload: Bytes,
@@ -50,7 +54,7 @@ impl Reply {
 /// | `()` | none |
 /// | `Json<T>` | `T` as JSON |
 /// | `Bytes`, `Vec<u8>`, `String`, `&'static str` | the body as is |
-/// | `Option<T>` | `None` → empty body, `Some(t)` → `t`'s reply |
+/// | `Option<T>` | `None` → empty body (nothing published), `Some(t)` → `t`'s reply |
 /// | `Result<T, E: Display>` | `Ok(t)` → `t`'s reply, `Err(e)` → error 500 |
 /// | `Result<T, HandlerError>` | `Ok(t)` → `t`'s reply, `Err(e)` → error with `e`'s code |
 ///
@@ -136,7 +140,7 @@ impl<T: IntoReply> IntoReply for Option<T> {
     fn into_reply(self) -> Reply {
         match self {
             Some(value) => value.into_reply(),
-            None => body(Bytes::new()),
+            None => Reply::Empty,
         }
     }
 }

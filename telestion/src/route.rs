@@ -15,7 +15,10 @@ use crate::dispatch::{RouteInfo, run_route};
 use crate::durable::{Durable, DurableRoute, run_durable};
 use crate::error::BoxError;
 use crate::handler::Handler;
+use crate::publish_target::PublishTarget;
 use crate::service::Service;
+use crate::task::run_task;
+use crate::timer::{Period, run_timer};
 
 /// Where a route's subject comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,9 @@ pub struct Route {
     pub(crate) handler: Arc<dyn ErasedHandler>,
     pub(crate) durable: Option<Durable>,
     pub(crate) default_subject: Option<String>,
+    pub(crate) publish: Vec<PublishTarget>,
+    pub(crate) period: Option<Period>,
+    pub(crate) task: bool,
 }
 
 impl fmt::Debug for Route {
@@ -72,6 +78,9 @@ impl fmt::Debug for Route {
             .field("concurrency", &self.concurrency)
             .field("durable", &self.durable)
             .field("default_subject", &self.default_subject)
+            .field("publish", &self.publish)
+            .field("period", &self.period)
+            .field("task", &self.task)
             .finish()
     }
 }
@@ -139,7 +148,159 @@ impl Route {
             }),
             durable: None,
             default_subject: None,
+            publish: Vec::new(),
+            period: None,
+            task: false,
         }
+    }
+
+    /// A task: `handler` is called once, after the service's handlers are
+    /// subscribed ([`Service::serve`] starts tasks last), for long-running
+    /// work such as a link to a device. It should watch
+    /// [`Service::stopped`] and return at shutdown; the drain awaits it
+    /// within the shutdown limit (and stops it after twice the limit). An
+    /// error or panic is counted in health and logged, and the task is
+    /// restarted after a back-off ([`TASK_FIRST_BACKOFF_MS`](crate::TASK_FIRST_BACKOFF_MS),
+    /// doubling up to [`TASK_MAX_BACKOFF_SECS`](crate::TASK_MAX_BACKOFF_SECS));
+    /// returning `Ok` ends it for good. Its extractors see an empty message
+    /// on subject `task`: take `Service`, `State<T>`, `TypedConfig<T>` or
+    /// `DataDir`.
+    ///
+    /// ```
+    /// use telestion::{Route, Service, ServiceError};
+    ///
+    /// async fn link(service: Service) -> Result<(), ServiceError> {
+    ///     service.publish("link.status", "up").await?;
+    ///     service.stopped().await;
+    ///     Ok(())
+    /// }
+    ///
+    /// let route = Route::task(link);
+    /// assert!(route.is_task());
+    /// ```
+    pub fn task<H, Args>(handler: H) -> Route
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        let mut route = Route::new("task", handler);
+        route.task = true;
+        route
+    }
+
+    /// Whether this route is a task ([`Route::task`]).
+    pub fn is_task(&self) -> bool {
+        self.task
+    }
+
+    /// A timer: `handler` is called every `period` (first one period after
+    /// the start; calls never overlap) until shutdown, instead of per
+    /// message. Its return value is published to the route's
+    /// [`publish_to`](Route::publish_to) targets (there is no request to
+    /// answer); errors and panics are counted in health and logged. Its
+    /// extractors see an empty message on subject `timer`, so take
+    /// `Service`, `State<T>`, `TypedConfig<T>` or `DataDir`. The timer
+    /// stops at shutdown; a running call is awaited by the drain.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use telestion::{Json, Route};
+    ///
+    /// async fn beat() -> Json<&'static str> {
+    ///     Json("alive")
+    /// }
+    ///
+    /// let route = Route::every(Duration::from_secs(1), beat).publish_to("status.beat");
+    /// # let _ = route;
+    /// ```
+    pub fn every<H, Args>(period: std::time::Duration, handler: H) -> Route
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        let mut route = Route::new("timer", handler);
+        route.period = Some(Period::Fixed(period));
+        route
+    }
+
+    /// A timer (see [`Route::every`]) whose period is the value of config
+    /// key `key` (`100ms`, `2s`, `5m`, `1h`; see [`parse_period`](crate::parse_period)),
+    /// resolved at start: a missing key fails the start unless
+    /// [`default_period`](Route::default_period) gives one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use telestion::Route;
+    ///
+    /// async fn poll() {}
+    ///
+    /// let route = Route::every_config("POLL_PERIOD", poll).default_period(Duration::from_secs(5));
+    /// # let _ = route;
+    /// ```
+    pub fn every_config<H, Args>(key: impl Into<String>, handler: H) -> Route
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        let mut route = Route::new("timer", handler);
+        route.period = Some(Period::Config {
+            key: key.into(),
+            default: None,
+        });
+        route
+    }
+
+    /// For a timer from [`Route::every_config`]: the period when the key is
+    /// not set. No effect on other routes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// async fn poll() {}
+    ///
+    /// let route = telestion::Route::every_config("POLL_PERIOD", poll)
+    ///     .default_period(Duration::from_millis(500));
+    /// assert!(route.is_timer());
+    /// ```
+    pub fn default_period(mut self, period: std::time::Duration) -> Route {
+        if let Some(Period::Config { default, .. }) = &mut self.period {
+            *default = Some(period);
+        }
+        self
+    }
+
+    /// Whether this route is a timer ([`Route::every`]).
+    pub fn is_timer(&self) -> bool {
+        self.period.is_some()
+    }
+
+    /// Also publishes the handler's return value (its reply body and
+    /// headers) to `target`, a fixed subject or a [`PublishTarget`] from
+    /// config; may be given several times. A message with a reply subject
+    /// is still answered. Nothing is published for `()` or `None`, and an
+    /// error is not published (it is counted, logged and answered as
+    /// always). Not for durable routes (their subscription fails).
+    ///
+    /// ```
+    /// use telestion::{Json, PublishTarget, Route};
+    ///
+    /// async fn to_fahrenheit(Json(celsius): Json<f64>) -> Json<f64> {
+    ///     Json(celsius * 9.0 / 5.0 + 32.0)
+    /// }
+    ///
+    /// let route = Route::new("sensors.celsius", to_fahrenheit)
+    ///     .publish_to("sensors.fahrenheit")
+    ///     .publish_to(PublishTarget::config("MIRROR_SUBJECT").or_default("sensors.mirror"));
+    /// assert_eq!(route.publish_targets().len(), 2);
+    /// ```
+    pub fn publish_to(mut self, target: impl Into<PublishTarget>) -> Route {
+        self.publish.push(target.into());
+        self
+    }
+
+    /// Where the route publishes its handler's return value.
+    pub fn publish_targets(&self) -> &[PublishTarget] {
+        &self.publish
     }
 
     /// For a route from [`Route::from_config`]: the subject to use when the
@@ -251,6 +412,14 @@ impl Route {
         if let SubjectSource::ConfigKey(key) = &self.subject {
             keys.push(key.clone());
         }
+        if let Some(key) = self.period.as_ref().and_then(Period::config_key) {
+            keys.push(key.to_owned());
+        }
+        keys.extend(
+            self.publish
+                .iter()
+                .filter_map(|target| target.config_key().map(str::to_owned)),
+        );
         keys.extend(self.handler.config_keys());
         if self.durable.is_some() {
             keys.extend(
@@ -282,6 +451,15 @@ pub(crate) trait PreparedHandler: Send {
 
     fn spawn_durable(self: Box<Self>, service: Service, route: Arc<DurableRoute>)
     -> JoinHandle<()>;
+
+    fn spawn_timer(
+        self: Box<Self>,
+        service: Service,
+        period: std::time::Duration,
+        info: RouteInfo,
+    ) -> JoinHandle<()>;
+
+    fn spawn_task(self: Box<Self>, service: Service, info: RouteInfo) -> JoinHandle<()>;
 }
 
 /// A handler with its argument types erased.
@@ -339,6 +517,30 @@ where
         ))
     }
 
+    fn spawn_timer(
+        self: Box<Self>,
+        service: Service,
+        period: std::time::Duration,
+        info: RouteInfo,
+    ) -> JoinHandle<()> {
+        tokio::spawn(run_timer::<H, Args>(
+            self.handler,
+            self.context,
+            service,
+            period,
+            Arc::new(info),
+        ))
+    }
+
+    fn spawn_task(self: Box<Self>, service: Service, info: RouteInfo) -> JoinHandle<()> {
+        tokio::spawn(run_task::<H, Args>(
+            self.handler,
+            self.context,
+            service,
+            Arc::new(info),
+        ))
+    }
+
     fn spawn_durable(
         self: Box<Self>,
         service: Service,
@@ -350,5 +552,30 @@ where
             service,
             route,
         ))
+    }
+}
+
+impl Route {
+    /// The default of config key `key` when this route reads it as its
+    /// subject or a publish target (for `--help`).
+    pub(crate) fn key_default(&self, key: &str) -> Option<String> {
+        if let SubjectSource::ConfigKey(subject_key) = &self.subject
+            && subject_key == key
+        {
+            return self.default_subject.clone();
+        }
+        if let Some(Period::Config {
+            key: period_key,
+            default,
+        }) = &self.period
+            && period_key == key
+        {
+            return default.map(|period| format!("{period:?}"));
+        }
+        self.publish
+            .iter()
+            .find(|target| target.config_key() == Some(key))
+            .and_then(PublishTarget::default_subject)
+            .map(str::to_owned)
     }
 }

@@ -62,10 +62,7 @@ pub fn help_text(routes: &[Route]) -> String {
                 && !STANDARD_KEYS.iter().any(|(k, _)| *k == key)
             {
                 let mut meaning = format!("read by handler {}", route.handler_name());
-                if let (crate::route::SubjectSource::ConfigKey(subject_key), Some(default)) =
-                    (route.subject_source(), route.default_subject_value())
-                    && *subject_key == key
-                {
+                if let Some(default) = route.key_default(&key) {
                     meaning.push_str(&format!(" (default: {default})"));
                 }
                 custom.push((key, meaning));

@@ -48,6 +48,74 @@ impl Service {
             subject: subject.clone(),
             reason,
         })?;
+        let publish = route
+            .publish
+            .iter()
+            .map(|target| target.resolve(self.config()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| StartError::Handler {
+                handler: route.name.clone(),
+                source: reason.into(),
+            })?;
+        if route.task {
+            let prepared = route
+                .handler
+                .prepare(self)
+                .map_err(|source| StartError::Handler {
+                    handler: route.name.clone(),
+                    source,
+                })?;
+            tracing::debug!(handler = %route.name, "task started");
+            let task = prepared.spawn_task(
+                self.clone(),
+                RouteInfo {
+                    name: route.name.as_str().into(),
+                    subject,
+                    concurrency: 1,
+                    errors: Default::default(),
+                    publish,
+                },
+            );
+            lock(&self.inner.lifecycle.route_tasks).push(task);
+            return Ok(());
+        }
+        if let Some(period) = &route.period {
+            let period = period
+                .resolve(self.config())
+                .map_err(|reason| StartError::Handler {
+                    handler: route.name.clone(),
+                    source: reason.into(),
+                })?;
+            let prepared = route
+                .handler
+                .prepare(self)
+                .map_err(|source| StartError::Handler {
+                    handler: route.name.clone(),
+                    source,
+                })?;
+            tracing::debug!(handler = %route.name, ?period, "timer started");
+            let task = prepared.spawn_timer(
+                self.clone(),
+                period,
+                RouteInfo {
+                    name: route.name.as_str().into(),
+                    subject,
+                    concurrency: 1,
+                    errors: Default::default(),
+                    publish,
+                },
+            );
+            lock(&self.inner.lifecycle.route_tasks).push(task);
+            return Ok(());
+        }
+        if route.durable.is_some() && !publish.is_empty() {
+            return Err(StartError::Handler {
+                handler: route.name.clone(),
+                source: "a durable route cannot publish its return value (yet); publish with \
+                         `service.publish(..)` in the handler"
+                    .into(),
+            });
+        }
         let queue = match &route.queue {
             QueueGroup::ServiceName => Some(self.name().to_owned()),
             QueueGroup::Broadcast => None,
@@ -96,6 +164,7 @@ impl Service {
                 subject,
                 concurrency: route.concurrency,
                 errors: Default::default(),
+                publish,
             },
         );
         lock(&self.inner.lifecycle.route_tasks).push(task);
@@ -158,7 +227,10 @@ impl Service {
             return Ok(());
         }
         let mut count = 0;
-        for route in routes {
+        // Tasks start after every handler is subscribed.
+        let (tasks, handlers): (Vec<Route>, Vec<Route>) =
+            routes.into_iter().partition(|route| route.task);
+        for route in handlers.into_iter().chain(tasks) {
             self.subscribe(route).await?;
             count += 1;
         }

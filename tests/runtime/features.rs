@@ -1,10 +1,11 @@
 //! The feature points built with `#[subscribe]` (fixture
 //! `tests/fixtures/e2e_features.rs`) and by hand with `Route`: config
-//! subjects with defaults, error codes and log volume, ...
+//! subjects with defaults, error codes and log volume, blocking handlers,
+//! publish targets.
 
 use std::time::Duration;
 
-use telestion::{HandlerError, Json, Route};
+use telestion::{HandlerError, Json, PublishTarget, Route};
 
 use crate::support::{self, NatsServer, TestService, WAIT, service_command, spawn_ready};
 
@@ -70,6 +71,11 @@ async fn config_subject_falls_back_to_its_default() {
         .find(|line| line.contains("DEFAULTED_SUBJECT"))
         .unwrap_or_else(|| panic!("DEFAULTED_SUBJECT missing from --help:\n{stdout}"));
     assert!(line.contains("(default: features.defaulted)"), "{line}");
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("MIRROR_SUBJECT"))
+        .unwrap_or_else(|| panic!("MIRROR_SUBJECT missing from --help:\n{stdout}"));
+    assert!(line.contains("(default: features.mirror)"), "{line}");
 }
 
 /// Point 1 by hand: `Route::from_config(..).default_subject(..)`.
@@ -301,4 +307,224 @@ async fn route_blocking_runs_a_plain_fn() {
     );
     assert_eq!(text_reply(&client, "shout", "again").await, "AGAIN");
     service.stop().await.unwrap();
+}
+
+/// Point 4: `#[subscribe("in", publish = [..], publish_config = "KEY",
+/// publish_default = "..")]` publishes the return value to every target
+/// and still answers a request; `None` and errors publish nothing (an
+/// error is answered as an error reply).
+#[tokio::test]
+async fn return_values_are_published_to_the_targets() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = features(&server, "publisher", data.path());
+    cmd.env("MIRROR_SUBJECT", "features.mirrored");
+    let _proc = spawn_ready(cmd);
+    let mut converted = client.subscribe("features.converted").await.unwrap();
+    let mut copy = client.subscribe("features.converted.copy").await.unwrap();
+    let mut mirrored = client.subscribe("features.mirrored").await.unwrap();
+    client.flush().await.unwrap();
+
+    // Published without a reply subject.
+    client
+        .publish("features.convert", "100".into())
+        .await
+        .unwrap();
+    for subscription in [&mut converted, &mut copy, &mut mirrored] {
+        let message = support::next_message(subscription, WAIT).await;
+        assert_eq!(&message.payload[..], b"212.0");
+    }
+    // A request is answered and published.
+    let reply = crate::request(&client, "features.convert", "0").await;
+    assert_eq!(&reply.payload[..], b"32.0");
+    let message = support::next_message(&mut converted, WAIT).await;
+    assert_eq!(&message.payload[..], b"32.0");
+    // An error is answered, not published; `None` publishes nothing.
+    let reply = crate::request(&client, "features.convert", "-300").await;
+    assert_eq!(
+        support::error_header(&reply).as_deref(),
+        Some("below absolute zero")
+    );
+    client
+        .publish("features.convert", "99999".into())
+        .await
+        .unwrap();
+    // A marker after both (handled in order): the next message on the
+    // targets is its value, so neither the error nor `None` published.
+    client
+        .publish("features.convert", "10".into())
+        .await
+        .unwrap();
+    let message = support::next_message(&mut converted, WAIT).await;
+    assert_eq!(&message.payload[..], b"50.0");
+    let message = support::next_message(&mut mirrored, WAIT).await;
+    assert_eq!(&message.payload[..], b"32.0", "the request's value first");
+    let message = support::next_message(&mut mirrored, WAIT).await;
+    assert_eq!(&message.payload[..], b"50.0");
+}
+
+/// Point 4 by hand: `Route::publish_to`, with the default of a config
+/// target; a missing config target without a default fails the start.
+#[tokio::test]
+async fn route_publish_to_publishes_the_return_value() {
+    async fn double(Json(x): Json<i64>) -> Json<i64> {
+        Json(2 * x)
+    }
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let mut out = client.subscribe("hand.out").await.unwrap();
+    let mut defaulted = client.subscribe("hand.defaulted").await.unwrap();
+    client.flush().await.unwrap();
+    let service = TestService::start(
+        &server,
+        "hand-publish",
+        vec![
+            Route::new("hand.in", double)
+                .publish_to("hand.out")
+                .publish_to(PublishTarget::config("UNSET_TARGET").or_default("hand.defaulted")),
+        ],
+    )
+    .await;
+    client.publish("hand.in", "21".into()).await.unwrap();
+    assert_eq!(
+        &support::next_message(&mut out, WAIT).await.payload[..],
+        b"42"
+    );
+    assert_eq!(
+        &support::next_message(&mut defaulted, WAIT).await.payload[..],
+        b"42"
+    );
+    service.stop().await.unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let config = support::service_config(&server.url(), "missing-target", data.path(), &[]);
+    let error = TestService::start_with(
+        config,
+        vec![Route::new("hand.in2", double).publish_to(PublishTarget::config("UNSET_TARGET"))],
+    )
+    .await
+    .expect_err("a missing publish target key must fail the start");
+    assert!(
+        telestion::error_chain(&error).contains("UNSET_TARGET"),
+        "{}",
+        telestion::error_chain(&error)
+    );
+}
+
+/// Point 5: `#[subscribe(every = "100ms", publish = "...")]` publishes its
+/// return value periodically; `every_config` takes the period from config
+/// (its default shown by `--help`); the service still stops promptly.
+#[tokio::test]
+async fn timers_publish_periodically() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let mut ticks = client.subscribe("features.tick").await.unwrap();
+    let mut fast = client.subscribe("features.fast").await.unwrap();
+    client.flush().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = features(&server, "timers", data.path());
+    cmd.env("FAST_PERIOD", "50ms");
+    let mut proc = spawn_ready(cmd);
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let message = support::next_message(&mut ticks, WAIT).await;
+        counts.push(
+            String::from_utf8_lossy(&message.payload)
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(counts, [1, 2, 3]);
+    for _ in 0..3 {
+        let message = support::next_message(&mut fast, WAIT).await;
+        assert_eq!(&message.payload[..], b"timers");
+    }
+    proc.signal(libc::SIGTERM);
+    assert_eq!(proc.wait_exit(WAIT), Some(0), "{}", proc.stderr());
+
+    let mut cmd =
+        support::clean_command(support::workspace_binary("telestion-tests", "e2e_features"));
+    cmd.arg("--help");
+    let output = support::run_with_timeout(cmd, WAIT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("FAST_PERIOD"))
+        .unwrap_or_else(|| panic!("FAST_PERIOD missing from --help:\n{stdout}"));
+    assert!(line.contains("(default: 3600s)"), "{line}");
+}
+
+/// Point 5 by hand: `Route::every` with a failing handler counts every
+/// failure in health (and logs it); a bad period from config fails the
+/// start naming the key; the timer stops at shutdown.
+#[tokio::test]
+async fn failing_timer_counts_in_health_and_stops_at_shutdown() {
+    async fn broken() -> Result<(), String> {
+        Err("the link is down".into())
+    }
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let service = TestService::start(
+        &server,
+        "broken-timer",
+        vec![Route::every(Duration::from_millis(50), broken)],
+    )
+    .await;
+    support::eventually_async(WAIT, "three timer failures in health", || {
+        let client = client.clone();
+        async move {
+            support::health_report(&client, telestion::health::SUBJECT)
+                .await
+                .errors_total
+                >= 3
+        }
+    })
+    .await;
+    tokio::time::timeout(WAIT, service.stop())
+        .await
+        .expect("the timer did not stop at shutdown")
+        .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let config = support::service_config(
+        &server.url(),
+        "bad-period",
+        data.path(),
+        &[("POLL_PERIOD", "soon")],
+    );
+    let error = TestService::start_with(config, vec![Route::every_config("POLL_PERIOD", broken)])
+        .await
+        .expect_err("a bad period must fail the start");
+    let text = telestion::error_chain(&error);
+    assert!(text.contains("POLL_PERIOD"), "{text}");
+}
+
+/// Point 5: `#[subscribe(task)]` starts once the handlers are subscribed;
+/// a failure is counted in health and the task restarted after a back-off;
+/// at shutdown it sees `service.stopped()`, finishes (its last publish
+/// arrives) and the service exits 0.
+#[tokio::test]
+async fn tasks_restart_after_failure_and_finish_at_shutdown() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let mut link = client.subscribe("features.link").await.unwrap();
+    client.flush().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut proc = spawn_ready(features(&server, "tasks", data.path()));
+    let text =
+        |message: async_nats::Message| String::from_utf8_lossy(&message.payload).into_owned();
+    assert_eq!(text(support::next_message(&mut link, WAIT).await), "up 1");
+    assert_eq!(text(support::next_message(&mut link, WAIT).await), "up 2");
+    let health = support::health_report(&client, telestion::health::SUBJECT).await;
+    assert_eq!(health.errors_total, 1);
+    proc.signal(libc::SIGTERM);
+    assert_eq!(text(support::next_message(&mut link, WAIT).await), "down");
+    assert_eq!(proc.wait_exit(WAIT), Some(0), "{}", proc.stderr());
+    let stderr = proc.stderr();
+    assert!(stderr.contains("the link dropped"), "{stderr}");
+    assert!(
+        stderr.contains("restarting it after a back-off"),
+        "{stderr}"
+    );
 }
