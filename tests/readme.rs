@@ -46,6 +46,27 @@ fn readme_by_hand_service_compiles_without_a_tokio_dependency() {
     assert_eq!(names, ["telestion"]);
 }
 
+/// The README's "Dependencies" promise: a service with derives, logging
+/// and a timer needs only `telestion` and `serde` (the workspace builds
+/// `tests/with_serde`).
+#[test]
+fn a_service_needs_only_telestion_and_serde() {
+    let crate_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/with_serde");
+    let manifest = std::fs::read_to_string(format!("{crate_dir}/Cargo.toml")).unwrap();
+    let dependencies = manifest.split("[dependencies]").nth(1).unwrap();
+    let names: Vec<&str> = dependencies
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
+        .collect();
+    assert_eq!(names, ["telestion", "serde"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(
+        readme.contains("#### Dependencies"),
+        "README lacks the section"
+    );
+}
+
 #[test]
 fn readme_testing_section_is_the_testing_example() {
     let example =
