@@ -2,8 +2,9 @@
 # Makes this machine able to build and run the images of the Dockerfile
 # without Docker or a registry (used by tests/containers.rs; run it as root):
 #
-# 1. installs podman, runc, debootstrap and podman-compose from the OS
-#    packages when one is missing (apt-get update only if the install fails);
+# 1. installs podman, runc, debootstrap, podman-compose and the dnsname CNI
+#    plugin from the OS packages when one is missing (apt-get update only if
+#    the install fails);
 # 2. writes $CT_DIR/containers.conf (runc, cgroupfs, no default ulimits: the
 #    defaults raise limits a sandbox may not allow);
 # 3. makes the base image localhost/telestion-ct-base:<hash> from
@@ -23,14 +24,16 @@ need=()
 for tool in podman runc debootstrap podman-compose; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+# Name resolution between containers of a compose project's network.
+[ -x /usr/lib/cni/dnsname ] || need+=(dnsname)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
-        echo "error: ${need[*]} missing; run as root (apt-get install podman runc debootstrap podman-compose)" >&2
+        echo "error: ${need[*]} missing; run as root (apt-get install podman runc debootstrap podman-compose golang-github-containernetworking-plugin-dnsname)" >&2
         exit 1
     fi
-    echo "installing podman runc debootstrap podman-compose (missing: ${need[*]})" >&2
+    packages=(podman runc debootstrap podman-compose golang-github-containernetworking-plugin-dnsname)
+    echo "installing ${packages[*]} (missing: ${need[*]})" >&2
     export DEBIAN_FRONTEND=noninteractive
-    packages=(podman runc debootstrap podman-compose)
     apt-get install -y -q --no-install-recommends "${packages[@]}" >&2 \
         || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${packages[@]}" >&2; }
 fi

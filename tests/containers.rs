@@ -100,6 +100,12 @@ fn cleanup(env: &Env) {
         args.extend(volumes.iter().map(String::as_str));
         podman_output(env, &args, 60);
     }
+    let networks = list(&["network", "ls", "--format", "{{.Name}}"]);
+    if !networks.is_empty() {
+        let mut args = vec!["network", "rm", "-f"];
+        args.extend(networks.iter().map(String::as_str));
+        podman_output(env, &args, 60);
+    }
     let images = list(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     if !images.is_empty() {
         let mut args = vec!["rmi", "-f"];
@@ -150,10 +156,12 @@ fn image(name: &str) -> String {
     if built.contains(&tag) {
         return tag;
     }
+    let cargo = Instant::now();
     let binary: PathBuf = match name {
         "standard_ops" | "health" | "replay" => workspace_binary(name, name),
         _ => workspace_example("telestion-examples", name),
     };
+    eprintln!("{name}: binary current in {:.1?}", cargo.elapsed());
     let started = Instant::now();
     if built.is_empty() {
         // The runtime stage's own layers (apt-get, useradd) under a tag that
@@ -397,7 +405,6 @@ async fn health_and_replay_images_with_env_and_cli_config() {
         "{table}"
     );
 
-    eprintln!("  at {:.1?}", started.elapsed());
     // replay reads a mounted file and republishes its message.
     let input = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
@@ -435,7 +442,6 @@ async fn health_and_replay_images_with_env_and_cli_config() {
     assert_eq!(message.payload, "{\"n\":1}".as_bytes());
     let code = wait_exit(&replay);
     assert_eq!(code, 0, "{}", logs(&replay));
-    eprintln!("  at {:.1?}", started.elapsed());
     probe.shutdown();
     probe.drain().await;
     eprintln!("health and replay images test: {:.1?}", started.elapsed());
@@ -576,4 +582,195 @@ async fn tls_with_the_images_ca_bundle() {
     let (code, _) = stop(&service);
     assert_eq!(code, 0, "{}", logs(&service));
     eprintln!("TLS image test: {:.1?}", started.elapsed());
+}
+
+/// NATS from Debian's nats-server package on the same base image, kept
+/// across runs (like the runtime stage) as a layer cache.
+fn nats_image() -> String {
+    const TAG: &str = "localhost/telestion-ct-cache/nats:latest";
+    let env = env();
+    let started = Instant::now();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Containerfile"),
+        format!(
+            "FROM {}\n\
+             RUN apt-get update \\\n\
+             && apt-get install -y --no-install-recommends nats-server \\\n\
+             && rm -rf /var/lib/apt/lists/*\n\
+             USER nobody\n\
+             ENTRYPOINT [\"/usr/sbin/nats-server\"]\n\
+             CMD []\n",
+            env.base
+        ),
+    )
+    .unwrap();
+    podman(
+        &[
+            "build",
+            "--pull=never",
+            "--network",
+            "host",
+            "-q",
+            "-t",
+            TAG,
+            &context.path().to_string_lossy(),
+        ],
+        600,
+    );
+    eprintln!("nats image ready in {:.1?}", started.elapsed());
+    TAG.to_owned()
+}
+
+fn compose(project: &str, files: &[&Path], args: &[&str], timeout_secs: u64) -> Output {
+    let env = env();
+    let mut cmd = Command::new("podman-compose");
+    cmd.current_dir(REPO)
+        .env("CONTAINERS_CONF", &env.conf)
+        .env("TELESTION_IMAGES", format!("localhost/{}", env.prefix))
+        .env("NATS_IMAGE", nats_image_tag())
+        .stdin(std::process::Stdio::null())
+        .args(["-p", project]);
+    for file in files {
+        cmd.arg("-f").arg(file);
+    }
+    cmd.args(args);
+    let out = run_with_timeout(cmd, Duration::from_secs(timeout_secs));
+    assert!(
+        out.status.success(),
+        "podman-compose {args:?} failed ({:?}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn nats_image_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(nats_image)
+}
+
+/// compose.yaml as it is, run with podman-compose: its images are the
+/// `prebuilt` images of this run (TELESTION_IMAGES) and the Debian NATS
+/// image (NATS_IMAGE), on the project's own bridge network (service names
+/// resolve through the dnsname CNI plugin, so `nats://nats:4222` is NATS's
+/// port inside that network, not the host's). Data flows publisher -> latest_value_cache <-
+/// requester -> standard_ops -> temperature.log in the compose volume, the
+/// health table lists every service, and `podman-compose stop -t 25`
+/// (SIGTERM) ends every service with exit code 0 before `down -v`.
+#[test]
+fn compose_stack_up_data_flows_health_table_and_down() {
+    let started = Instant::now();
+    let services = [
+        "standard_ops",
+        "publisher",
+        "latest_value_cache",
+        "requester",
+        "health",
+    ];
+    for service in services {
+        image(service);
+    }
+    nats_image_tag();
+    eprintln!("compose images ready at {:.1?}", started.elapsed());
+    let project = name("compose");
+    let compose_file = Path::new(REPO).join("compose.yaml");
+    let files = [compose_file.as_path()];
+
+    struct Down<'a>(&'a str, [&'a Path; 1]);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let env = env();
+                let mut cmd = Command::new("podman-compose");
+                cmd.current_dir(REPO)
+                    .env("CONTAINERS_CONF", &env.conf)
+                    .args(["-p", self.0, "-f"])
+                    .arg(self.1[0])
+                    .args(["down", "-v", "-t", "0"]);
+                run_with_timeout(cmd, Duration::from_secs(120));
+            }
+        }
+    }
+    let _down = Down(&project, files);
+    compose(&project, &files, &["up", "-d", "--no-build"], 180);
+    eprintln!("compose up at {:.1?}", started.elapsed());
+
+    let volume = format!("{project}_telestion-data");
+    let log = volume_dir(&volume).join("logs/temperature.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data in {} within 60 s; containers:\n{}",
+            log.display(),
+            podman(&["ps", "-a"], 30)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("\"subject\":\"__telestion__/log/temperature\""),
+        "{text}"
+    );
+    let (uid, _, mode) = owner_and_mode(&log);
+    assert_eq!((uid, mode), (UID, 0o600), "temperature.log");
+    eprintln!("data logged at {:.1?}", started.elapsed());
+
+    // The health table through compose's own definition of the tool.
+    let out = compose(
+        &project,
+        &files,
+        &["run", "--rm", "--no-deps", "-T", "health"],
+        60,
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for service in [
+        "standard_ops",
+        "publisher",
+        "latest_value_cache",
+        "requester",
+    ] {
+        assert!(
+            table.contains(service),
+            "{service} not in the table:\n{table}"
+        );
+    }
+
+    compose(&project, &files, &["stop", "-t", STOP_GRACE], 180);
+    let states = podman(
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.podman.compose.project={project}"),
+            "--format",
+            "{{.Names}} {{.ExitCode}} {{.Status}}",
+        ],
+        30,
+    );
+    eprintln!("after stop:\n{states}");
+    let mut seen = 0;
+    for line in states.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(container), Some(code)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        seen += 1;
+        let logs = String::from_utf8_lossy(&podman_output(env(), &["logs", container], 30).stderr)
+            .into_owned();
+        assert_eq!(code, "0", "{container} exited with {code}:\n{logs}");
+    }
+    assert!(seen >= 5, "only {seen} containers:\n{states}");
+    compose(&project, &files, &["down", "-v", "-t", STOP_GRACE], 180);
+    // podman-compose 1.0.3 leaves the project network.
+    podman_output(env(), &["network", "rm", &format!("{project}_default")], 30);
+    eprintln!("compose test: {:.1?}", started.elapsed());
 }
