@@ -25,8 +25,12 @@ pub struct Plan {
     pub cold_runs: usize,
     /// Lines per standard_ops round.
     pub log_lines: u64,
+    /// Messages per durable throughput round (128 B).
+    pub durable: u64,
+    /// Durable publishes per latency round.
+    pub durable_requests: usize,
     /// Run only this case (`cold`, `throughput`, `latency`, `health`,
-    /// `standard_ops`, or `instructions`, which runs only when named), for
+    /// `standard_ops`, `durable`, or `instructions`, which runs only when named), for
     /// profiling.
     pub only: Option<String>,
 }
@@ -53,6 +57,8 @@ impl Plan {
             health_rounds: 3,
             cold_runs: 5,
             log_lines: 20_000,
+            durable: 10_000,
+            durable_requests: 1_000,
             only: None,
         }
     }
@@ -68,6 +74,8 @@ impl Plan {
             health_rounds: 1,
             cold_runs: 1,
             log_lines: 100,
+            durable: 100,
+            durable_requests: 10,
             only: None,
         }
     }

@@ -27,14 +27,18 @@
 //! 5. resident set size, idle and under load;
 //! 6. `standard_ops`: lines written per second, and the throughput of an
 //!    unrelated busy subject with and without it running;
-//! 7. only when named (`--only instructions`, needs valgrind): instructions
+//! 7. durable handlers (JetStream): throughput and publish-to-handled
+//!    latency of a `durable` handler vs a hand-written async-nats durable
+//!    pull consumer with the same ack policy;
+//! 8. only when named (`--only instructions`, needs valgrind): instructions
 //!    per message of both subscribers in the 128 B throughput cases, under
 //!    callgrind, a figure that does not depend on the machine's load.
 //!
 //! `--smoke` runs every case once with a few messages and fails (exit code 1)
 //! only when a case breaks (a message missing, a process not starting); it
 //! never judges a timing. Options: `--rounds N`, `--only CASE` (`cold`,
-//! `throughput`, `latency`, `health`, `standard_ops`, `instructions`),
+//! `throughput`, `latency`, `health`, `standard_ops`, `durable`,
+//! `instructions`),
 //! `--out PATH`, `--no-build`.
 //!
 //! One file per concern: `cli` (arguments, the plan), `binaries` (the

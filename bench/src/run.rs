@@ -9,7 +9,7 @@ use telestion_test::NatsServer;
 use crate::binaries::Binaries;
 use crate::bus::{HEALTH, Res, first_reply, health_from, pong};
 use crate::cases::{
-    cold_start, health_backlog, instructions, latency, memory, standard_ops, throughput,
+    cold_start, durable, health_backlog, instructions, latency, memory, standard_ops, throughput,
 };
 use crate::cli::Plan;
 use crate::measure::memory_kib;
@@ -148,6 +148,13 @@ async fn cases(ctx: &mut Ctx, results: &mut serde_json::Map<String, Value>) -> R
                     .push("standard_ops: apps/standard_ops does not exist".into());
             }
         }
+    }
+
+    // 7. Durable handlers (JetStream).
+    if plan.runs("durable") {
+        println!("durable handlers (JetStream) ...");
+        let outcome = durable::durable(ctx).await;
+        record(ctx, results, "durable", "durable handlers", outcome);
     }
 
     for (name, process) in [("bench-tel", &mut fw), ("bench-raw", &mut raw)] {

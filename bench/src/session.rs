@@ -13,14 +13,17 @@ use crate::report::Table;
 
 /// Starts the `nats-server` of a run: a large per-connection pending limit
 /// and write deadline, so that a backlogged subscriber is never cut off as
-/// a slow consumer.
+/// a slow consumer; JetStream enabled (its store in the server's own
+/// temporary directory) for the durable case.
 ///
 /// # Panics
 ///
 /// When the server cannot start (the kit says why).
 pub fn start_server() -> NatsServer {
     NatsServer::start_with(
-        ServerOptions::new().config("max_pending: 1073741824\nwrite_deadline: \"30s\""),
+        ServerOptions::new()
+            .jetstream()
+            .config("max_pending: 1073741824\nwrite_deadline: \"30s\""),
     )
 }
 

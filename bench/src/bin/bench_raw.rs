@@ -3,7 +3,13 @@
 //! same subjects and the same work as `bench/src/bin/bench_service.rs`, under
 //! `bench.raw.*` and in queue group `bench-raw`, with one task per
 //! subscription as the framework has. It also answers `bench.raw.ping`
-//! (for the cold-start comparison).
+//! (for the cold-start comparison). Its durable consumer is hand-written
+//! on async-nats JetStream with the framework's policy: stream `BENCH_RAW`
+//! on `bench.raw.durable` (file storage, limits retention, as
+//! `StreamSpec::new` declares), a durable pull consumer with explicit
+//! acks, `ack_wait` 30 s, `max_deliver` -1 (the framework counts
+//! deliveries itself), `max_ack_pending` 1, each message acknowledged
+//! with the server's confirmation (`double_ack`) after its work.
 //!
 //! Environment: `NATS_URL`, `NATS_SUBSCRIPTION_CAPACITY` (default 65536).
 
@@ -11,6 +17,9 @@ use telestion_bench::work;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull, stream};
 use async_nats::{Client, Subscriber};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -61,6 +70,10 @@ async fn serve() {
         .expect("cannot connect");
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
+
+    // The durable consumer first: the framework declares its stream and
+    // creates its consumer before it subscribes anything, too.
+    tasks.push(durable(client.clone(), counters.clone()).await);
 
     let mut sub = subscribe(&client, "bench.raw.bytes").await;
     let (c, cl) = (counters.clone(), client.clone());
@@ -148,4 +161,55 @@ async fn serve() {
     for task in tasks {
         let _ = task.await;
     }
+}
+
+/// Declares `BENCH_RAW`, creates (or updates) the durable consumer of this
+/// instance (`bench-raw_<SERVICE_ID>`: the cold-start instances get their
+/// own) and consumes it: count, then acknowledge with the server's
+/// confirmation, one message at a time.
+async fn durable(client: Client, counters: Arc<Counters>) -> tokio::task::JoinHandle<()> {
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: "BENCH_RAW".into(),
+            subjects: vec!["bench.raw.durable".into()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        })
+        .await
+        .expect("cannot create stream BENCH_RAW");
+    let id = std::env::var("SERVICE_ID").unwrap_or_else(|_| "raw".into());
+    let name: String = format!("{GROUP}_{id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: -1,
+            max_ack_pending: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("cannot create the durable consumer");
+    tokio::spawn(async move {
+        let mut messages = consumer.messages().await.expect("cannot consume");
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            counters.gate.pass().await;
+            if let Some(n) = counters.durable_hit(message.payload.len() as u64) {
+                let _ = client.publish(DONE, n.to_string().into()).await;
+            }
+            let _ = message.double_ack().await;
+        }
+    })
 }

@@ -13,6 +13,7 @@
 //! | `bench.tel.echo` | request/reply: answer with the body |
 //! | `bench.tel.slow` | CPU-heavy handler, one message at a time |
 //! | `bench.tel.slow8` | the same with `concurrency = 8` |
+//! | `bench.tel.durable` | durable handler (JetStream stream `BENCH_TEL`, one at a time): count it |
 //! | `bench.tel.reset` | control: `"<counter> <target>"` starts a round |
 //! | `bench.tel.stats` | control: the counts as JSON |
 //!
@@ -31,7 +32,7 @@ use telestion_bench::work;
 
 use std::sync::{Arc, OnceLock};
 
-use telestion::{Bytes, Json, Service, State, subscribe};
+use telestion::{Bytes, Json, Service, StartError, State, StreamSpec, subscribe};
 use work::{Counter, Counters, Sample};
 
 /// Where a handler announces that its round is complete.
@@ -89,6 +90,20 @@ async fn slow8(body: Bytes, State(counters): State<Counters>, service: Service) 
     count(&counters.slow8, body.len(), &service).await;
 }
 
+/// The stream of the durable handler.
+const STREAM: &str = "BENCH_TEL";
+
+/// A durable handler with the defaults (one at a time, in stream order;
+/// acknowledged with the server's confirmation after it returns). It
+/// waits while the driver holds it (filling the stream before a round).
+#[subscribe("bench.tel.durable", durable, stream = "BENCH_TEL")]
+async fn on_durable(body: Bytes, State(counters): State<Counters>, service: Service) {
+    counters.gate.pass().await;
+    if let Some(n) = counters.durable_hit(body.len() as u64) {
+        let _ = service.publish(DONE, n.to_string()).await;
+    }
+}
+
 /// Starts a round: `"<counter> <target>"`.
 #[subscribe("bench.tel.reset")]
 async fn reset(command: String, State(counters): State<Counters>) -> Result<&'static str, String> {
@@ -102,8 +117,11 @@ async fn stats(State(counters): State<Counters>) -> String {
 }
 
 #[telestion::service]
-async fn main(service: Service) {
+async fn main(service: Service) -> Result<(), StartError> {
     let counters = Arc::new(Counters::default());
     service.provide_arc(counters.clone());
-    let _ = PLAIN.set((counters, service));
+    let _ = PLAIN.set((counters, service.clone()));
+    service
+        .declare_stream(StreamSpec::new(STREAM).subjects(["bench.tel.durable"]))
+        .await
 }

@@ -1,6 +1,7 @@
 //! The cases of the benchmark, one file each.
 
 pub mod cold_start;
+pub mod durable;
 pub mod health_backlog;
 pub mod instructions;
 pub mod latency;
