@@ -213,6 +213,46 @@ impl NatsServer {
         server
     }
 
+    /// Starts a cluster of `size` nodes on free loopback ports, each from
+    /// `options` (JetStream, binary, ...) plus its own name (`node<i>`),
+    /// client port and route port; tries again on fresh ports (up to 5
+    /// times) when a port was taken. Returns the client ports and the nodes.
+    ///
+    /// ```no_run
+    /// use telestion_test::{NatsServer, ServerOptions};
+    /// let (ports, nodes) = NatsServer::start_cluster(3, ServerOptions::new().jetstream());
+    /// assert_eq!((ports.len(), nodes.len()), (3, 3));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When no cluster started in 5 tries.
+    pub fn start_cluster(size: usize, options: ServerOptions) -> (Vec<u16>, Vec<NatsServer>) {
+        for _ in 0..5 {
+            let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+            let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+            let nodes: Option<Vec<NatsServer>> = (0..size)
+                .map(|i| {
+                    let others = (0..size)
+                        .filter(|&j| j != i)
+                        .map(|j| route_ports[j])
+                        .collect();
+                    NatsServer::try_start_with(
+                        options
+                            .clone()
+                            .name(format!("node{i}"))
+                            .cluster(route_ports[i], others)
+                            .port(ports[i]),
+                    )
+                })
+                .collect();
+            if let Some(nodes) = nodes {
+                return (ports, nodes);
+            }
+        }
+        panic!("could not start a {size}-node cluster on free ports in 5 tries");
+    }
+
     /// Like [`NatsServer::start_with`] with a fixed port, but `None` instead
     /// of a panic when the server exits at start (the port was taken).
     pub fn try_start_with(options: ServerOptions) -> Option<NatsServer> {

@@ -593,36 +593,12 @@ async fn server_restart_loses_nothing() {
     }
 }
 
-/// Three JetStream nodes in a cluster on free ports.
-fn start_jetstream_cluster(bin: &Path) -> (Vec<u16>, Vec<NatsServer>) {
-    for _ in 0..5 {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let nodes: Option<Vec<NatsServer>> = (0..3)
-            .map(|i| {
-                let others = (0..3).filter(|&j| j != i).map(|j| route_ports[j]).collect();
-                NatsServer::try_start_with(
-                    ServerOptions::new()
-                        .jetstream()
-                        .binary(bin)
-                        .name(format!("node{i}"))
-                        .cluster(route_ports[i], others)
-                        .port(ports[i]),
-                )
-            })
-            .collect();
-        if let Some(nodes) = nodes {
-            return (ports, nodes);
-        }
-    }
-    panic!("could not start a 3-node JetStream cluster on free ports in 5 tries");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_stream_leader_loss_loses_nothing() {
     for (label, bin) in server_binaries() {
         let started = Instant::now();
-        let (ports, mut nodes) = start_jetstream_cluster(&bin);
+        let (ports, mut nodes) =
+            NatsServer::start_cluster(3, ServerOptions::new().jetstream().binary(&bin));
         let urls = ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))

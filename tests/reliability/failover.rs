@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use telestion::{Route, Service, ServiceError};
 
-use crate::support::{NatsServer, ServerOptions, eventually, free_port};
+use crate::support::{NatsServer, ServerOptions, eventually};
 use crate::support::{eventually_async, start_service, try_health, try_request};
 
 static PINGS: AtomicU64 = AtomicU64::new(0);
@@ -43,33 +43,9 @@ async fn assert_serving(observer: &async_nats::Client, service: &Service, what: 
     .await;
 }
 
-/// Three routed nodes on free ports; the client ports and the nodes. Tries
-/// fresh ports when a node cannot bind its ports.
-fn start_cluster() -> (Vec<u16>, Vec<NatsServer>) {
-    for _ in 0..5 {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let nodes: Option<Vec<NatsServer>> = (0..3)
-            .map(|i| {
-                let others = (0..3).filter(|&j| j != i).map(|j| route_ports[j]).collect();
-                NatsServer::try_start_with(ServerOptions {
-                    cluster: Some((route_ports[i], others)),
-                    name: Some(format!("node{i}")),
-                    port: Some(ports[i]),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        if let Some(nodes) = nodes {
-            return (ports, nodes);
-        }
-    }
-    panic!("could not start a 3-node cluster on free ports in 5 tries");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_keeps_serving() {
-    let (ports, mut nodes) = start_cluster();
+    let (ports, mut nodes) = NatsServer::start_cluster(3, ServerOptions::new());
     let all_urls = ports
         .iter()
         .map(|p| format!("nats://127.0.0.1:{p}"))
