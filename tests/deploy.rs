@@ -1,7 +1,9 @@
 //! The container files, checked without a Docker engine (none on the test
 //! machine): the Dockerfile is multi-stage, non-root, builds a real example
 //! with the committed lock file and runs it as the entry point with an empty
-//! `CMD`; every service in `compose.yaml` builds an existing example and is
+//! `CMD`, and offers the same runtime stage around a prebuilt binary (the
+//! images themselves are built and run in tests/containers.rs); every
+//! service in `compose.yaml` builds an existing example and is
 //! configured as the spec asks; `.dockerignore` keeps every build input.
 
 use std::path::Path;
@@ -51,6 +53,20 @@ fn dockerfile_is_multi_stage_non_root_with_the_service_as_entrypoint() {
             && dockerfile.contains("--locked"),
         "must build the chosen app or example with the lock file"
     );
+    // A binary built outside the image gets the same runtime stage (what
+    // tests/containers.rs builds and runs).
+    for stage in [
+        "AS runtime-base",
+        "FROM runtime-base AS prebuilt",
+        "FROM runtime-base AS runtime",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.ends_with(stage)),
+            "no stage line ending in {stage:?}"
+        );
+    }
+    assert!(lines.contains(&"ARG BINARY=telestion-service"));
+    assert!(lines.contains(&"ARG BASE=debian:bookworm-slim"));
     // The last stage switches to a non-root user before the entry point.
     let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
     let user = lines[last_from..]
