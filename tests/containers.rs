@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use telestion_test::{
-    NatsServer, ServerOptions, run_with_timeout, start_service, try_health, try_request,
+    NatsServer, Pki, ServerOptions, run_with_timeout, start_service, try_health, try_request,
     workspace_binary, workspace_example,
 };
 
@@ -447,45 +447,6 @@ async fn health_and_replay_images_with_env_and_cli_config() {
     eprintln!("health and replay images test: {:.1?}", started.elapsed());
 }
 
-/// A CA and a server certificate for 127.0.0.1/localhost, as PEM files in
-/// `dir` (as in the reliability suite's TLS test): (ca, cert, key).
-fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "telestion container test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "telestion container test server");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let write = |file: &str, text: &str| {
-        let path = dir.join(file);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .unwrap();
-        path
-    };
-    (
-        write("ca.crt", &ca.pem()),
-        write("server.pem", &cert.pem()),
-        write("server-key.pem", &key.serialize_pem()),
-    )
-}
-
 /// TLS through the image's CA bundle: an image derived from the
 /// standard_ops image adds the test CA to the system trust store with
 /// `update-ca-certificates` (as a user would for a private CA) and connects
@@ -501,7 +462,12 @@ async fn tls_with_the_images_ca_bundle() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let (ca, cert, key) = make_pki(pki.path());
+    let Pki {
+        ca,
+        server_cert: cert,
+        server_key: key,
+        ..
+    } = Pki::generate(pki.path(), "container");
     let server = NatsServer::start_with(ServerOptions {
         config: Some(format!(
             "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}",
@@ -571,7 +537,7 @@ async fn tls_with_the_images_ca_bundle() {
             "-e",
             &url,
             "-e",
-            "NATS_TLS_CA=/run/pki/ca.crt",
+            "NATS_TLS_CA=/run/pki/container-ca.crt",
             "-e",
             "SERVICE_NAME=ct_tls_mounted",
             &plain,

@@ -44,6 +44,7 @@ mod client;
 mod files;
 mod limits;
 mod logs;
+mod pki;
 mod process;
 mod server;
 mod service;
@@ -57,6 +58,7 @@ pub use client::{
 pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
+pub use pki::Pki;
 pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,

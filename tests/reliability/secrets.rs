@@ -4,7 +4,7 @@
 //! the test, NKeys, and credentials files (user JWT + seed) against a server
 //! in operator (decentralized JWT) mode, with JWTs made in the test.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use telestion::{Options, Route, Service, StartError};
@@ -12,7 +12,7 @@ use telestion::{Options, Route, Service, StartError};
 use crate::support::{
     NatsServer, Process, ServerOptions, clean_command, free_port, run_with_timeout,
 };
-use crate::support::{capture_logs, service_config, start_service, try_health};
+use crate::support::{Pki, capture_logs, service_config, start_service, try_health};
 
 const PASSWORD: &str = "Zq7xK9-pass-4-test";
 const WRONG: &str = "Wr0ng-pass-4-test";
@@ -245,57 +245,24 @@ fn testbed_never_echoes_the_password() {
     }
 }
 
-/// A CA, a server certificate for 127.0.0.1/localhost and a client
-/// certificate, as PEM files in `dir`; returns (ca, cert, key) paths for
-/// the given `name`.
-fn make_pki(dir: &Path, name: &str) -> (String, String, String, String, String) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{name} test CA"));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf = |sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["127.0.0.1".into(), "localhost".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth);
-    let write = |file: &str, text: &str| {
-        let path = dir.join(format!("{name}-{file}"));
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    };
-    (
-        write("ca.pem", &ca.pem()),
-        write("server.pem", &server_cert),
-        write("server-key.pem", &server_key),
-        write("client.pem", &client_cert),
-        write("client-key.pem", &client_key),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_certificates_made_in_the_test() {
     let pki = tempfile::tempdir().unwrap();
-    let (ca, server_cert, server_key, client_cert, client_key) = make_pki(pki.path(), "good");
-    let (other_ca, _, _, other_cert, other_key) = make_pki(pki.path(), "other");
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    let good = Pki::generate(pki.path(), "good");
+    let other = Pki::generate(pki.path(), "other");
+    let (ca, server_cert, server_key, client_cert, client_key) = (
+        path(good.ca),
+        path(good.server_cert),
+        path(good.server_key),
+        path(good.client_cert),
+        path(good.client_key),
+    );
+    let (other_ca, other_cert, other_key) = (
+        path(other.ca),
+        path(other.client_cert),
+        path(other.client_key),
+    );
     let server = NatsServer::start_with(ServerOptions {
         config: Some(format!(
             "tls {{\n  cert_file: \"{server_cert}\"\n  key_file: \"{server_key}\"\n  \
