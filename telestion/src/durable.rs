@@ -539,10 +539,14 @@ pub(crate) fn spawn_health_refresh(
     })
 }
 
-/// Runs a durable route until shutdown: pull as many messages as there are
-/// free slots, handle them (in place at concurrency 1, in stream order;
-/// on their own tasks otherwise), and after the stop signal finish what
-/// was pulled and hand back what still arrives.
+/// Messages asked for per pull and handling slot (see [`run_durable`]).
+const PULL_BATCH_PER_SLOT: usize = 100;
+
+/// Runs a durable route until shutdown: keep a standing pull open, handle
+/// what it delivers (in place at concurrency 1, in stream order; on their
+/// own tasks otherwise; the consumer's max_ack_pending limits how many are
+/// unacknowledged), and after the stop signal finish what was pulled and
+/// hand back what still arrives.
 pub(crate) async fn run_durable<H, Args>(
     handler: H,
     context: Arc<H::Context>,
@@ -567,7 +571,12 @@ pub(crate) async fn run_durable<H, Args>(
                 Err(_) => break,
             },
         };
-        let wanted = 1 + permits.available_permits();
+        // A standing pull for many messages: the server's max_ack_pending
+        // (= concurrency) still lets only that many be unacknowledged, and
+        // it sends the next one as soon as it has processed an ack, without
+        // waiting for a new pull request (one round trip per message, not
+        // two). The permits keep the local limit.
+        let wanted = route.concurrency.saturating_mul(PULL_BATCH_PER_SLOT);
         let pull = route
             .consumer
             .batch()
