@@ -3,9 +3,8 @@
 //! and answered, and a drain bounded by the shutdown limit.
 
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Instant;
 
 use async_nats::Subscriber;
@@ -16,7 +15,7 @@ use crate::error::{ExtractError, error_chain};
 use crate::error_log::{ErrorLog, Severity};
 use crate::extract::Incoming;
 use crate::handler::Handler;
-use crate::logging::HandlerScope;
+use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply, send_error_reply};
 use crate::service::Service;
 
@@ -281,20 +280,6 @@ where
         count += 1;
     }
     count
-}
-
-/// Polls the handler's future with its name recorded for the panic hook.
-struct Scoped<'a, F> {
-    future: F,
-    name: &'a Arc<str>,
-}
-
-impl<F: Future + Unpin> Future for Scoped<'_, F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _scope = HandlerScope::enter(self.name);
-        Pin::new(&mut self.future).poll(cx)
-    }
 }
 
 /// What a handler's outcome means: send the reply, or count, log and answer

@@ -12,10 +12,8 @@
 //! for a pull that was still open is handed back (`-NAK`) at once.
 
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pull};
@@ -30,7 +28,7 @@ use crate::error::{BoxError, ExtractError, StartError, error_chain};
 use crate::extract::Incoming;
 use crate::handler::Handler;
 use crate::health::DurableHealth;
-use crate::logging::HandlerScope;
+use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply};
 use crate::service::Service;
 use crate::stream;
@@ -682,20 +680,6 @@ async fn hand_back(service: &Service, mut message: async_nats::Message) {
         && let Err(e) = client.publish(ack, AckKind::Nak(None).into()).await
     {
         tracing::debug!(error = %e, "cannot hand a message back; it is redelivered after DURABLE_ACK_WAIT");
-    }
-}
-
-/// Polls the handler's future with its name recorded for the panic hook.
-struct Scoped<'a, F> {
-    future: F,
-    name: &'a Arc<str>,
-}
-
-impl<F: Future + Unpin> Future for Scoped<'_, F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _scope = HandlerScope::enter(self.name);
-        Pin::new(&mut self.future).poll(cx)
     }
 }
 

@@ -75,6 +75,24 @@ thread_local! {
     static CURRENT_HANDLER: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
+/// Polls a handler's future with its name recorded for the panic hook
+/// (core and durable routes alike).
+pub(crate) struct Scoped<'a, F> {
+    pub(crate) future: F,
+    pub(crate) name: &'a Arc<str>,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Scoped<'_, F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let _scope = HandlerScope::enter(self.name);
+        std::pin::Pin::new(&mut self.future).poll(cx)
+    }
+}
+
 /// Records, while a handler's future is polled, which handler runs on this
 /// thread (for the panic hook).
 pub(crate) struct HandlerScope(Option<Arc<str>>);
