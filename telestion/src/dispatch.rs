@@ -18,6 +18,7 @@ use crate::handler::Handler;
 use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply, send_error_reply};
 use crate::service::Service;
+use crate::stats::HandlerStats;
 
 /// Handles one message (an `&mut Incoming`): extract, call, catch panics,
 /// reply, count errors. A macro rather than an `async fn`: on the hot path
@@ -31,16 +32,19 @@ use crate::service::Service;
 macro_rules! handle_message {
     ($handler:expr, $context:expr, $incoming:expr, $info:expr) => {{
         let incoming: &mut Incoming = $incoming;
+        let started = Instant::now();
         let outcome = AssertUnwindSafe(async {
             let args = H::extract(&mut *incoming, $context)?;
             Ok($handler.invoke(args).await.into_reply())
         })
         .catch_unwind()
         .await;
-        match outcome {
-            Ok(Ok(Reply::None)) => {}
-            outcome => respond(&incoming.service, outcome, &incoming.message, $info).await,
-        }
+        let info: &RouteInfo = $info;
+        let failed = match outcome {
+            Ok(Ok(Reply::None)) => false,
+            outcome => respond(&incoming.service, outcome, &incoming.message, info).await,
+        };
+        info.stats.record(1, started.elapsed(), failed);
     }};
 }
 
@@ -73,6 +77,8 @@ pub(crate) struct RouteInfo {
     pub(crate) errors: ErrorLog,
     /// Where the handler's return value is published, besides the reply.
     pub(crate) publish: Vec<String>,
+    /// The route's counters (discovery, metrics).
+    pub(crate) stats: Arc<HandlerStats>,
 }
 
 /// Runs one route until its subscription ends: after shutdown was
@@ -283,16 +289,16 @@ where
 }
 
 /// What a handler's outcome means: send the reply, or count, log and answer
-/// the error.
+/// the error. Returns whether it was a failure.
 pub(crate) async fn respond(
     service: &Service,
     outcome: std::thread::Result<Result<Reply, ExtractError>>,
     message: &async_nats::Message,
     info: &RouteInfo,
-) {
+) -> bool {
     let (subject, reply_to) = (&message.subject, message.reply.as_ref());
     let (error, code) = match outcome {
-        Ok(Ok(Reply::None)) => return,
+        Ok(Ok(Reply::None)) => return false,
         Ok(Ok(Reply::Empty)) => {
             if let Some(reply_to) = reply_to
                 && let Err(e) = service
@@ -301,7 +307,7 @@ pub(crate) async fn respond(
             {
                 tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
             }
-            return;
+            return false;
         }
         Ok(Ok(Reply::Body { payload, headers })) => {
             for target in &info.publish {
@@ -319,7 +325,7 @@ pub(crate) async fn respond(
             {
                 tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
             }
-            return;
+            return false;
         }
         Ok(Ok(Reply::Error { code, message })) => (message, code),
         Ok(Err(error)) => (
@@ -335,6 +341,7 @@ pub(crate) async fn respond(
         ),
     };
     service.record_error();
+    info.stats.record_error(1, &error);
     info.errors.log(
         &info.name,
         subject.as_str(),
@@ -344,4 +351,5 @@ pub(crate) async fn respond(
     if let Some(reply_to) = reply_to {
         send_error_reply(service, reply_to.to_string(), &error, code).await;
     }
+    true
 }

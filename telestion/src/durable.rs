@@ -31,6 +31,7 @@ use crate::health::DurableHealth;
 use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply};
 use crate::service::Service;
+use crate::stats::HandlerStats;
 use crate::stream;
 
 /// Default of `DURABLE_ACK_WAIT`, in seconds.
@@ -265,6 +266,8 @@ pub(crate) struct DurableRoute {
     pub(crate) dead_lettered: AtomicU64,
     /// The route's entry in the health reports.
     pub(crate) health: usize,
+    /// The route's counters (discovery, metrics).
+    pub(crate) stats: Arc<HandlerStats>,
 }
 
 impl DurableRoute {
@@ -294,6 +297,7 @@ pub(crate) async fn prepare(
     subject: &str,
     durable: &Durable,
     concurrency: usize,
+    stats: Arc<HandlerStats>,
 ) -> Result<DurableRoute, StartError> {
     let js = stream::context(service).ok_or_else(|| {
         handler_error(
@@ -438,6 +442,7 @@ pub(crate) async fn prepare(
         pull_expires,
         dead_lettered: AtomicU64::new(0),
         health,
+        stats,
     })
 }
 
@@ -718,6 +723,7 @@ async fn handle<H, Args>(
     let subject = message.subject.clone();
     let progress_client = service.client().cloned();
     let mut incoming = Incoming { message, service };
+    let started = Instant::now();
     let outcome = {
         let call = AssertUnwindSafe(async {
             match handler.call(&mut incoming, context) {
@@ -757,6 +763,9 @@ async fn handle<H, Args>(
             crate::logging::panic_message(&*panic)
         )),
     };
+    route
+        .stats
+        .record(1, started.elapsed(), matches!(result, Outcome::Failed(_)));
     match result {
         Outcome::Done => {
             if let Err(e) = acknowledge(&service, &ack, AckKind::Ack, route.ack_wait).await {
@@ -769,6 +778,7 @@ async fn handle<H, Args>(
         }
         Outcome::Failed(error) => {
             service.record_error();
+            route.stats.record_error(1, &error);
             match kept {
                 Some((subject, headers, payload)) => {
                     tracing::error!(

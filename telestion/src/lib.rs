@@ -81,6 +81,7 @@ mod secret;
 mod serve;
 mod service;
 mod signals;
+mod stats;
 mod stream;
 mod subject;
 mod task;

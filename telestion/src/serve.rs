@@ -11,6 +11,7 @@ use crate::durable::{self, Durable};
 use crate::error::StartError;
 use crate::route::{PreparedHandler, QueueGroup, Route, SubjectSource};
 use crate::service::Service;
+use crate::stats::{HandlerStats, RouteKind};
 use crate::subject::validate_subject;
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,16 +67,8 @@ impl Service {
                     source,
                 })?;
             tracing::debug!(handler = %route.name, "task started");
-            let task = prepared.spawn_task(
-                self.clone(),
-                RouteInfo {
-                    name: route.name.as_str().into(),
-                    subject,
-                    concurrency: 1,
-                    errors: Default::default(),
-                    publish,
-                },
-            );
+            let info = self.route_info(&route, subject, None, RouteKind::Task, publish);
+            let task = prepared.spawn_task(self.clone(), info);
             lock(&self.inner.lifecycle.route_tasks).push(task);
             return Ok(());
         }
@@ -94,17 +87,8 @@ impl Service {
                     source,
                 })?;
             tracing::debug!(handler = %route.name, ?period, "timer started");
-            let task = prepared.spawn_timer(
-                self.clone(),
-                period,
-                RouteInfo {
-                    name: route.name.as_str().into(),
-                    subject,
-                    concurrency: 1,
-                    errors: Default::default(),
-                    publish,
-                },
-            );
+            let info = self.route_info(&route, subject, None, RouteKind::Timer, publish);
+            let task = prepared.spawn_timer(self.clone(), period, info);
             lock(&self.inner.lifecycle.route_tasks).push(task);
             return Ok(());
         }
@@ -156,19 +140,44 @@ impl Service {
             source,
         })?;
         tracing::debug!(handler = %route.name, %subject, queue = ?queue, "subscribed");
-        let task = prepared.spawn(
-            self.clone(),
-            subscriber,
-            RouteInfo {
-                name: route.name.as_str().into(),
-                subject,
-                concurrency: route.concurrency,
-                errors: Default::default(),
-                publish,
-            },
-        );
+        let info = self.route_info(&route, subject, queue, RouteKind::Subscription, publish);
+        let task = prepared.spawn(self.clone(), subscriber, info);
         lock(&self.inner.lifecycle.route_tasks).push(task);
         Ok(())
+    }
+
+    /// What the dispatch engine keeps for a route; its counters are listed
+    /// for discovery and metrics.
+    fn route_info(
+        &self,
+        route: &Route,
+        subject: String,
+        queue: Option<String>,
+        kind: RouteKind,
+        publish: Vec<String>,
+    ) -> RouteInfo {
+        let name: Arc<str> = route.name.as_str().into();
+        let stats = Arc::new(HandlerStats::new(
+            name.clone(),
+            subject.clone(),
+            queue,
+            kind,
+            publish.clone(),
+            self.inner.lifecycle.observer.get().cloned(),
+        ));
+        lock(&self.inner.lifecycle.handlers).push(stats.clone());
+        RouteInfo {
+            name,
+            subject,
+            concurrency: if kind == RouteKind::Subscription {
+                route.concurrency
+            } else {
+                1
+            },
+            errors: Default::default(),
+            publish,
+            stats,
+        }
     }
 
     /// The durable part of [`Service::subscribe`]: refuses a second route
@@ -199,9 +208,23 @@ impl Service {
             }
             subscribed.insert(key, route.name.clone());
         }
-        let resolved = durable::prepare(self, &route.name, &subject, settings, route.concurrency)
-            .await
-            .map(Arc::new)?;
+        let info = self.route_info(
+            route,
+            subject.clone(),
+            Some(consumer.clone()),
+            RouteKind::Durable,
+            Vec::new(),
+        );
+        let resolved = durable::prepare(
+            self,
+            &route.name,
+            &subject,
+            settings,
+            route.concurrency,
+            info.stats,
+        )
+        .await
+        .map(Arc::new)?;
         let refresh = durable::spawn_health_refresh(self, &resolved);
         self.inner.lifecycle.add_health_tasks(vec![refresh]);
         tracing::debug!(

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::dispatch::{RouteInfo, respond};
 use crate::extract::Incoming;
 use crate::handler::Handler;
-use crate::reply::{IntoReply, Reply};
+use crate::reply::IntoReply;
 use crate::service::Service;
 
 /// The first wait before a failed task is restarted; doubled after each
@@ -60,11 +60,8 @@ pub(crate) async fn run_task<H, Args>(
         })
         .catch_unwind()
         .await;
-        let failed = !matches!(
-            outcome,
-            Ok(Ok(Reply::None | Reply::Empty | Reply::Body { .. }))
-        );
-        respond(&service, outcome, &incoming.message, &info).await;
+        let failed = respond(&service, outcome, &incoming.message, &info).await;
+        info.stats.record(1, started.elapsed(), failed);
         if !failed {
             tracing::debug!(handler = %info.name, "task ended");
             return;
