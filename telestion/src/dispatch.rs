@@ -207,7 +207,7 @@ async fn serve_route<H, Args>(
         // One message at a time, handled in this loop (see
         // `handle_message!`). The service handle moves into the message and
         // back: no reference-count traffic per message.
-        let mut incoming = Incoming { message, service };
+        let mut incoming = Incoming::new(message, service);
         handle_message!(handler, &*context, &mut incoming, &info);
         service = incoming.service;
     }
@@ -236,7 +236,7 @@ where
         // count traffic per message. The route task records the handler's
         // name for the panic hook.
         None => {
-            let mut incoming = Incoming { message, service };
+            let mut incoming = Incoming::new(message, service);
             handle_message!(handler, &**context, &mut incoming, info);
             incoming.service
         }
@@ -246,10 +246,7 @@ where
             };
             let handler = handler.clone();
             let context = context.clone();
-            let mut incoming = Incoming {
-                message,
-                service: service.clone(),
-            };
+            let mut incoming = Incoming::new(message, service.clone());
             let info = info.clone();
             tokio::spawn(async move {
                 let handle = async { handle_message!(handler, &*context, &mut incoming, &info) };

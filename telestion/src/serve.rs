@@ -58,6 +58,12 @@ impl Service {
                 handler: route.name.clone(),
                 source: reason.into(),
             })?;
+        if let Some(reason) = batch_mismatch(&route) {
+            return Err(StartError::Handler {
+                handler: route.name.clone(),
+                source: reason.into(),
+            });
+        }
         if route.task {
             let prepared = route
                 .handler
@@ -92,14 +98,6 @@ impl Service {
             lock(&self.inner.lifecycle.route_tasks).push(task);
             return Ok(());
         }
-        if route.durable.is_some() && !publish.is_empty() {
-            return Err(StartError::Handler {
-                handler: route.name.clone(),
-                source: "a durable route cannot publish its return value (yet); publish with \
-                         `service.publish(..)` in the handler"
-                    .into(),
-            });
-        }
         let queue = match &route.queue {
             QueueGroup::ServiceName => Some(self.name().to_owned()),
             QueueGroup::Broadcast => None,
@@ -114,7 +112,7 @@ impl Service {
             })?;
         if let Some(durable) = &route.durable {
             return self
-                .subscribe_durable(&route, durable, subject, prepared)
+                .subscribe_durable(&route, durable, subject, publish, prepared)
                 .await;
         }
         if let Some(group) = &queue {
@@ -141,7 +139,10 @@ impl Service {
         })?;
         tracing::debug!(handler = %route.name, %subject, queue = ?queue, "subscribed");
         let info = self.route_info(&route, subject, queue, RouteKind::Subscription, publish);
-        let task = prepared.spawn(self.clone(), subscriber, info);
+        let task = match route.batch {
+            Some(spec) => prepared.spawn_batch(self.clone(), subscriber, info, spec),
+            None => prepared.spawn(self.clone(), subscriber, info),
+        };
         lock(&self.inner.lifecycle.route_tasks).push(task);
         Ok(())
     }
@@ -189,6 +190,7 @@ impl Service {
         route: &Route,
         settings: &Durable,
         subject: String,
+        publish: Vec<String>,
         prepared: Box<dyn PreparedHandler>,
     ) -> Result<(), StartError> {
         let consumer = settings
@@ -213,14 +215,14 @@ impl Service {
             subject.clone(),
             Some(consumer.clone()),
             RouteKind::Durable,
-            Vec::new(),
+            publish.clone(),
         );
         let resolved = durable::prepare(
             self,
             &route.name,
             &subject,
-            settings,
-            route.concurrency,
+            (settings, route.concurrency, route.batch),
+            publish,
             info.stats,
         )
         .await
@@ -257,12 +259,13 @@ impl Service {
             self.subscribe(route).await?;
             count += 1;
         }
-        // Make sure every SUB above has been written to the server before
-        // saying "ready" (tests and scripts wait for that word).
-        if let Some(client) = self.client()
-            && let Err(e) = tokio::time::timeout(self.shutdown_timeout(), client.flush())
-                .await
-                .unwrap_or(Ok(()))
+        // Make sure the server has processed every SUB above before saying
+        // "ready" (tests and scripts wait for that word).
+        if self.client().is_some()
+            && let Err(e) =
+                tokio::time::timeout(self.shutdown_timeout(), self.confirm_with_server())
+                    .await
+                    .unwrap_or(Ok(()))
         {
             tracing::warn!(error = %e, "cannot confirm the subscriptions with the server");
         }
@@ -331,5 +334,29 @@ impl Service {
             }
         }
         tracing::info!("drained; stopped");
+    }
+}
+
+/// Why a route's batch setting does not fit its handler, if it does not.
+fn batch_mismatch(route: &Route) -> Option<&'static str> {
+    let takes_batch = route.handler.takes_batch();
+    match &route.batch {
+        None if takes_batch => Some(
+            "it takes `Batch<T>`, but its route has no batch size; add `batch = N` to \
+             `#[subscribe]` (by hand: `Route::batch(n, window)`)",
+        ),
+        None => None,
+        Some(_) if !takes_batch => Some(
+            "its route is a batch route (`batch = N`), but it takes no `Batch<T>` parameter; \
+             take the messages as `Batch<Json<T>>` (or `Batch<Bytes>`, ...)",
+        ),
+        Some(_) if route.task || route.period.is_some() => {
+            Some("timers and tasks are not called per message, so they take no batch")
+        }
+        Some(_) if route.concurrency > 1 => Some(
+            "a batch route handles one batch at a time; remove `concurrency` (a larger batch \
+             handles more at once)",
+        ),
+        Some(_) => None,
     }
 }

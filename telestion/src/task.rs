@@ -50,10 +50,8 @@ pub(crate) async fn run_task<H, Args>(
     let mut backoff = first;
     loop {
         let started = Instant::now();
-        let mut incoming = Incoming {
-            message: crate::timer::tick_message(&info.subject),
-            service: service.clone(),
-        };
+        let mut incoming =
+            Incoming::new(crate::timer::tick_message(&info.subject), service.clone());
         let outcome = AssertUnwindSafe(async {
             let args = H::extract(&mut incoming, &context)?;
             Ok(handler.invoke(args).await.into_reply())
