@@ -283,7 +283,10 @@ impl Route {
     /// config; may be given several times. A message with a reply subject
     /// is still answered. Nothing is published for `()` or `None`, and an
     /// error is not published (it is counted, logged and answered as
-    /// always). Not for durable routes (their subscription fails).
+    /// always). On a durable route the value is published durably, with a
+    /// message id made of the stream, consumer and sequence (a stream must
+    /// capture each target, checked at start), before the message is
+    /// acknowledged.
     ///
     /// ```
     /// use telestion::{Json, PublishTarget, Route};
