@@ -316,11 +316,8 @@ pub(crate) async fn run_batch_route<H, Args>(
                 () = &mut stop => {
                     let limit = Instant::now() + service.shutdown_timeout();
                     deadline = Some(limit);
-                    match tokio::time::timeout_at(limit.into(), subscriber.drain()).await {
-                        Ok(Err(e)) => {
-                            tracing::warn!(handler = %info.name, error = %e, "cannot drain subscription");
-                        }
-                        Ok(Ok(())) | Err(_) => {}
+                    if let Ok(Err(e)) = tokio::time::timeout_at(limit.into(), subscriber.drain()).await {
+                        tracing::warn!(handler = %info.name, error = %e, "cannot drain subscription");
                     }
                     continue;
                 }
