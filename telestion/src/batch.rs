@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use crate::dispatch::{RouteInfo, respond};
 use crate::error::{BoxError, ExtractError, error_chain};
 use crate::error_log::Severity;
-use crate::extract::{FromMessage, Incoming};
+use crate::extract::{BatchParts, FromMessage, Incoming};
 use crate::handler::Handler;
 use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply, send_error_reply};
@@ -143,14 +143,6 @@ impl<T: FromMessage> FromMessage for Batch<T> {
     fn config_keys() -> Vec<String> {
         T::config_keys()
     }
-}
-
-/// The messages of one call, for the [`Batch`] parameter, and the ones it
-/// rejected.
-#[derive(Debug, Default)]
-pub(crate) struct BatchParts {
-    pub(crate) messages: Vec<Message>,
-    pub(crate) rejected: Vec<(usize, ExtractError)>,
 }
 
 /// A route's batch size and window.

@@ -35,7 +35,15 @@ pub struct Incoming {
     pub service: Service,
     /// For a batch handler's call: the messages of the batch, which a
     /// [`Batch<T>`](crate::Batch) parameter takes.
-    pub(crate) batch: Option<Box<crate::batch::BatchParts>>,
+    pub(crate) batch: Option<Box<BatchParts>>,
+}
+
+/// The messages of one batch call, for the [`Batch`](crate::Batch)
+/// parameter, and the ones it rejected.
+#[derive(Debug, Default)]
+pub(crate) struct BatchParts {
+    pub(crate) messages: Vec<async_nats::Message>,
+    pub(crate) rejected: Vec<(usize, ExtractError)>,
 }
 
 impl Incoming {
