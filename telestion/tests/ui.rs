@@ -4,7 +4,8 @@
 //! `TRYBUILD=overwrite cargo test -p telestion --test ui` and review the diff), and
 //! everything in `tests/ui/pass/` compiles.
 //!
-//! trybuild also runs each pass case: against a real nats-server, so the
+//! trybuild also runs each pass case: against a real nats-server (JetStream
+//! on, for the durable cases), so the
 //! runtime accepts what compiled (every handler subscribes, its state and
 //! typed config are provided); each `main` then calls `service.shutdown()`.
 
@@ -12,7 +13,7 @@ use telestion_test as support;
 
 #[test]
 fn ui() {
-    let server = support::NatsServer::start();
+    let server = support::NatsServer::start_jetstream();
     let data = tempfile::tempdir().unwrap();
     // SAFETY: set before trybuild starts any thread or child process; this
     // is the only test in this binary.

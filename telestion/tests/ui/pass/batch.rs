@@ -1,4 +1,4 @@
-use telestion::{Batch, Bytes, HandlerError, Json, Service, State, subscribe};
+use telestion::{Batch, Bytes, HandlerError, Json, Service, State, StreamSpec, subscribe};
 
 struct Db;
 
@@ -19,6 +19,11 @@ async fn durable(batch: Batch<Json<u32>>) -> Result<Json<Vec<u32>>, String> {
 }
 
 #[telestion::service]
-async fn main(service: Service) {
+async fn main(service: Service) -> Result<(), telestion::StartError> {
     service.provide(Db);
+    service
+        .declare_stream(StreamSpec::new("ARCHIVE").subjects(["archive.>"]))
+        .await?;
+    service.shutdown();
+    Ok(())
 }
