@@ -71,6 +71,7 @@ mod handler;
 mod handler_error;
 pub mod health;
 mod logging;
+pub mod micro;
 mod nats_url;
 mod publish_target;
 mod registry;
@@ -138,6 +139,15 @@ pub mod __private {
 
     /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
     pub const fn assert_into_reply<T: crate::reply::IntoReply>() {}
+
+    /// Used by `#[telestion::service]`: the version of the user's crate
+    /// (`CARGO_PKG_VERSION`, absent outside Cargo) for discovery replies.
+    pub fn with_crate_version(options: crate::Options, version: Option<&str>) -> crate::Options {
+        match version {
+            Some(version) => options.version(version),
+            None => options,
+        }
+    }
 
     /// Used by `#[telestion::service]`: the result of the body of `main`
     /// (an unsupported return type is reported at the user's return type).
