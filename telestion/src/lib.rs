@@ -72,6 +72,7 @@ mod handler_error;
 pub mod health;
 mod logging;
 pub mod micro;
+mod metrics;
 mod nats_url;
 mod publish_target;
 mod registry;

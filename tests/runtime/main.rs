@@ -18,6 +18,7 @@ mod features;
 mod health;
 mod identity;
 mod logging;
+mod metrics;
 mod micro;
 mod redaction;
 mod requests;

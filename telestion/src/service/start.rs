@@ -19,7 +19,7 @@ pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 /// The keys every service reads (besides those of the connection), for
 /// `--help`.
-pub(crate) const STANDARD_KEYS: [(&str, &str); 9] = [
+pub(crate) const STANDARD_KEYS: [(&str, &str); 10] = [
     (
         "SERVICE_NAME",
         "the service's name and default queue group (required)",
@@ -38,6 +38,10 @@ pub(crate) const STANDARD_KEYS: [(&str, &str); 9] = [
     (
         "NATS_SUBSCRIPTION_CAPACITY",
         "messages buffered per subscription (default 65536)",
+    ),
+    (
+        "METRICS_ADDR",
+        "host:port of the Prometheus endpoint GET /metrics, e.g. 0.0.0.0:9090 (default: off)",
     ),
     ("CONFIG_FILE", "JSON config file"),
     ("CONFIG_KEY", "the object in CONFIG_FILE to use"),
@@ -236,6 +240,7 @@ impl Service {
             })?;
             service.inner.lifecycle.add_health_tasks(vec![task]);
         }
+        crate::metrics::start(&service).await?;
         if let Some(signals) = signals {
             service.watch_signals(signals);
         }
