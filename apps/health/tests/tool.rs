@@ -267,3 +267,62 @@ async fn bad_options_fail_naming_the_key() {
         assert!(stderr.contains(key), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn durable_handlers_show_pending_and_redelivered() {
+    let server = NatsServer::start_jetstream();
+    let data = tempfile::tempdir().unwrap();
+    let service = telestion_test::start_service(
+        &server.url(),
+        "executor",
+        data.path(),
+        &[("SERVICE_ID", "executor-1")],
+    )
+    .await;
+    service
+        .declare_stream(telestion::StreamSpec::new("TOOL_JOBS").subjects(["tool.jobs.>"]))
+        .await
+        .unwrap();
+    service
+        .subscribe(
+            Route::new("tool.jobs.>", echo)
+                .name("work")
+                .durable(telestion::Durable::new()),
+        )
+        .await
+        .unwrap();
+    let client = server.client().await;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    for i in 0..2 {
+        jetstream
+            .publish(format!("tool.jobs.{i}"), "job".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, stdout, stderr) = run(&server, &["--json", "--service", "executor"]).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let round: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let work = &round["instances"][0]["handlers"][0];
+        if work["messages"] == 2 {
+            assert_eq!(work["name"], "work", "{round}");
+            assert!(work["pending"].is_u64(), "{round}");
+            assert!(work["redelivered"].is_u64(), "{round}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never counted 2 jobs: {round}");
+    }
+    let (_, stdout, _) = run(&server, &["--service", "executor"]).await;
+    let row: Vec<&str> = stdout
+        .lines()
+        .map(cells)
+        .find(|c| c.get(2) == Some(&"work"))
+        .unwrap_or_else(|| panic!("no handler row:\n{stdout}"));
+    // MESSAGES ERRORS AVG ms PENDING REDELIVERED LAST-ERROR
+    assert_eq!(&row[3..6], ["tool.jobs.>", "2", "0"], "{row:?}");
+    row[8].parse::<u64>().expect("pending is a number");
+    row[9].parse::<u64>().expect("redelivered is a number");
+}
