@@ -326,3 +326,65 @@ async fn durable_handlers_show_pending_and_redelivered() {
     row[8].parse::<u64>().expect("pending is a number");
     row[9].parse::<u64>().expect("redelivered is a number");
 }
+
+/// The python of a virtual environment with nats-py, installed by
+/// `scripts/ensure-nats-py.sh` when missing.
+fn nats_py_python() -> String {
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/ensure-nats-py.sh"
+    ));
+    let output = run_with_timeout(cmd, Duration::from_secs(300));
+    assert!(
+        output.status.success(),
+        "cannot install nats-py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .expect("the script prints the python path")
+        .trim()
+        .to_owned()
+}
+
+/// A micro service of another library (nats-py) is listed from its
+/// `$SRV.STATS` reply alone: `-` for the health it does not answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_a_micro_service_of_another_library() {
+    let python = tokio::task::spawn_blocking(nats_py_python).await.unwrap();
+    let server = NatsServer::start();
+    let mut cmd = Command::new(python);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py_service.py"))
+        .arg(server.url());
+    let py = Process::spawn(cmd);
+    let deadline = Instant::now() + WAIT;
+    while !py.stdout().contains("ready") {
+        assert!(
+            Instant::now() < deadline,
+            "nats-py service not ready:\n{}",
+            py.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = server.client().await;
+    request(&client, "py.greet", "").await;
+
+    let (code, stdout, stderr) = run(&server, &["--expect", "pyservice"]).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let instance = stdout
+        .lines()
+        .map(cells)
+        .find(|c| c.first() == Some(&"pyservice"))
+        .unwrap_or_else(|| panic!("no pyservice row:\n{stdout}"));
+    // NAME INSTANCE ERRORS LATENCY ms TOTAL UPTIME VERSION
+    assert_eq!(instance[2], "-", "{instance:?}");
+    assert_eq!((instance[5], instance[6], instance[7]), ("-", "-", "3.1.0"));
+    let greet = stdout
+        .lines()
+        .map(cells)
+        .find(|c| c.first() == Some(&"pyservice") && c.get(2) == Some(&"greet"))
+        .unwrap_or_else(|| panic!("no greet row:\n{stdout}"));
+    assert_eq!(&greet[3..6], ["py.greet", "1", "0"], "{greet:?}");
+}
