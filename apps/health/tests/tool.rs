@@ -388,3 +388,28 @@ async fn lists_a_micro_service_of_another_library() {
         .unwrap_or_else(|| panic!("no greet row:\n{stdout}"));
     assert_eq!(&greet[3..6], ["py.greet", "1", "0"], "{greet:?}");
 }
+
+/// `--watch --json`: one JSON object per line, one line per round.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_with_json_prints_one_object_per_round() {
+    let server = NatsServer::start();
+    let (_parser, _archive) = services(&server).await;
+    let proc = Process::spawn(tool(&server, &["--watch=0.2", "--json"]));
+    let deadline = Instant::now() + WAIT;
+    // Three lines started: the first two are complete.
+    while proc.stdout().lines().count() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no second round:\n{}",
+            proc.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proc.signal(15);
+    let stdout = proc.stdout();
+    for line in stdout.lines().take(2) {
+        let round: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert_eq!(round["instances"].as_array().unwrap().len(), 2, "{round}");
+    }
+}
