@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+mod asyncapi;
 mod blocking;
 mod config;
 mod connect;
@@ -71,8 +72,8 @@ mod handler;
 mod handler_error;
 pub mod health;
 mod logging;
-pub mod micro;
 mod metrics;
+pub mod micro;
 mod nats_url;
 mod publish_target;
 mod registry;
@@ -89,6 +90,7 @@ mod subject;
 mod task;
 mod timer;
 
+pub use asyncapi::{PayloadSchema, asyncapi_document};
 pub use blocking::{Blocking, BlockingCall};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
 pub use durable::{
@@ -124,6 +126,11 @@ pub use serde_json;
 pub use tokio;
 pub use tracing;
 
+/// The `schemars` crate the `schemas` feature uses (derive
+/// `schemars::JsonSchema` with the same version: `schemars = "1"`).
+#[cfg(feature = "schemas")]
+pub use schemars;
+
 pub use telestion_macros::{service, subscribe};
 
 /// What generated code uses, and nothing else. Not a public API: may
@@ -134,6 +141,62 @@ pub mod __private {
     pub use crate::registry::{ROUTES, collected_routes};
     pub use crate::run::{SetupResult, run};
     pub use linkme;
+
+    /// Used by `#[subscribe]`: the payload schemas and whether the handler
+    /// returns a value (for the AsyncAPI document).
+    pub fn with_schemas(
+        route: crate::Route,
+        params: &[Option<crate::PayloadSchema>],
+        reply: Option<crate::PayloadSchema>,
+        replies: bool,
+    ) -> crate::Route {
+        crate::asyncapi::with_schemas(route, params, reply, replies)
+    }
+
+    /// Used by `#[subscribe]`: `SchemaProbe::<T>::NEW.payload_schema()`
+    /// is the JSON schema of `U` when `T` is `Json<U>` (or a `Result` or
+    /// `Option` of it), the crate feature `schemas` is on and `U` derives
+    /// `schemars::JsonSchema`; otherwise, through [`NoSchema`], `None`.
+    pub struct SchemaProbe<T: ?Sized>(core::marker::PhantomData<T>);
+
+    impl<T: ?Sized> SchemaProbe<T> {
+        /// The probe.
+        pub const NEW: Self = SchemaProbe(core::marker::PhantomData);
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema> SchemaProbe<crate::Json<T>> {
+        /// The schema of `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema, E> SchemaProbe<Result<crate::Json<T>, E>> {
+        /// The schema of `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema> SchemaProbe<Option<crate::Json<T>>> {
+        /// The schema of `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    /// The fallback of [`SchemaProbe`]: no schema.
+    pub trait NoSchema {
+        /// No schema.
+        fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            None
+        }
+    }
+
+    impl<T: ?Sized> NoSchema for SchemaProbe<T> {}
 
     /// Compile-time check used by `#[subscribe]`: a type is an extractor.
     pub const fn assert_extractor<T: FromMessage>() {}

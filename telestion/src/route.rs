@@ -67,6 +67,7 @@ pub struct Route {
     pub(crate) publish: Vec<PublishTarget>,
     pub(crate) period: Option<Period>,
     pub(crate) task: bool,
+    pub(crate) schemas: crate::asyncapi::RouteSchemas,
 }
 
 impl fmt::Debug for Route {
@@ -151,6 +152,7 @@ impl Route {
             publish: Vec::new(),
             period: None,
             task: false,
+            schemas: Default::default(),
         }
     }
 
