@@ -161,3 +161,35 @@ fn help_names_the_flag() {
     assert!(stdout.contains("--asyncapi"), "{stdout}");
     assert!(stdout.contains("METRICS_ADDR"), "{stdout}");
 }
+
+#[test]
+fn the_readme_excerpt_is_what_the_sample_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("thermal_api --asyncapi`):")
+        .expect("the README's AsyncAPI excerpt");
+    let rest = &readme[start..];
+    let open = rest.find("```json\n").expect("a json block") + "```json\n".len();
+    let close = open + rest[open..].find("\n```").expect("the block's end");
+    let excerpt: Value = serde_json::from_str(&rest[open..close]).expect("the excerpt is JSON");
+    let document = document(&["--asyncapi"], &[("SERVICE_NAME", "thermal")]);
+    let mut compared = 0;
+    for (section, entries) in excerpt.as_object().unwrap() {
+        for (key, value) in entries.as_object().unwrap() {
+            if section == "components" {
+                for (name, schema) in value.as_object().unwrap() {
+                    assert_eq!(
+                        &document[section][key][name], schema,
+                        "{section}/{key}/{name}"
+                    );
+                    compared += 1;
+                }
+            } else {
+                assert_eq!(&document[section][key], value, "{section}/{key}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 5);
+}

@@ -328,7 +328,7 @@ pub(crate) async fn start(service: &Service) -> Result<(), StartError> {
     );
     registry.register(
         "telestion_handler_duration_seconds",
-        "How long a handler took per message (per batch for a batch handler), seconds.",
+        "How long a handler took per message (per batch for a batch handler), seconds",
         timings.family.clone(),
     );
     registry.register_collector(Box::new(ServiceCollector {
