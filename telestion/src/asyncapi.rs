@@ -18,8 +18,8 @@ use crate::timer::Period;
 
 /// The JSON schema of a message payload, when the crate feature `schemas`
 /// is on and the payload type derives `schemars::JsonSchema`. Made by
-/// `#[subscribe]` (or [`Route::message_schema`] and
-/// [`Route::reply_schema`] by hand).
+/// `#[subscribe]` (or `Route::message_schema` and `Route::reply_schema`
+/// by hand, with the feature).
 #[derive(Clone, Copy)]
 pub struct PayloadSchema {
     #[cfg(feature = "schemas")]
