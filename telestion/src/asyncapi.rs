@@ -608,4 +608,101 @@ mod tests {
         assert_eq!(unique_id("x", &taken), "x_2");
         assert_eq!(unique_id("", &taken), "_");
     }
+
+    async fn take(_body: String) {}
+
+    async fn answer(body: String) -> String {
+        body
+    }
+
+    /// Durable, broadcast, named-queue, config-key and timer routes: every
+    /// reference resolves and the document is valid AsyncAPI 3.0.0.
+    #[test]
+    fn every_kind_of_route() {
+        let routes = [
+            Route::new("cmd.>", take)
+                .name("svc::execute")
+                .durable(crate::Durable::new().stream("COMMANDS")),
+            Route::new("events.*.*", take)
+                .name("svc::watch")
+                .broadcast(),
+            Route::new("work.do", answer)
+                .name("svc::work")
+                .queue_group("workers")
+                .publish_to("work.done")
+                .publish_to(crate::PublishTarget::config("MIRROR")),
+            Route::from_config("INPUT_SUBJECT", take).name("svc::input"),
+            Route::from_config("OTHER_SUBJECT", take)
+                .name("svc::other")
+                .default_subject("other.default"),
+            Route::every(std::time::Duration::from_millis(250), answer)
+                .name("svc::beat")
+                .publish_to("status.beat"),
+            Route::task(take).name("svc::link"),
+        ];
+        let config = Config::from_pairs([("MIRROR", "work.mirror")]);
+        let document = asyncapi_document(&routes, &config, "svc", "1.0.0");
+        let channels = &document["channels"];
+        let operations = &document["operations"];
+        assert_eq!(channels["execute"]["address"], "cmd.{rest}");
+        assert_eq!(
+            operations["execute"]["x-telestion-durable"],
+            json!({"stream": "COMMANDS", "consumer": crate::durable::default_consumer("svc", "svc::execute")})
+        );
+        assert!(operations["execute"].get("reply").is_none());
+        assert_eq!(channels["watch"]["address"], "events.{token1}.{token2}");
+        assert_eq!(operations["watch"]["x-telestion-queue-group"], Value::Null);
+        assert_eq!(operations["work"]["x-telestion-queue-group"], "workers");
+        assert!(operations["work"]["reply"].is_object());
+        assert_eq!(channels["work_publish"]["address"], "work.done");
+        assert_eq!(channels["work_publish_2"]["address"], "work.mirror");
+        assert_eq!(channels["input"]["address"], Value::Null);
+        assert!(
+            channels["input"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("INPUT_SUBJECT")
+        );
+        assert_eq!(channels["other"]["address"], "other.default");
+        assert_eq!(operations["beat_publish"]["action"], "send");
+        assert_eq!(operations["beat_publish"]["x-telestion-period"], "250ms");
+        assert!(operations.get("beat").is_none() && operations.get("link").is_none());
+
+        let mut pointers = Vec::new();
+        collect_refs(&document, &mut pointers);
+        for pointer in &pointers {
+            let path = pointer.strip_prefix('#').unwrap();
+            assert!(
+                document.pointer(path).is_some(),
+                "{pointer} does not resolve"
+            );
+        }
+        let schema_path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/tests/asyncapi-3.0.0.json"
+        );
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    fn collect_refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("$ref", Value::String(pointer)) => out.push(pointer.clone()),
+                        _ => collect_refs(value, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| collect_refs(item, out)),
+            _ => {}
+        }
+    }
 }
