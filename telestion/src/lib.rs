@@ -51,7 +51,10 @@
 //! → [`Handler`] (`handler`) → the dispatch engine (`dispatch`) → [`Route`]
 //! (`route`, collected by `registry`) → serving and draining (`serve`) →
 //! what generated `main` calls (`run`). `signals` and `logging` sit at the
-//! bottom. The public API is what this page re-exports, plus the
+//! bottom. Two modules look at the whole: `metrics` (the Prometheus
+//! endpoint, started by `Service::start`, reading every route's counters
+//! from `stats`) and `asyncapi` (the `--asyncapi` document, made from the
+//! routes; a route keeps its payload schemas in `asyncapi`'s type). The public API is what this page re-exports, plus the
 //! [`health`] and [`data_log`] modules.
 
 #![warn(missing_docs)]
