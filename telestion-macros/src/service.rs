@@ -220,7 +220,10 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
         #vis fn main() -> ::std::process::ExitCode {
             #inner_fn
             #krate::__private::run(
-                #krate::Options::new().nats(#nats),
+                #krate::__private::with_crate_version(
+                    #krate::Options::new().nats(#nats),
+                    ::core::option_env!("CARGO_PKG_VERSION"),
+                ),
                 #krate::__private::collected_routes(),
                 #setup,
             )

@@ -949,6 +949,14 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
         quote!(.publish_to(#krate::PublishTarget::config(#key) #default))
     });
 
+    // The payload schemas for the AsyncAPI document: a runtime call per
+    // type, `None` unless the crate feature `schemas` is on and the type
+    // is `Json<T>` with `T: JsonSchema`.
+    let schema_params = params
+        .iter()
+        .map(|ty| quote!(#private::SchemaProbe::<#ty>::NEW.payload_schema()));
+    let replies = sig.output.is_some();
+
     quote! {
         #(#param_checks)*
         #body_check
@@ -956,17 +964,24 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
         const _: () = {
             #[allow(unused_imports)]
             use #private::Unchecked as _;
+            #[allow(unused_imports)]
+            use #private::NoSchema as _;
             #[#private::linkme::distributed_slice(#private::ROUTES)]
             #[linkme(crate = #private::linkme)]
             static __TELESTION_ROUTE: fn() -> #krate::Route = || {
-                #route
-                    .name(::core::concat!(::core::module_path!(), "::", #name))
-                    #queue
-                    #concurrency
-                    #batch
-                    #durable
-                    #(#publish)*
-                    #publish_config
+                #private::with_schemas(
+                    #route
+                        .name(::core::concat!(::core::module_path!(), "::", #name))
+                        #queue
+                        #concurrency
+                        #batch
+                        #durable
+                        #(#publish)*
+                        #publish_config,
+                    &[#(#schema_params),*],
+                    #private::SchemaProbe::<#output>::NEW.payload_schema(),
+                    #replies,
+                )
             };
         };
     }

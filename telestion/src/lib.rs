@@ -51,11 +51,15 @@
 //! → [`Handler`] (`handler`) → the dispatch engine (`dispatch`) → [`Route`]
 //! (`route`, collected by `registry`) → serving and draining (`serve`) →
 //! what generated `main` calls (`run`). `signals` and `logging` sit at the
-//! bottom. The public API is what this page re-exports, plus the
+//! bottom. Two modules look at the whole: `metrics` (the Prometheus
+//! endpoint, started by `Service::start`, reading every route's counters
+//! from `stats`) and `asyncapi` (the `--asyncapi` document, made from the
+//! routes; a route keeps its payload schemas in `asyncapi`'s type). The public API is what this page re-exports, plus the
 //! [`health`] and [`data_log`] modules.
 
 #![warn(missing_docs)]
 
+mod asyncapi;
 mod batch;
 mod blocking;
 mod config;
@@ -72,6 +76,8 @@ mod handler;
 mod handler_error;
 pub mod health;
 mod logging;
+mod metrics;
+pub mod micro;
 mod nats_url;
 mod publish_target;
 mod registry;
@@ -88,6 +94,7 @@ mod subject;
 mod task;
 mod timer;
 
+pub use asyncapi::{PayloadSchema, asyncapi_document};
 pub use batch::{Batch, DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
 pub use blocking::{Blocking, BlockingCall};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
@@ -124,6 +131,11 @@ pub use serde_json;
 pub use tokio;
 pub use tracing;
 
+/// The `schemars` crate the `schemas` feature uses (derive
+/// `schemars::JsonSchema` with the same version: `schemars = "1"`).
+#[cfg(feature = "schemas")]
+pub use schemars;
+
 pub use telestion_macros::{service, subscribe};
 
 /// What generated code uses, and nothing else. Not a public API: may
@@ -135,11 +147,84 @@ pub mod __private {
     pub use crate::run::{SetupResult, run};
     pub use linkme;
 
+    /// Used by `#[subscribe]`: the payload schemas and whether the handler
+    /// returns a value (for the AsyncAPI document).
+    pub fn with_schemas(
+        route: crate::Route,
+        params: &[Option<crate::PayloadSchema>],
+        reply: Option<crate::PayloadSchema>,
+        replies: bool,
+    ) -> crate::Route {
+        crate::asyncapi::with_schemas(route, params, reply, replies)
+    }
+
+    /// Used by `#[subscribe]`: `SchemaProbe::<T>::NEW.payload_schema()`
+    /// is the JSON schema of `U` when `T` is `Json<U>` (or a `Result` or
+    /// `Option` of it), the crate feature `schemas` is on and `U` derives
+    /// `schemars::JsonSchema`; otherwise, through [`NoSchema`], `None`.
+    pub struct SchemaProbe<T: ?Sized>(core::marker::PhantomData<T>);
+
+    impl<T: ?Sized> SchemaProbe<T> {
+        /// The probe.
+        pub const NEW: Self = SchemaProbe(core::marker::PhantomData);
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema> SchemaProbe<crate::Json<T>> {
+        /// The schema of `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema, E> SchemaProbe<Result<crate::Json<T>, E>> {
+        /// The schema of `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema> SchemaProbe<Option<crate::Json<T>>> {
+        /// The schema of `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    #[cfg(feature = "schemas")]
+    impl<T: schemars::JsonSchema> SchemaProbe<crate::Batch<crate::Json<T>>> {
+        /// The schema of `T`: a batch handler receives one message per `T`.
+        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            Some(crate::PayloadSchema::of::<T>())
+        }
+    }
+
+    /// The fallback of [`SchemaProbe`]: no schema.
+    pub trait NoSchema {
+        /// No schema.
+        fn payload_schema(&self) -> Option<crate::PayloadSchema> {
+            None
+        }
+    }
+
+    impl<T: ?Sized> NoSchema for SchemaProbe<T> {}
+
     /// Compile-time check used by `#[subscribe]`: a type is an extractor.
     pub const fn assert_extractor<T: FromMessage>() {}
 
     /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
     pub const fn assert_into_reply<T: crate::reply::IntoReply>() {}
+
+    /// Used by `#[telestion::service]`: the version of the user's crate
+    /// (`CARGO_PKG_VERSION`, absent outside Cargo) for discovery replies.
+    pub fn with_crate_version(options: crate::Options, version: Option<&str>) -> crate::Options {
+        match version {
+            Some(version) => options.version(version),
+            None => options,
+        }
+    }
 
     /// Used by `#[telestion::service]`: the result of the body of `main`
     /// (an unsupported return type is reported at the user's return type).

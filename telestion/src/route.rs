@@ -69,6 +69,7 @@ pub struct Route {
     pub(crate) period: Option<Period>,
     pub(crate) task: bool,
     pub(crate) batch: Option<BatchSpec>,
+    pub(crate) schemas: crate::asyncapi::RouteSchemas,
 }
 
 impl fmt::Debug for Route {
@@ -155,6 +156,7 @@ impl Route {
             period: None,
             task: false,
             batch: None,
+            schemas: Default::default(),
         }
     }
 

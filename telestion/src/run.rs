@@ -41,13 +41,11 @@ impl<E: Into<Box<dyn std::error::Error>>> SetupResult for Result<(), E> {
 /// that is known before it starts (the standard ones and those of its
 /// routes).
 pub fn help_text(routes: &[Route]) -> String {
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "service".into());
+    let exe = exe_name();
     let mut text = format!(
         "{exe}: a Telestion service.\n\nUsage: {exe} [--KEY=VALUE | --KEY VALUE | --flag]... \
-         [--dev] [--help]\n\nEvery key can also come from the environment or from the JSON \
+         [--dev] [--help] [--asyncapi]\n\n--asyncapi prints the AsyncAPI 3.0 document of the \
+         service's subjects (JSON) and exits.\n\nEvery key can also come from the environment or from the JSON \
          file named by CONFIG_FILE (CLI > env > file).\n--dev fills in NATS_URL=localhost:4222, \
          SERVICE_NAME={exe} and DATA_DIR=./data.\n\nStandard keys:\n"
     );
@@ -79,6 +77,39 @@ pub fn help_text(routes: &[Route]) -> String {
     text
 }
 
+/// `--asyncapi`: prints the service's AsyncAPI document (see
+/// [`asyncapi_document`](crate::asyncapi_document)), named by
+/// `SERVICE_NAME` (else the executable's name), versioned by
+/// `SERVICE_VERSION` (else the crate's version), without connecting.
+fn print_asyncapi(options: &Options, routes: &[Route]) -> ExitCode {
+    let config = crate::asyncapi::lenient_config();
+    let name = config
+        .get_str("SERVICE_NAME")
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(exe_name);
+    let version = config
+        .get_str("SERVICE_VERSION")
+        .filter(|version| !version.is_empty())
+        .or_else(|| options.version.clone())
+        .unwrap_or_else(|| "0.0.0".into());
+    let document = crate::asyncapi::asyncapi_document(routes, &config, &name, &version);
+    let text = serde_json::to_string_pretty(&document).unwrap_or_default() + "\n";
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            write_stderr(&format!("error: cannot write the AsyncAPI document: {e}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exe_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "service".into())
+}
+
 /// Runs a whole service: what `#[telestion::service]` expands to.
 ///
 /// Builds a multi-threaded tokio runtime, installs logging, prints the
@@ -95,6 +126,9 @@ where
     if crate::config::help_in_args() {
         let _ = std::io::stdout().write_all(help_text(&routes).as_bytes());
         return ExitCode::SUCCESS;
+    }
+    if crate::asyncapi::asyncapi_in_args() {
+        return print_asyncapi(&options, &routes);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,8 +1,6 @@
 //! Per-handler statistics: what every route counts for discovery (the NATS
 //! micro protocol's `$SRV.STATS`) and metrics. Each route owns one
 //! [`HandlerStats`]; the service keeps a list of them in subscription order.
-// Read by discovery and metrics, which land on the `ops` branch.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::Mutex;

@@ -19,6 +19,8 @@ mod features;
 mod health;
 mod identity;
 mod logging;
+mod metrics;
+mod micro;
 mod redaction;
 mod requests;
 mod shutdown;

@@ -1,135 +1,163 @@
-//! Tool: asks every service instance on the bus for its health and prints a
-//! table of name, instance id, recent errors and reply latency.
+//! Tool: asks every service instance on the bus for its health and its
+//! handlers' counts, and prints a table of instances (name, instance id,
+//! recent errors, reply latency, errors since start, uptime, version) and
+//! one of handlers (messages, errors, average handling time, a durable
+//! handler's pending and redelivered messages, the last error).
 //!
-//! It publishes one request on `__telestion__/health` (the spec's subject)
-//! and one on `__telestion__.health` (Telestion's Deno library) with its own
-//! reply inbox, collects every reply for `HEALTH_WAIT_MS` milliseconds
-//! (default 500, the spec's answer time), prints the table and exits with 0,
-//! also when nobody answered. Each instance is listed once; the tool does
-//! not list itself. When stdout is a closed pipe (as in `health | head -1`)
-//! the rest of the table is dropped quietly and the exit code is still 0;
-//! any other write error fails the run (exit 1, `error: ...` on stderr).
+//! It publishes one request on `__telestion__/health` (the spec's subject),
+//! one on `__telestion__.health` (Telestion's Deno library) and one on
+//! `$SRV.STATS` (the NATS micro protocol) with its own reply inbox,
+//! collects every reply for `HEALTH_WAIT_MS` milliseconds (default 500, the
+//! spec's answer time) and prints the tables. Each instance is listed
+//! once; the tool does not list itself. A service of another library shows
+//! in the instance table if it answers either kind of request (`-` for
+//! what it did not answer).
+//!
+//! Options (command line, or the same keys as environment variables):
+//!
+//! - `--service NAME[,NAME..]`: list only these services.
+//! - `--json`: print one JSON object per round instead of the tables.
+//! - `--watch[=SECONDS]`: ask again every SECONDS (default 2), redrawing
+//!   the screen in place on a terminal (one round after the other
+//!   otherwise, each headed `health at <time>`), until Ctrl-C or SIGTERM;
+//!   exits 0 then.
+//! - `--expect NAME[,NAME..]`: a check, for container health checks: exit
+//!   2 when no instance of one of these services answered, else 3 when an
+//!   instance of one of them reports recent errors (`errors` of its health
+//!   reply), else 0.
+//! - `--check`: exit 3 when any listed instance reports recent errors.
+//!
+//! Without `--expect` and `--check` the tool exits 0, also when nobody
+//! answered; 1 when it fails itself (bad option, no connection, stdout
+//! error). When stdout is a closed pipe (as in `health | head -1`) the rest
+//! is dropped quietly and the exit code stays as it would be.
 //!
 //! ```sh
 //! NATS_URL=localhost:4222 SERVICE_NAME=health DATA_DIR=./data \
-//!     cargo run -p health
+//!     cargo run -p health -- --expect standard_ops
 //! ```
 //!
 //! ```text
-//! NAME            INSTANCE                ERRORS  LATENCY
-//! publisher       c9uJtAq0fgV2GNBSyX3ky9  0       1.2 ms
-//! standard_ops    c9uJtAq0fgV2GNBSyX3l1S  2       0.9 ms
-//! 2 instances answered within 500 ms
+//! NAME          INSTANCE                ERRORS  LATENCY     TOTAL   UPTIME    VERSION
+//! standard_ops  c9uJtAq0fgV2GNBSyX3l1S  0       0.9 ms      2       3605s     0.1.0
+//! 1 instance answered within 500 ms
+//!
+//! NAME          INSTANCE                HANDLER   SUBJECT               MESSAGES  ERRORS  AVG         PENDING  REDELIVERED  LAST ERROR
+//! standard_ops  c9uJtAq0fgV2GNBSyX3l1S  log       __telestion__/log/>   120       2       0.081 ms    -        -            invalid log subject
 //! ```
 
-use std::collections::HashSet;
-use std::io::{ErrorKind, Write};
-use std::time::{Duration, Instant};
+mod collect;
+mod options;
+mod render;
 
-use futures::StreamExt;
+use std::io::{ErrorKind, IsTerminal, Write};
+use std::time::SystemTime;
+
 use telestion::Service;
-use telestion::health::{
-    HealthReport, SUBJECT as HEALTH_SUBJECT, SUBJECT_DOTTED as HEALTH_SUBJECT_DOTTED,
-};
 
-/// One answering instance.
-struct Row {
-    name: String,
-    id: String,
-    errors: u64,
-    latency: Duration,
-}
+use crate::options::Args;
+use crate::render::Round;
+
+/// Exit code: an expected service is missing.
+const EXIT_MISSING: i32 = 2;
+/// Exit code: a checked instance reports recent errors.
+const EXIT_ERRORS: i32 = 3;
 
 #[telestion::service]
 async fn main(service: Service) -> Result<(), String> {
-    let wait = service
-        .config()
-        .get::<u64>("HEALTH_WAIT_MS")
-        .map_err(|e| e.to_string())?
-        .unwrap_or(500);
+    let args = Args::read(service.config())?;
     let client = service.nats().map_err(|e| e.to_string())?.clone();
-    let inbox = client.new_inbox();
-    let mut replies = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| format!("cannot subscribe to the reply inbox: {e}"))?;
-    let sent = Instant::now();
-    for subject in [HEALTH_SUBJECT, HEALTH_SUBJECT_DOTTED] {
-        client
-            .publish_with_reply(subject, inbox.clone(), "".into())
-            .await
-            .map_err(|e| format!("cannot send the health request: {e}"))?;
-    }
-    client
-        .flush()
-        .await
-        .map_err(|e| format!("cannot send the health request: {e}"))?;
-
-    let mut rows = Vec::new();
-    let mut seen = HashSet::new();
-    let deadline = tokio::time::sleep(Duration::from_millis(wait));
-    tokio::pin!(deadline);
-    loop {
-        let message = tokio::select! {
-            _ = &mut deadline => break,
-            message = replies.next() => match message {
-                Some(message) => message,
-                None => break,
-            },
-        };
-        let latency = sent.elapsed();
-        // The runtime's own report type: services of other libraries
-        // send only the spec's fields, the rest default to zero.
-        let report = match serde_json::from_slice::<HealthReport>(&message.payload) {
-            Ok(report) => report,
-            Err(error) => {
-                tracing::warn!(%error, "a health reply is not a health report; skipped");
-                continue;
-            }
-        };
-        if report.service == service.id() || !seen.insert(report.service.clone()) {
-            continue;
+    let terminal = std::io::stdout().is_terminal();
+    let Some(interval) = args.watch else {
+        let instances = collect::round(&client, args.wait, service.id()).await?;
+        // A one-shot tool: stop as soon as the tables are out.
+        service.shutdown();
+        let round = evaluate(&args, instances);
+        let ok = round.ok;
+        print(&args, &round, None)?;
+        if !ok {
+            let code = if round.missing.is_empty() {
+                EXIT_ERRORS
+            } else {
+                EXIT_MISSING
+            };
+            std::process::exit(code);
         }
-        rows.push(Row {
-            name: report.name,
-            id: report.service,
-            errors: report.errors,
-            latency,
-        });
+        return Ok(());
+    };
+    let stopped = service.stopped();
+    tokio::pin!(stopped);
+    loop {
+        let instances = tokio::select! {
+            _ = &mut stopped => return Ok(()),
+            instances = collect::round(&client, args.wait, service.id()) => instances?,
+        };
+        let round = evaluate(&args, instances);
+        let header = format!(
+            "{}health at {}, every {} s (Ctrl-C to stop)",
+            if terminal { "\x1b[H\x1b[2J" } else { "" },
+            round.time,
+            interval.as_secs_f64()
+        );
+        print(&args, &round, Some(&header))?;
+        tokio::select! {
+            _ = &mut stopped => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
     }
-    rows.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    // A one-shot tool: stop as soon as the table is out.
-    service.shutdown();
-    match print_table(&mut std::io::stdout().lock(), &rows, wait) {
+}
+
+/// Filters the instances and checks them against `--expect` / `--check`.
+fn evaluate(args: &Args, all: Vec<collect::Instance>) -> Round {
+    let missing: Vec<String> = args
+        .expect
+        .iter()
+        .filter(|name| !all.iter().any(|i| &i.name == *name))
+        .cloned()
+        .collect();
+    let instances: Vec<collect::Instance> = all
+        .into_iter()
+        .filter(|i| args.services.is_empty() || args.services.contains(&i.name))
+        .collect();
+    let failing: Vec<String> = instances
+        .iter()
+        .filter(|i| args.check && (args.expect.is_empty() || args.expect.contains(&i.name)))
+        .filter(|i| i.errors.unwrap_or(0) > 0)
+        .map(|i| i.id.clone())
+        .collect();
+    Round {
+        time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        wait_ms: u64::try_from(args.wait.as_millis()).unwrap_or(u64::MAX),
+        ok: missing.is_empty() && failing.is_empty(),
+        instances,
+        missing,
+        failing,
+    }
+}
+
+/// Prints a round; a closed stdout is not an error.
+fn print(args: &Args, round: &Round, header: Option<&str>) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let result = (|| {
+        if let Some(header) = header
+            && !args.json
+        {
+            writeln!(out, "{header}")?;
+        }
+        if args.json {
+            render::json(&mut out, round)
+        } else {
+            render::text(&mut out, round)?;
+            if header.is_some() {
+                writeln!(out)?;
+            }
+            out.flush()
+        }
+    })();
+    match result {
         // Whoever read the table has gone: nothing left to do.
         Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(format!("cannot print the table: {e}")),
         Ok(()) => Ok(()),
     }
-}
-
-/// Writes the table to `out` (not `println!`, which panics when stdout is
-/// closed).
-fn print_table(out: &mut impl Write, rows: &[Row], wait: u64) -> std::io::Result<()> {
-    let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
-    let id_width = rows.iter().map(|r| r.id.len()).max().unwrap_or(0).max(8);
-    writeln!(
-        out,
-        "{:name_width$}  {:id_width$}  {:6}  LATENCY",
-        "NAME", "INSTANCE", "ERRORS"
-    )?;
-    for row in rows {
-        writeln!(
-            out,
-            "{:name_width$}  {:id_width$}  {:6}  {:.1} ms",
-            row.name,
-            row.id,
-            row.errors,
-            row.latency.as_secs_f64() * 1000.0
-        )?;
-    }
-    let count = rows.len();
-    let noun = if count == 1 { "instance" } else { "instances" };
-    writeln!(out, "{count} {noun} answered within {wait} ms")?;
-    out.flush()
 }

@@ -56,7 +56,6 @@ impl Lifecycle {
     }
 
     /// Every subscribed route's counters, in subscription order.
-    #[allow(dead_code)]
     pub(crate) fn handlers(&self) -> Vec<Arc<HandlerStats>> {
         lock(&self.handlers).clone()
     }

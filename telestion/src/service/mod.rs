@@ -43,6 +43,7 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) name: String,
     pub(crate) id: String,
+    pub(crate) version: String,
     pub(crate) data_root: PathBuf,
     pub(crate) client: Option<async_nats::Client>,
     pub(crate) errors: Arc<ErrorCounter>,
@@ -74,6 +75,13 @@ impl Service {
     /// start (unique across processes and containers).
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// The semantic version reported in discovery replies
+    /// (`SERVICE_VERSION`, else [`Options::version`], else
+    /// [`crate::micro::DEFAULT_VERSION`]).
+    pub fn version(&self) -> &str {
+        &self.inner.version
     }
 
     /// The merged configuration.

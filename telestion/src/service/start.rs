@@ -19,13 +19,17 @@ pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 /// The keys every service reads (besides those of the connection), for
 /// `--help`.
-pub(crate) const STANDARD_KEYS: [(&str, &str); 8] = [
+pub(crate) const STANDARD_KEYS: [(&str, &str); 10] = [
     (
         "SERVICE_NAME",
         "the service's name and default queue group (required)",
     ),
     ("DATA_DIR", "shared data directory (required)"),
     ("SERVICE_ID", "the instance id (default: a new NUID)"),
+    (
+        "SERVICE_VERSION",
+        "the semantic version in discovery replies (default: the crate's version)",
+    ),
     (
         "HEALTH_ERROR_WINDOW",
         "seconds counted as recent errors in health (default 60)",
@@ -34,6 +38,10 @@ pub(crate) const STANDARD_KEYS: [(&str, &str); 8] = [
     (
         "NATS_SUBSCRIPTION_CAPACITY",
         "messages buffered per subscription (default 65536)",
+    ),
+    (
+        "METRICS_ADDR",
+        "host:port of the Prometheus endpoint GET /metrics, e.g. 0.0.0.0:9090 (default: off)",
     ),
     ("CONFIG_FILE", "JSON config file"),
     ("CONFIG_KEY", "the object in CONFIG_FILE to use"),
@@ -65,6 +73,12 @@ pub struct Options {
     /// service embedded in a larger program or a test, which stops it with
     /// [`Service::shutdown`].
     pub signals: bool,
+    /// The service's semantic version in discovery replies (`$SRV.INFO`
+    /// and the others, see [`crate::micro`]); `SERVICE_VERSION` in the
+    /// configuration overrides it. `#[telestion::service]` sets it to the
+    /// version of the crate it is used in; `None` (the default of a
+    /// hand-written `main`) reports [`crate::micro::DEFAULT_VERSION`].
+    pub version: Option<String>,
 }
 
 impl Default for Options {
@@ -73,6 +87,7 @@ impl Default for Options {
             nats: true,
             config: None,
             signals: true,
+            version: None,
         }
     }
 }
@@ -100,6 +115,20 @@ impl Options {
     /// Whether the service handles SIGINT, SIGTERM and SIGHUP.
     pub fn signals(mut self, enabled: bool) -> Options {
         self.signals = enabled;
+        self
+    }
+
+    /// The service's semantic version for discovery replies, usually
+    /// `env!("CARGO_PKG_VERSION")` (what `#[telestion::service]` passes);
+    /// `SERVICE_VERSION` in the configuration overrides it. A version that
+    /// is not `MAJOR.MINOR.PATCH[-PRE][+BUILD]` fails the start.
+    ///
+    /// ```
+    /// let options = telestion::Options::new().version(env!("CARGO_PKG_VERSION"));
+    /// # let _ = options;
+    /// ```
+    pub fn version(mut self, version: impl Into<String>) -> Options {
+        self.version = Some(version.into());
         self
     }
 }
@@ -195,7 +224,23 @@ impl Service {
                     source,
                 })?;
             service.inner.lifecycle.add_health_tasks(tasks);
+            let inner = &service.inner;
+            let task = crate::micro::start(
+                client,
+                Arc::downgrade(inner),
+                &inner.name,
+                &inner.id,
+                &inner.version,
+            )
+            .await
+            .map_err(|(subject, source)| StartError::Subscribe {
+                handler: "discovery".into(),
+                subject,
+                source,
+            })?;
+            service.inner.lifecycle.add_health_tasks(vec![task]);
         }
+        crate::metrics::start(&service).await?;
         if let Some(signals) = signals {
             service.watch_signals(signals);
         }
@@ -218,6 +263,14 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         .get_str("SERVICE_ID")
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| nuid::next().to_string());
+    let version = match config.get_str("SERVICE_VERSION").filter(|v| !v.is_empty()) {
+        Some(version) => version,
+        None => options
+            .version
+            .unwrap_or_else(|| crate::micro::DEFAULT_VERSION.to_owned()),
+    };
+    crate::micro::check_version(&version)
+        .map_err(|e| invalid("SERVICE_VERSION", format!("key SERVICE_VERSION: {e}")))?;
     let data_root = config.get_path("DATA_DIR")?.unwrap_or_else(PathBuf::new);
     let window = config
         .get::<u64>("HEALTH_ERROR_WINDOW")?
@@ -254,6 +307,7 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         config,
         name,
         id,
+        version,
         data_root,
         client,
         errors,
