@@ -1,0 +1,3 @@
+//! placeholder
+#[telestion::service]
+async fn main() {}
