@@ -338,3 +338,45 @@ async fn bad_frames_and_link_losses_are_counted_and_the_flow_goes_on() {
 
     assert_complete(&backend, &client, 5).await;
 }
+
+/// Figures (ignored by default; `cargo test -p io_service --test pipeline
+/// -- --ignored --nocapture`): how fast the IO service and the parser
+/// drain a backlog of 20,000 frames the device buffered while they were
+/// down, and whether they keep up with 1000 frames/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let mut backend = start(None, 1000, &[], Vec::new());
+    let client = backend.server.client().await;
+    telestion_test::eventually(Duration::from_secs(60), "20,000 frames buffered", || {
+        backend.device_stat("buffered") >= 20_000
+    })
+    .await;
+    backend.control("silence 3600");
+    let backlog = backend.device_stat("next_counter");
+    let started = std::time::Instant::now();
+    backend.start_service("io_service");
+    wait_stored(&client, "TELEMETRY_RAW", backlog, "the backlog stored raw").await;
+    let raw = started.elapsed();
+    backend.start_service("telemetry_parser");
+    let started_parser = std::time::Instant::now();
+    wait_stored(&client, "TELEMETRY", backlog, "the backlog parsed").await;
+    let parsed = started_parser.elapsed();
+    println!(
+        "backlog of {backlog} frames: io_service stored {:.0} frames/s, parser {:.0} frames/s",
+        backlog as f64 / raw.as_secs_f64(),
+        backlog as f64 / parsed.as_secs_f64()
+    );
+    // Live at 1000 Hz for 20 s.
+    backend.control("silence 0");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let produced = backend.device_stat("next_counter") - backlog;
+    let buffered = backend.device_stat("buffered");
+    let lag = backend.device_stat("next_counter") - stored(&client, "TELEMETRY").await;
+    println!(
+        "live: {produced} frames in 20 s ({:.0}/s); {buffered} unacknowledged at the device, \
+         {lag} not yet parsed",
+        produced as f64 / 20.0
+    );
+    assert_complete(&backend, &client, 0).await;
+}
