@@ -597,3 +597,155 @@ async fn main() {
     }
     eprintln!("device_sim: stopped; {}", shared.sim().stats());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim(buffer_cap: usize) -> Sim {
+        Sim {
+            session: 9,
+            next_counter: 0,
+            rate_hz: 10,
+            heater: false,
+            fault: false,
+            rebooted_frames: 0,
+            buffer: VecDeque::new(),
+            buffer_cap,
+            dropped: 0,
+            acked: None,
+            outbox: VecDeque::new(),
+            silence_until: None,
+            connections: 0,
+            commands: 0,
+            seen: VecDeque::new(),
+        }
+    }
+
+    fn command(id: &str, command: Command) -> Telecommand {
+        Telecommand {
+            id: id.into(),
+            command,
+        }
+    }
+
+    #[test]
+    fn frames_stay_buffered_until_acknowledged() {
+        let mut sim = sim(100);
+        for _ in 0..10 {
+            sim.tick();
+        }
+        assert_eq!(sim.buffer.len(), 10);
+        let (counter, wire) = &sim.buffer[3];
+        assert_eq!(*counter, 3);
+        match decode_body(&wire[2..]) {
+            Ok(Frame::Telemetry(t)) => assert_eq!((t.session, t.counter), (9, 3)),
+            other => panic!("{other:?}"),
+        }
+        sim.ack_telemetry(8, 5); // another session: ignored
+        assert_eq!(sim.buffer.len(), 10);
+        sim.ack_telemetry(9, 5);
+        assert_eq!(sim.buffer.front().unwrap().0, 6);
+        assert_eq!(sim.acked, Some(5));
+        sim.ack_telemetry(9, 2); // an old ack changes nothing
+        assert_eq!((sim.buffer.len(), sim.acked), (4, Some(5)));
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_counts() {
+        let mut sim = sim(5);
+        for _ in 0..8 {
+            sim.tick();
+        }
+        assert_eq!(sim.dropped, 3);
+        let counters: Vec<u32> = sim.buffer.iter().map(|(c, _)| *c).collect();
+        assert_eq!(counters, [3, 4, 5, 6, 7]);
+        assert!(sim.stats().contains("dropped=3"), "{}", sim.stats());
+    }
+
+    #[test]
+    fn commands_are_run_once_and_rejected_on_fault() {
+        let mut sim = sim(5);
+        let ack = sim.execute(&command("a", Command::SetRate { hz: 100 }));
+        assert!(ack.accepted);
+        assert_eq!(sim.rate_hz, 100);
+        // A repeated id gets the same ack without running again.
+        sim.rate_hz = 7;
+        assert_eq!(
+            sim.execute(&command("a", Command::SetRate { hz: 100 })),
+            ack
+        );
+        assert_eq!((sim.rate_hz, sim.commands), (7, 1));
+        assert!(
+            !sim.execute(&command("b", Command::SetRate { hz: 0 }))
+                .accepted
+        );
+        sim.fault = true;
+        let rejected = sim.execute(&command("c", Command::SetHeater { on: true }));
+        assert!(!rejected.accepted);
+        assert!(rejected.reason.unwrap().contains("fault"));
+        sim.fault = false;
+        assert!(
+            sim.execute(&command("d", Command::SetHeater { on: true }))
+                .accepted
+        );
+        assert_ne!(sim.telemetry(0).status & STATUS_HEATER_ON, 0);
+        assert!(sim.execute(&command("e", Command::Reboot)).accepted);
+        assert_ne!(sim.telemetry(0).status & STATUS_REBOOTED, 0);
+    }
+
+    #[test]
+    fn injected_frames_fail_to_decode_as_documented() {
+        let sim = sim(5);
+        let bad = sim.bad_frame(false);
+        assert!(matches!(
+            decode_body(&bad[2..]),
+            Err(backend_protocol::DecodeError::BadChecksum { .. })
+        ));
+        let short = sim.bad_frame(true);
+        assert!(matches!(
+            decode_body(&short[2..]),
+            Err(backend_protocol::DecodeError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn control_commands_answer_ok_or_error() {
+        let shared = Shared {
+            sim: Mutex::new(sim(5)),
+            new_data: Notify::new(),
+            timing_changed: Notify::new(),
+            generation: watch::Sender::new(0),
+        };
+        assert!(control(&shared, "bad_checksum 2").starts_with("ok"));
+        assert!(control(&shared, "truncated").starts_with("ok"));
+        assert!(control(&shared, "garbage").starts_with("ok"));
+        assert_eq!(shared.sim().outbox.len(), 4);
+        assert!(control(&shared, "fault on").starts_with("ok"));
+        assert!(shared.sim().fault);
+        assert!(control(&shared, "rate 1000").starts_with("ok"));
+        assert_eq!(shared.sim().rate_hz, 1000);
+        assert!(control(&shared, "silence 1.5").starts_with("ok"));
+        assert!(shared.sim().silence_until.is_some());
+        assert!(control(&shared, "disconnect").starts_with("ok"));
+        assert_eq!(*shared.generation.borrow(), 1);
+        assert!(control(&shared, "stats").starts_with("ok session=9 "));
+        for bad in [
+            "",
+            "nope",
+            "rate 0",
+            "rate 1001",
+            "rate x",
+            "silence -1",
+            "silence 1e9",
+            "silence NaN",
+            "fault maybe",
+            "bad_checksum 0",
+            "truncated 99999999999",
+            "bad_checksum -3",
+        ] {
+            let reply = control(&shared, bad);
+            assert!(reply.starts_with("error"), "{bad:?}: {reply}");
+        }
+    }
+}
