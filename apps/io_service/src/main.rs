@@ -464,6 +464,7 @@ fn telemetry_raw_stream() -> StreamSpec {
     StreamSpec::new("TELEMETRY_RAW")
         .subjects([RAW_SUBJECT])
         .max_age(Duration::from_secs(3600))
+        .max_bytes(1 << 30)
         .replicas_from_key("TELEMETRY_RAW_REPLICAS")
 }
 

@@ -14,8 +14,8 @@
 //!
 //! A frame that cannot be parsed (bad checksum, truncated, unknown kind,
 //! not telemetry, a sensor value that is not a finite number) is never
-//! retried: the parser logs it with its reason, counts it as an error in
-//! health, publishes `{"reason": "...", "bytes": <length>}` on
+//! retried: the parser logs it with its reason (the first 10, then every
+//! 1000th, with the running total), counts it as an error in health, publishes `{"reason": "...", "bytes": <length>}` on
 //! `telemetry.rejected` and acknowledges it. A failed publish (NATS or the
 //! stream unavailable) fails the handler, and the frame is delivered again
 //! with the durable back-off.
@@ -26,11 +26,15 @@
 //! `TELEMETRY_REPLICAS`, `TELEMETRY_RAW_REPLICAS` (default 1): the
 //! replicas of the streams it declares.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backend_protocol::{Frame, Telemetry, decode_body, parsed_message_id};
 use serde::Serialize;
 use telestion::{Bytes, HandlerError, Service, StreamSpec, subscribe, tracing};
+
+/// Frames rejected since start.
+static REJECTED: AtomicU64 = AtomicU64::new(0);
 
 /// The JSON of a parsed frame (the contract of `telemetry.parsed`).
 #[derive(Debug, Serialize, PartialEq)]
@@ -100,7 +104,11 @@ async fn parse(body: Bytes, service: Service) -> Result<(), HandlerError> {
         Err(reason) => {
             // Never parses: do not retry it, count and report it.
             service.record_error();
-            tracing::warn!(%reason, bytes = body.len(), "frame rejected");
+            let rejected_total = REJECTED.fetch_add(1, Ordering::Relaxed) + 1;
+            // A device sending nothing but bad frames must not flood the log.
+            if rejected_total <= 10 || rejected_total.is_multiple_of(1000) {
+                tracing::warn!(%reason, bytes = body.len(), rejected_total, "frame rejected");
+            }
             let rejected = Rejected {
                 reason,
                 bytes: body.len(),
@@ -122,6 +130,7 @@ async fn main(service: Service) -> Result<(), telestion::StartError> {
             StreamSpec::new("TELEMETRY_RAW")
                 .subjects(["telemetry.raw"])
                 .max_age(Duration::from_secs(3600))
+                .max_bytes(1 << 30)
                 .replicas_from_key("TELEMETRY_RAW_REPLICAS"),
         )
         .await?;
