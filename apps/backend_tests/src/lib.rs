@@ -200,7 +200,8 @@ impl Backend {
 
     /// Sends one line to the simulator's control port; returns its answer.
     pub fn control(&self, command: &str) -> String {
-        let mut stream = TcpStream::connect(&self.control_addr).expect("cannot reach the control port");
+        let mut stream =
+            TcpStream::connect(&self.control_addr).expect("cannot reach the control port");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream
             .write_all(format!("{command}\n").as_bytes())
@@ -236,11 +237,9 @@ impl Backend {
 
 /// Rows per session read straight from the database file (read-only).
 pub fn read_counts(database: &Path) -> Vec<SessionCount> {
-    let connection = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap_or_else(|e| panic!("cannot open {}: {e}", database.display()));
+    let connection =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", database.display()));
     let mut statement = connection
         .prepare(
             "SELECT session, min(counter), max(counter), count(*) FROM telemetry \

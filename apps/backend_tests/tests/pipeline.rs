@@ -43,13 +43,37 @@ async fn every_frame_is_stored_once_across_restarts_and_kills() {
 
     wait_for_rows(&client, session, 100, "the first 100 frames stored").await;
     backend.restart_gracefully("db_writer");
-    wait_for_rows(&client, session, 400, "400 frames after a SIGTERM of db_writer").await;
+    wait_for_rows(
+        &client,
+        session,
+        400,
+        "400 frames after a SIGTERM of db_writer",
+    )
+    .await;
     backend.restart_killed("db_writer");
-    wait_for_rows(&client, session, 700, "700 frames after a SIGKILL of db_writer").await;
+    wait_for_rows(
+        &client,
+        session,
+        700,
+        "700 frames after a SIGKILL of db_writer",
+    )
+    .await;
     backend.restart_gracefully("telemetry_parser");
-    wait_for_rows(&client, session, 1000, "1000 frames after a SIGTERM of the parser").await;
+    wait_for_rows(
+        &client,
+        session,
+        1000,
+        "1000 frames after a SIGTERM of the parser",
+    )
+    .await;
     backend.restart_killed("telemetry_parser");
-    wait_for_rows(&client, session, 1300, "1300 frames after a SIGKILL of the parser").await;
+    wait_for_rows(
+        &client,
+        session,
+        1300,
+        "1300 frames after a SIGKILL of the parser",
+    )
+    .await;
 
     let sent = backend.stop_telemetry();
     wait_for_rows(&client, session, sent, "every frame the device sent").await;
@@ -63,7 +87,11 @@ async fn every_frame_is_stored_once_across_restarts_and_kills() {
         max_counter: u32::try_from(sent - 1).unwrap(),
         count: sent,
     };
-    assert_eq!(count.sessions, [expected.clone()], "count reply: {count:?}");
+    assert_eq!(
+        count.sessions,
+        std::slice::from_ref(&expected),
+        "count reply: {count:?}"
+    );
     assert_eq!(count.rows, sent);
     // The file itself says the same (a primary key makes count == range
     // mean every counter exactly once).
@@ -98,19 +126,24 @@ async fn queries_match_the_database(backend: &Backend, client: &async_nats::Clie
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let columns = "session, counter, time_ms, temperature_c, voltage_v, current_a, status, stored_ms";
+    let columns =
+        "session, counter, time_ms, temperature_c, voltage_v, current_a, status, stored_ms";
 
     let latest: Value = request_json(client, "telemetry.query.latest", &json!({"n": 25})).await;
     let expected = rows(
-        &format!("SELECT {columns} FROM telemetry ORDER BY time_ms DESC, session DESC, counter DESC LIMIT 25"),
+        &format!(
+            "SELECT {columns} FROM telemetry ORDER BY time_ms DESC, session DESC, counter DESC LIMIT 25"
+        ),
         &[],
     );
     assert_eq!(latest["rows"], json!(expected));
 
     let (first, last): (i64, i64) = connection
-        .query_row("SELECT min(time_ms), max(time_ms) FROM telemetry", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT min(time_ms), max(time_ms) FROM telemetry",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let middle = (first + last) / 2;
     let range: Value = request_json(
@@ -120,7 +153,9 @@ async fn queries_match_the_database(backend: &Backend, client: &async_nats::Clie
     )
     .await;
     let expected = rows(
-        &format!("SELECT {columns} FROM telemetry WHERE time_ms BETWEEN ?1 AND ?2 ORDER BY time_ms, session, counter LIMIT 100"),
+        &format!(
+            "SELECT {columns} FROM telemetry WHERE time_ms BETWEEN ?1 AND ?2 ORDER BY time_ms, session, counter LIMIT 100"
+        ),
         &[&first, &middle],
     );
     assert_eq!(range["rows"], json!(expected));
@@ -161,7 +196,10 @@ async fn queries_match_the_database(backend: &Backend, client: &async_nats::Clie
         assert_eq!(point["count"].as_i64(), Some(count), "{point}");
         assert_eq!(point["min"].as_f64(), Some(min), "{point}");
         assert_eq!(point["max"].as_f64(), Some(max), "{point}");
-        assert!((point["avg"].as_f64().unwrap() - avg).abs() < 1e-9, "{point}");
+        assert!(
+            (point["avg"].as_f64().unwrap() - avg).abs() < 1e-9,
+            "{point}"
+        );
     }
 }
 
@@ -181,20 +219,48 @@ async fn bad_queries_get_400_and_a_missing_database_503() {
     assert_eq!(count.rows, 0);
 
     for (subject, body, reason) in [
-        ("telemetry.query.latest", r#"{"n": 0}"#, "n must be 1..=1000"),
-        ("telemetry.query.latest", r#"{"n": 1001}"#, "n must be 1..=1000"),
+        (
+            "telemetry.query.latest",
+            r#"{"n": 0}"#,
+            "n must be 1..=1000",
+        ),
+        (
+            "telemetry.query.latest",
+            r#"{"n": 1001}"#,
+            "n must be 1..=1000",
+        ),
         ("telemetry.query.latest", r#"{"n": "ten"}"#, "invalid"),
         ("telemetry.query.latest", "not json", "invalid"),
-        ("telemetry.query.range", r#"{"from_ms": 5, "to_ms": 1}"#, "after to_ms"),
-        ("telemetry.query.range", r#"{"from_ms": 1, "to_ms": 5, "limit": 5000}"#, "limit must be"),
-        ("telemetry.query.series", r#"{"field": "status", "from_ms": 1, "to_ms": 5, "points": 3}"#, "unknown field"),
-        ("telemetry.query.series", r#"{"field": "voltage_v", "from_ms": 1, "to_ms": 5, "points": 0}"#, "points must be"),
-        ("telemetry.query.series", r#"{"field": "voltage_v", "from_ms": 1, "to_ms": 5, "points": 100000}"#, "points must be"),
+        (
+            "telemetry.query.range",
+            r#"{"from_ms": 5, "to_ms": 1}"#,
+            "after to_ms",
+        ),
+        (
+            "telemetry.query.range",
+            r#"{"from_ms": 1, "to_ms": 5, "limit": 5000}"#,
+            "limit must be",
+        ),
+        (
+            "telemetry.query.series",
+            r#"{"field": "status", "from_ms": 1, "to_ms": 5, "points": 3}"#,
+            "unknown field",
+        ),
+        (
+            "telemetry.query.series",
+            r#"{"field": "voltage_v", "from_ms": 1, "to_ms": 5, "points": 0}"#,
+            "points must be",
+        ),
+        (
+            "telemetry.query.series",
+            r#"{"field": "voltage_v", "from_ms": 1, "to_ms": 5, "points": 100000}"#,
+            "points must be",
+        ),
         ("telemetry.query.count", r#"{"all": true}"#, "no arguments"),
     ] {
         let reply = request(&client, subject, body).await;
-        let error = error_header(&reply)
-            .unwrap_or_else(|| panic!("{subject} {body}: no error reply"));
+        let error =
+            error_header(&reply).unwrap_or_else(|| panic!("{subject} {body}: no error reply"));
         assert_eq!(code(&reply), "400", "{subject} {body}: {error}");
         assert!(error.contains(reason), "{subject} {body}: {error}");
     }

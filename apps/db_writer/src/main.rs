@@ -31,12 +31,14 @@ fn store(Json(frame): Json<Telemetry>, db: State<Db>) -> Result<(), HandlerError
 
 #[telestion::service]
 async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
-    // The parser declares the same stream; whoever starts first creates it.
+    // The parser declares the same stream (identically); whoever starts
+    // first creates it.
     service
         .declare_stream(
             StreamSpec::new("TELEMETRY")
                 .subjects(["telemetry.parsed"])
-                .max_age(Duration::from_secs(3600)),
+                .max_age(Duration::from_secs(3600))
+                .replicas_from_key("TELEMETRY_REPLICAS"),
         )
         .await?;
     let path = service.data_dir()?.join(db::FILE_NAME);
