@@ -380,3 +380,74 @@ async fn throughput() {
     );
     assert_complete(&backend, &client, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_device_is_found_again() {
+    let env = vec![("io_service", "LINK_BACKOFF_MAX".into(), "500ms".into())];
+    let mut backend = start(None, 100, &PIPELINE, env);
+    let client = backend.server.client().await;
+    let mut link = client.subscribe("device.link").await.unwrap();
+    client.flush().await.unwrap();
+    wait_stored(&client, "TELEMETRY", 50, "50 frames parsed").await;
+    let io_errors = errors_total(&client, "io_service").await;
+
+    // The device goes away: the link is reported down, with the reason.
+    backend.device.signal(libc::SIGKILL);
+    backend.device.wait_exit(telestion_test::WAIT);
+    loop {
+        let message = next_message(&mut link, Duration::from_secs(10)).await;
+        let value: Value = serde_json::from_slice(&message.payload).unwrap();
+        if value["connected"] == false {
+            assert!(
+                value["reason"].as_str().unwrap().contains("device"),
+                "{value}"
+            );
+            break;
+        }
+    }
+    // Reconnection attempts fail (counted) until it is back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(errors_total(&client, "io_service").await >= io_errors + 2);
+
+    let mut cmd =
+        telestion_test::clean_command(telestion_test::workspace_binary("device_sim", "device_sim"));
+    cmd.env("DEVICE_ADDR", &backend.device_addr)
+        .env("TELEMETRY_HZ", "100");
+    let device = telestion_test::Process::spawn(cmd);
+    telestion_test::eventually(telestion_test::WAIT, "the new device's session", || {
+        device.stdout().contains("session ")
+    })
+    .await;
+    let session: u32 = device
+        .stdout()
+        .lines()
+        .find_map(|line| line.strip_prefix("session "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(session, backend.session);
+    loop {
+        let message = next_message(&mut link, Duration::from_secs(10)).await;
+        let value: Value = serde_json::from_slice(&message.payload).unwrap();
+        if value["connected"] == true {
+            break;
+        }
+    }
+    let before = stored(&client, "TELEMETRY").await;
+    wait_stored(
+        &client,
+        "TELEMETRY",
+        before + 50,
+        "frames of the new session",
+    )
+    .await;
+    let parsed = read_stream(&client, "TELEMETRY").await;
+    let new_session = parsed
+        .iter()
+        .filter_map(|(_, body)| parsed_counter(body))
+        .filter(|(s, _)| *s == session)
+        .count();
+    assert!(new_session >= 50, "{new_session} frames of the new session");
+    backend.device = device;
+}
