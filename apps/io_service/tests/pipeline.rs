@@ -3,7 +3,8 @@
 //! in `TELEMETRY`, across SIGTERM and SIGKILL of the IO service and of the
 //! parser; injected bad frames are rejected, reported and counted in
 //! health while the flow goes on; a lost link is reported on `device.link`
-//! and in health, and recovered.
+//! and in health, and recovered; a restarted device (new session) is
+//! found again; a restart of the NATS server loses no frame.
 //!
 //! Real processes: a JetStream `nats-server` (Debian's and the current
 //! release at `NATS_SERVER_CURRENT_BIN`), `device_sim`, `io_service` and
@@ -450,4 +451,22 @@ async fn a_restarted_device_is_found_again() {
         .count();
     assert!(new_session >= 50, "{new_session} frames of the new session");
     backend.device = device;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_restart_loses_no_frame() {
+    let mut backend = start(Some(current_server()), 200, &PIPELINE, Vec::new());
+    let client = backend.server.client().await;
+    wait_stored(&client, "TELEMETRY", 200, "200 frames parsed").await;
+    backend.server.restart();
+    let client = backend.server.client().await;
+    let before = stored(&client, "TELEMETRY").await;
+    wait_stored(
+        &client,
+        "TELEMETRY",
+        before + 400,
+        "400 more frames after the restart",
+    )
+    .await;
+    assert_complete(&backend, &client, 0).await;
 }
