@@ -21,6 +21,9 @@ use futures::StreamExt;
 use serde_json::Value;
 use telestion_test::{NatsServer, ServerOptions, eventually_async, next_message};
 
+mod support;
+use support::errors_total;
+
 const PIPELINE: [&str; 2] = ["io_service", "telemetry_parser"];
 
 /// The current nats-server release (see `scripts/ensure-nats-server-current.sh`).
@@ -165,29 +168,6 @@ fn parsed_counter(body: &[u8]) -> Option<(u32, u32)> {
         value["session"].as_u64()? as u32,
         value["counter"].as_u64()? as u32,
     ))
-}
-
-/// The health reply of the instance of service `name`.
-async fn health_of(client: &async_nats::Client, name: &str) -> Value {
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
-    client
-        .publish_with_reply(telestion::health::SUBJECT, inbox, "".into())
-        .await
-        .unwrap();
-    loop {
-        let reply = next_message(&mut replies, Duration::from_secs(5)).await;
-        let value: Value = serde_json::from_slice(&reply.payload).unwrap();
-        if value["name"] == name {
-            return value;
-        }
-    }
-}
-
-async fn errors_total(client: &async_nats::Client, name: &str) -> u64 {
-    health_of(client, name).await["errors_total"]
-        .as_u64()
-        .expect("no errors_total")
 }
 
 /// Stops the telemetry, waits until both streams hold every frame, and
