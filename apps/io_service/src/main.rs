@@ -252,11 +252,16 @@ async fn run_connection(
         tokio::select! {
             biased;
             _ = &mut stopped => {
-                // Store what was read; the device resends the rest.
+                // Store what was read and tell the device (it resends
+                // the rest after the restart).
                 while let Some(done) = inflight.next().await {
                     let Ok(Some(ack)) = done else { break };
                     let _ = out_tx.try_send(encode_frame(&Frame::TelemetryAck(ack)));
                 }
+                // The writer ends once every sender is gone.
+                *lock(&link.out) = None;
+                drop(out_tx);
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut write_task).await;
                 break Ok(());
             }
             written = &mut write_task => {
