@@ -338,7 +338,11 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 }
             }
             if batch.is_empty() {
-                shared.new_data.notified().await;
+                // The timeout covers a wake-up taken by a connection that
+                // was just replaced.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(100), shared.new_data.notified())
+                        .await;
                 continue;
             }
             if let Err(e) = writer.write_all(&batch).await {
