@@ -71,6 +71,10 @@ struct SubscribeArgs {
     every_default: Option<(Ident, u64)>,
     /// `task`: the key, when given.
     task: Option<Ident>,
+    /// `batch = N`: the key and the batch size.
+    batch: Option<(Ident, usize)>,
+    /// `batch_window = "50ms"`: the key and the window in nanoseconds.
+    batch_window: Option<(Ident, u64)>,
 }
 
 /// The validated handler signature.
@@ -203,6 +207,16 @@ const SPEC: Spec<SubscribeArgs> = Spec {
             parse: parse_concurrency,
         },
         Key {
+            name: "batch",
+            usage: "`batch = N` (one call for up to N messages, with a `Batch<T>` parameter)",
+            parse: parse_batch,
+        },
+        Key {
+            name: "batch_window",
+            usage: "`batch_window = \"50ms\"` (with `batch`: how long a batch waits for more messages)",
+            parse: parse_batch_window,
+        },
+        Key {
             name: "durable",
             usage: "`durable` or `durable = \"consumer\"` (consume a JetStream stream)",
             parse: parse_durable,
@@ -240,6 +254,8 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
         every_config: None,
         every_default: None,
         task: None,
+        batch: None,
+        batch_window: None,
     };
     if !SPEC.parse(tokens, &mut args, errors) {
         return None;
@@ -273,18 +289,26 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
              add `publish_config = \"KEY\"` or remove `publish_default`",
         );
     }
-    if args.durable.is_some() {
-        for key in [
-            &args.publish.as_ref().map(|(key, _)| key),
-            &args.publish_config.as_ref().map(|(key, _)| key),
-        ]
-        .into_iter()
-        .flatten()
-        {
+    if let (Some((key, _)), None) = (&args.batch_window, &args.batch) {
+        errors.spanned(
+            key,
+            "`batch_window` is how long a batch waits for more messages; add `batch = N` \
+             (`#[subscribe(\"a.b\", batch = 100, batch_window = \"50ms\")]`) or remove \
+             `batch_window`",
+        );
+    }
+    if let Some((key, _)) = &args.batch {
+        if args.every.is_some() || args.every_config.is_some() || args.task.is_some() {
             errors.spanned(
                 key,
-                "a durable handler cannot publish its return value (yet); publish with \
-                 `service.publish(..)` in the handler, or remove `durable`",
+                "timers and tasks are not called per message, so they take no batch; remove \
+                 `batch`",
+            );
+        } else if args.concurrency.is_some_and(|n| n > 1) {
+            errors.spanned(
+                key,
+                "a batch handler handles one batch at a time; remove `concurrency` (a larger \
+                 `batch` handles more at once)",
             );
         }
     }
@@ -493,6 +517,25 @@ fn period(value: &Expr, key: &str, errors: &mut Errors) -> Option<u64> {
         );
     }
     parsed
+}
+
+/// `batch = N` with `1 <= N <= 10000`.
+fn parse_batch(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    match args::lit_int(value).map(|lit| lit.base10_parse::<usize>()) {
+        Some(Ok(n)) if (1..=10_000).contains(&n) => args.batch = Some((key.clone(), n)),
+        _ => errors.spanned(
+            value,
+            "`batch` takes the largest number of messages per call, from 1 to 10000; write \
+             `batch = 100`",
+        ),
+    }
+}
+
+/// `batch_window = "50ms"`.
+fn parse_batch_window(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    if let Some(nanos) = period(value, "batch_window", errors) {
+        args.batch_window = Some((key.clone(), nanos));
+    }
 }
 
 /// `task` or `task = true`.
@@ -876,6 +919,14 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
         let n = Literal::usize_unsuffixed(n);
         quote!(.concurrency(#n))
     });
+    let batch = args.batch.as_ref().map(|(_, n)| {
+        let n = Literal::usize_unsuffixed(*n);
+        let window = match &args.batch_window {
+            Some((_, nanos)) => quote!(::core::time::Duration::from_nanos(#nanos)),
+            None => quote!(::core::time::Duration::from_millis(#krate::DEFAULT_BATCH_WINDOW_MS)),
+        };
+        quote!(.batch(#n, #window))
+    });
     let durable = args.durable.as_ref().map(|durable| {
         let consumer = durable
             .consumer
@@ -912,6 +963,7 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
                     .name(::core::concat!(::core::module_path!(), "::", #name))
                     #queue
                     #concurrency
+                    #batch
                     #durable
                     #(#publish)*
                     #publish_config

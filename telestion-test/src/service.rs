@@ -105,8 +105,13 @@ impl TestService {
         for route in routes {
             service.subscribe(route).await?;
         }
-        if let Some(client) = service.client() {
-            let _ = client.flush().await;
+        if service.client().is_some() {
+            // Every SUB processed by the server before the test goes on.
+            let confirmed = tokio::time::timeout(crate::WAIT, service.confirm_with_server()).await;
+            assert!(
+                matches!(confirmed, Ok(Ok(()))),
+                "the server did not confirm the subscriptions: {confirmed:?}"
+            );
         }
         let serving = service.clone();
         let task = tokio::spawn(async move {

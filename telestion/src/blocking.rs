@@ -90,6 +90,10 @@ macro_rules! impl_blocking {
             fn config_keys() -> Vec<String> {
                 <fn($($ty),*) -> std::future::Ready<()> as Handler<($($ty,)*)>>::config_keys()
             }
+
+            fn takes_batch() -> bool {
+                <fn($($ty),*) -> std::future::Ready<()> as Handler<($($ty,)*)>>::takes_batch()
+            }
         }
     };
 }

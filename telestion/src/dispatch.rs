@@ -18,6 +18,7 @@ use crate::handler::Handler;
 use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply, send_error_reply};
 use crate::service::Service;
+use crate::stats::HandlerStats;
 
 /// Handles one message (an `&mut Incoming`): extract, call, catch panics,
 /// reply, count errors. A macro rather than an `async fn`: on the hot path
@@ -31,16 +32,19 @@ use crate::service::Service;
 macro_rules! handle_message {
     ($handler:expr, $context:expr, $incoming:expr, $info:expr) => {{
         let incoming: &mut Incoming = $incoming;
+        let started = Instant::now();
         let outcome = AssertUnwindSafe(async {
             let args = H::extract(&mut *incoming, $context)?;
             Ok($handler.invoke(args).await.into_reply())
         })
         .catch_unwind()
         .await;
-        match outcome {
-            Ok(Ok(Reply::None)) => {}
-            outcome => respond(&incoming.service, outcome, &incoming.message, $info).await,
-        }
+        let info: &RouteInfo = $info;
+        let failed = match outcome {
+            Ok(Ok(Reply::None)) => false,
+            outcome => respond(&incoming.service, outcome, &incoming.message, info).await,
+        };
+        info.stats.record(1, started.elapsed(), failed);
     }};
 }
 
@@ -73,6 +77,8 @@ pub(crate) struct RouteInfo {
     pub(crate) errors: ErrorLog,
     /// Where the handler's return value is published, besides the reply.
     pub(crate) publish: Vec<String>,
+    /// The route's counters (discovery, metrics).
+    pub(crate) stats: Arc<HandlerStats>,
 }
 
 /// Runs one route until its subscription ends: after shutdown was
@@ -201,7 +207,7 @@ async fn serve_route<H, Args>(
         // One message at a time, handled in this loop (see
         // `handle_message!`). The service handle moves into the message and
         // back: no reference-count traffic per message.
-        let mut incoming = Incoming { message, service };
+        let mut incoming = Incoming::new(message, service);
         handle_message!(handler, &*context, &mut incoming, &info);
         service = incoming.service;
     }
@@ -230,7 +236,7 @@ where
         // count traffic per message. The route task records the handler's
         // name for the panic hook.
         None => {
-            let mut incoming = Incoming { message, service };
+            let mut incoming = Incoming::new(message, service);
             handle_message!(handler, &**context, &mut incoming, info);
             incoming.service
         }
@@ -240,10 +246,7 @@ where
             };
             let handler = handler.clone();
             let context = context.clone();
-            let mut incoming = Incoming {
-                message,
-                service: service.clone(),
-            };
+            let mut incoming = Incoming::new(message, service.clone());
             let info = info.clone();
             tokio::spawn(async move {
                 let handle = async { handle_message!(handler, &*context, &mut incoming, &info) };
@@ -283,16 +286,16 @@ where
 }
 
 /// What a handler's outcome means: send the reply, or count, log and answer
-/// the error.
+/// the error. Returns whether it was a failure.
 pub(crate) async fn respond(
     service: &Service,
     outcome: std::thread::Result<Result<Reply, ExtractError>>,
     message: &async_nats::Message,
     info: &RouteInfo,
-) {
+) -> bool {
     let (subject, reply_to) = (&message.subject, message.reply.as_ref());
     let (error, code) = match outcome {
-        Ok(Ok(Reply::None)) => return,
+        Ok(Ok(Reply::None)) => return false,
         Ok(Ok(Reply::Empty)) => {
             if let Some(reply_to) = reply_to
                 && let Err(e) = service
@@ -301,7 +304,7 @@ pub(crate) async fn respond(
             {
                 tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
             }
-            return;
+            return false;
         }
         Ok(Ok(Reply::Body { payload, headers })) => {
             for target in &info.publish {
@@ -319,7 +322,7 @@ pub(crate) async fn respond(
             {
                 tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
             }
-            return;
+            return false;
         }
         Ok(Ok(Reply::Error { code, message })) => (message, code),
         Ok(Err(error)) => (
@@ -335,6 +338,7 @@ pub(crate) async fn respond(
         ),
     };
     service.record_error();
+    info.stats.record_error(1, &error);
     info.errors.log(
         &info.name,
         subject.as_str(),
@@ -344,4 +348,5 @@ pub(crate) async fn respond(
     if let Some(reply_to) = reply_to {
         send_error_reply(service, reply_to.to_string(), &error, code).await;
     }
+    true
 }

@@ -23,6 +23,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::batch::{BatchSpec, call_batch};
 use crate::config::Config;
 use crate::error::{BoxError, ExtractError, StartError, error_chain};
 use crate::extract::Incoming;
@@ -31,6 +32,7 @@ use crate::health::DurableHealth;
 use crate::logging::Scoped;
 use crate::reply::{IntoReply, Reply};
 use crate::service::Service;
+use crate::stats::HandlerStats;
 use crate::stream;
 
 /// Default of `DURABLE_ACK_WAIT`, in seconds.
@@ -265,6 +267,12 @@ pub(crate) struct DurableRoute {
     pub(crate) dead_lettered: AtomicU64,
     /// The route's entry in the health reports.
     pub(crate) health: usize,
+    /// The route's counters (discovery, metrics).
+    pub(crate) stats: Arc<HandlerStats>,
+    /// Where the return value is published (durably).
+    pub(crate) publish: Vec<String>,
+    /// The batch size and window of a batch route.
+    pub(crate) batch: Option<BatchSpec>,
 }
 
 impl DurableRoute {
@@ -292,15 +300,30 @@ pub(crate) async fn prepare(
     service: &Service,
     handler: &str,
     subject: &str,
-    durable: &Durable,
-    concurrency: usize,
+    settings: (&Durable, usize, Option<BatchSpec>),
+    publish: Vec<String>,
+    stats: Arc<HandlerStats>,
 ) -> Result<DurableRoute, StartError> {
+    let (durable, concurrency, batch) = settings;
     let js = stream::context(service).ok_or_else(|| {
         handler_error(
             handler,
             "durable handlers need NATS, but the service runs in no-NATS mode",
         )
     })?;
+    for target in &publish {
+        if let Err(error) = js.stream_by_subject(target.as_str()).await {
+            return Err(handler_error(
+                handler,
+                format!(
+                    "it is durable, so it publishes its return value durably, but no JetStream \
+                     stream captures its publish target `{target}`; declare one in start-up \
+                     code with `service.declare_stream(StreamSpec::new(\"NAME\").subjects([\"{target}\"]))`: {}",
+                    error_chain(&error)
+                ),
+            ));
+        }
+    }
     let stream_name = match &durable.stream {
         Some(name) => name.clone(),
         None => find_stream(&js, handler, subject).await?,
@@ -410,7 +433,9 @@ pub(crate) async fn prepare(
         // Deliveries are counted here: the last failed one is dead-lettered
         // and terminated, so the server never drops a message silently.
         max_deliver: -1,
-        max_ack_pending: i64::try_from(concurrency).unwrap_or(i64::MAX),
+        // A batch route needs its whole batch unacknowledged at once.
+        max_ack_pending: i64::try_from(batch.map_or(concurrency, |batch| batch.max))
+            .unwrap_or(i64::MAX),
         filter_subject,
         ..Default::default()
     };
@@ -438,6 +463,9 @@ pub(crate) async fn prepare(
         pull_expires,
         dead_lettered: AtomicU64::new(0),
         health,
+        stats,
+        publish,
+        batch,
     })
 }
 
@@ -574,7 +602,10 @@ pub(crate) async fn run_durable<H, Args>(
         // it sends the next one as soon as it has processed an ack, without
         // waiting for a new pull request (one round trip per message, not
         // two). The permits keep the local limit.
-        let wanted = route.concurrency.saturating_mul(PULL_BATCH_PER_SLOT);
+        let wanted = match route.batch {
+            Some(batch) => batch.max.saturating_mul(2).max(PULL_BATCH_PER_SLOT),
+            None => route.concurrency.saturating_mul(PULL_BATCH_PER_SLOT),
+        };
         let pull = route
             .consumer
             .batch()
@@ -602,6 +633,10 @@ pub(crate) async fn run_durable<H, Args>(
         };
         let mut first = Some(first);
         let mut hand_back_until: Option<Instant> = None;
+        // A batch route's messages waiting for their call, and when the
+        // window of the first of them closes.
+        let mut pending: Vec<async_nats::Message> = Vec::new();
+        let mut window_end = Instant::now();
         loop {
             let item = match hand_back_until {
                 Some(limit) => match tokio::time::timeout_at(limit, batch.next()).await {
@@ -610,9 +645,19 @@ pub(crate) async fn run_durable<H, Args>(
                 },
                 None => tokio::select! {
                     biased;
+                    () = tokio::time::sleep_until(window_end), if !pending.is_empty() => {
+                        let messages = std::mem::take(&mut pending);
+                        handle_batch(&handler, &context, &service, messages, &route).await;
+                        continue;
+                    }
                     item = batch.next() => item,
                     () = &mut stop => {
                         stopping = true;
+                        // What was pulled for the batch is handled first.
+                        if !pending.is_empty() {
+                            let messages = std::mem::take(&mut pending);
+                            handle_batch(&handler, &context, &service, messages, &route).await;
+                        }
                         // The open pull ends within its expiry; what the
                         // server still sends for it goes back at once.
                         hand_back_until = Some(
@@ -645,6 +690,17 @@ pub(crate) async fn run_durable<H, Args>(
                 hand_back(&service, message.message).await;
                 continue;
             }
+            if let Some(spec) = route.batch {
+                if pending.is_empty() {
+                    window_end = Instant::now() + spec.window;
+                }
+                pending.push(message.message);
+                if pending.len() >= spec.max {
+                    let messages = std::mem::take(&mut pending);
+                    handle_batch(&handler, &context, &service, messages, &route).await;
+                }
+                continue;
+            }
             let permit = match first.take() {
                 Some(permit) => permit,
                 None => match permits.clone().acquire_owned().await {
@@ -666,6 +722,11 @@ pub(crate) async fn run_durable<H, Args>(
                 });
             }
         }
+        // The pull ended (its expiry, or an error): what it delivered for
+        // a batch is handled now.
+        if !pending.is_empty() {
+            handle_batch(&handler, &context, &service, pending, &route).await;
+        }
     }
     // Wait for every message still being handled.
     let _ = permits.acquire_many(route.concurrency as u32).await;
@@ -683,14 +744,68 @@ async fn hand_back(service: &Service, mut message: async_nats::Message) {
     }
 }
 
-/// What happened to one delivery.
-enum Outcome {
-    Done,
-    Failed(String),
+/// One delivery being handled: its ack subject, delivery count and stream
+/// sequence, and what a dead letter needs (kept before the extractors take
+/// the body).
+struct Delivery {
+    ack: Subject,
+    delivered: u64,
+    sequence: u64,
+    subject: Subject,
+    headers: Option<HeaderMap>,
+    payload: Bytes,
 }
 
-/// Handles one delivery: call with progress acks, then ack, or nak with
-/// back-off, or dead-letter and terminate.
+impl Delivery {
+    /// Takes the ack subject out of `message`; `None` (logged) when it has
+    /// none.
+    fn of(message: &mut async_nats::Message, route: &DurableRoute) -> Option<Delivery> {
+        let Some(ack) = message.reply.take() else {
+            tracing::warn!(handler = %route.name, "a durable message without an ack subject; ignored");
+            return None;
+        };
+        let (delivered, sequence) = parse_ack_subject(ack.as_str()).unwrap_or((1, 0));
+        Some(Delivery {
+            ack,
+            delivered,
+            sequence,
+            subject: message.subject.clone(),
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+        })
+    }
+}
+
+/// Runs `call` while telling the server every third of the ack wait that
+/// the deliveries in `acks` are still being worked on.
+async fn with_progress<F: std::future::Future>(
+    service: &Service,
+    route: &DurableRoute,
+    acks: &[&Subject],
+    call: F,
+) -> F::Output {
+    let client = service.client().cloned();
+    let mut call = std::pin::pin!(call);
+    let interval = (route.ack_wait / 3).max(Duration::from_millis(50));
+    let mut progress = tokio::time::interval_at(Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            biased;
+            outcome = &mut call => break outcome,
+            _ = progress.tick() => {
+                if let Some(client) = &client {
+                    for ack in acks {
+                        let _ = client.publish((*ack).clone(), AckKind::Progress.into()).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles one delivery: call with progress acks, then publish the return
+/// value durably and ack, or nak with back-off, or dead-letter and
+/// terminate.
 async fn handle<H, Args>(
     handler: &H,
     context: &H::Context,
@@ -701,112 +816,203 @@ async fn handle<H, Args>(
     H: Handler<Args>,
     Args: 'static,
 {
-    let Some(ack) = message.reply.take() else {
-        tracing::warn!(handler = %route.name, "a durable message without an ack subject; ignored");
+    let Some(delivery) = Delivery::of(&mut message, route) else {
         return;
     };
-    let (delivered, sequence) = parse_ack_subject(ack.as_str()).unwrap_or((1, 0));
-    let last_try = delivered >= u64::from(route.max_deliver);
-    // Kept for a dead letter: the body extractor takes the payload out.
-    let kept = last_try.then(|| {
-        (
-            message.subject.clone(),
-            message.headers.clone(),
-            message.payload.clone(),
-        )
-    });
-    let subject = message.subject.clone();
-    let progress_client = service.client().cloned();
-    let mut incoming = Incoming { message, service };
-    let outcome = {
-        let call = AssertUnwindSafe(async {
-            match handler.call(&mut incoming, context) {
-                Ok(future) => Ok(future.await.into_reply()),
-                Err(e) => Err(e),
-            }
-        })
-        .catch_unwind();
-        let mut call = std::pin::pin!(Scoped {
-            future: std::pin::pin!(call),
-            name: &route.name,
-        });
-        let interval = (route.ack_wait / 3).max(Duration::from_millis(50));
-        let mut progress = tokio::time::interval_at(Instant::now() + interval, interval);
-        loop {
-            tokio::select! {
-                biased;
-                outcome = &mut call => break outcome,
-                _ = progress.tick() => {
-                    if let Some(client) = &progress_client {
-                        let _ = client.publish(ack.clone(), AckKind::Progress.into()).await;
-                    }
-                }
-            }
+    let mut incoming = Incoming::new(message, service.clone());
+    let started = Instant::now();
+    let call = AssertUnwindSafe(async {
+        match handler.call(&mut incoming, context) {
+            Ok(future) => Ok(future.await.into_reply()),
+            Err(e) => Err(e),
         }
+    })
+    .catch_unwind();
+    let call = Scoped {
+        future: std::pin::pin!(call),
+        name: &route.name,
     };
-    let service = incoming.service;
+    let outcome = with_progress(&service, route, &[&delivery.ack], call).await;
     let result = match outcome {
-        Ok(Ok(Reply::Error { message, .. })) => Outcome::Failed(message),
-        Ok(Ok(_)) => Outcome::Done,
-        Ok(Err(error)) => Outcome::Failed(format!(
+        Ok(Ok(Reply::Error { message, .. })) => Err(message),
+        Ok(Ok(reply)) => {
+            publish_result(&service, route, reply, delivery.sequence, delivery.sequence).await
+        }
+        Ok(Err(error)) => Err(format!(
             "cannot handle the message: {}",
             error_chain(&error as &ExtractError)
         )),
-        Err(panic) => Outcome::Failed(format!(
+        Err(panic) => Err(format!(
             "handler panicked: {}",
             crate::logging::panic_message(&*panic)
         )),
     };
+    route.stats.record(1, started.elapsed(), result.is_err());
     match result {
-        Outcome::Done => {
-            if let Err(e) = acknowledge(&service, &ack, AckKind::Ack, route.ack_wait).await {
-                tracing::warn!(
-                    handler = %route.name, %subject, stream_sequence = sequence, error = %e,
-                    "handled, but the acknowledgement was not confirmed; the message may be \
-                     handled again"
-                );
-            }
+        Ok(()) => settle_done(&service, route, &delivery).await,
+        Err(error) => settle_failed(&service, route, delivery, &error).await,
+    }
+}
+
+/// Handles one batch of deliveries in one call: messages the `Batch<T>`
+/// parameter rejects fail on their own; when the call succeeds, its return
+/// value is published durably and every other message is acknowledged;
+/// when it fails, every other message is redelivered (or dead-lettered
+/// after its last delivery).
+async fn handle_batch<H, Args>(
+    handler: &H,
+    context: &H::Context,
+    service: &Service,
+    mut messages: Vec<async_nats::Message>,
+    route: &DurableRoute,
+) where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    let mut deliveries = Vec::with_capacity(messages.len());
+    messages.retain_mut(|message| match Delivery::of(message, route) {
+        Some(delivery) => {
+            deliveries.push(delivery);
+            true
         }
-        Outcome::Failed(error) => {
-            service.record_error();
-            match kept {
-                Some((subject, headers, payload)) => {
-                    tracing::error!(
-                        handler = %route.name, %subject, stream_sequence = sequence, delivery = delivered,
-                        %error, dead_letter = %route.dead_letter,
-                        "durable handler failed for the last time; dead-lettering the message"
-                    );
-                    let headers =
-                        dead_letter_headers(headers, &subject, &error, route, sequence, delivered);
-                    dead_letter(&service, route, headers, payload).await;
-                    route.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    service
-                        .inner
-                        .reporter
-                        .update_durable(route.health, |entry| {
-                            entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
-                        });
-                    if let Err(e) = acknowledge(&service, &ack, AckKind::Term, route.ack_wait).await
-                    {
-                        tracing::warn!(handler = %route.name, stream_sequence = sequence, error = %e, "cannot terminate a dead-lettered message; it may be delivered again");
-                    }
-                }
-                None => {
-                    let delay = route.delay_after(delivered);
-                    tracing::error!(
-                        handler = %route.name, %subject, stream_sequence = sequence, delivery = delivered,
-                        max_deliver = route.max_deliver, retry_in_s = delay.as_secs_f64(), %error,
-                        "durable handler failed; the message is redelivered"
-                    );
-                    let kind = AckKind::Nak((!delay.is_zero()).then_some(delay));
-                    if let Some(client) = service.client()
-                        && let Err(e) = client.publish(ack.clone(), kind.into()).await
-                    {
-                        tracing::warn!(handler = %route.name, error = %e, "cannot send the negative acknowledgement; redelivered after DURABLE_ACK_WAIT");
-                    }
-                }
-            }
+        None => false,
+    });
+    if messages.is_empty() {
+        return;
+    }
+    let acks: Vec<&Subject> = deliveries.iter().map(|delivery| &delivery.ack).collect();
+    let call = with_progress(
+        service,
+        route,
+        &acks,
+        call_batch(handler, context, service, &messages, &route.name),
+    )
+    .await;
+    let failure = call.failure().map(|(error, _)| error);
+    let mut rejected: Vec<Option<ExtractError>> = messages.iter().map(|_| None).collect();
+    for (index, error) in call.rejected {
+        if let Some(slot) = rejected.get_mut(index) {
+            *slot = Some(error);
         }
+    }
+    let result = match (call.outcome, failure) {
+        (None, _) => Ok(()),
+        (Some(_), Some(error)) => Err(error),
+        (Some(Ok(Ok(reply))), None) => {
+            let first = deliveries.first().map_or(0, |d| d.sequence);
+            let last = deliveries.last().map_or(0, |d| d.sequence);
+            publish_result(service, route, reply, first, last).await
+        }
+        (Some(_), None) => Ok(()),
+    };
+    route
+        .stats
+        .record(deliveries.len() as u64, call.elapsed, result.is_err());
+    let mut done = Vec::new();
+    for (delivery, rejected) in deliveries.into_iter().zip(rejected) {
+        match (rejected, &result) {
+            (Some(error), _) => {
+                let error = format!("cannot handle the message: {}", error_chain(&error));
+                settle_failed(service, route, delivery, &error).await;
+            }
+            (None, Ok(())) => done.push(delivery),
+            (None, Err(error)) => settle_failed(service, route, delivery, error).await,
+        }
+    }
+    futures::future::join_all(
+        done.iter()
+            .map(|delivery| settle_done(service, route, delivery)),
+    )
+    .await;
+}
+
+/// Publishes a successful call's return value to the route's publish
+/// targets, durably, with a message id made of the stream, consumer and the
+/// stream sequences handled (so a redelivered message, handled again, is
+/// stored once). An error when a target did not store it.
+async fn publish_result(
+    service: &Service,
+    route: &DurableRoute,
+    reply: Reply,
+    first: u64,
+    last: u64,
+) -> Result<(), String> {
+    let Reply::Body { payload, headers } = reply else {
+        return Ok(());
+    };
+    for (index, target) in route.publish.iter().enumerate() {
+        let id = if first == last {
+            format!("{}-{}-{first}-{index}", route.stream, route.consumer_name)
+        } else {
+            format!(
+                "{}-{}-{first}-{last}-{index}",
+                route.stream, route.consumer_name
+            )
+        };
+        service
+            .publish_durable_inner(target.clone(), id, headers.clone(), payload.clone())
+            .await
+            .map_err(|e| format!("cannot publish the return value to `{target}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Acknowledges a handled delivery and waits for the server to confirm.
+async fn settle_done(service: &Service, route: &DurableRoute, delivery: &Delivery) {
+    if let Err(e) = acknowledge(service, &delivery.ack, AckKind::Ack, route.ack_wait).await {
+        tracing::warn!(
+            handler = %route.name, subject = %delivery.subject, stream_sequence = delivery.sequence, error = %e,
+            "handled, but the acknowledgement was not confirmed; the message may be \
+             handled again"
+        );
+    }
+}
+
+/// Counts and logs a failed delivery, then hands it back with a delay
+/// from the back-off list, or, after its last delivery, dead-letters and
+/// terminates it.
+async fn settle_failed(service: &Service, route: &DurableRoute, delivery: Delivery, error: &str) {
+    service.record_error();
+    route.stats.record_error(1, error);
+    let Delivery {
+        ack,
+        delivered,
+        sequence,
+        subject,
+        headers,
+        payload,
+    } = delivery;
+    if delivered >= u64::from(route.max_deliver) {
+        tracing::error!(
+            handler = %route.name, %subject, stream_sequence = sequence, delivery = delivered,
+            %error, dead_letter = %route.dead_letter,
+            "durable handler failed for the last time; dead-lettering the message"
+        );
+        let headers = dead_letter_headers(headers, &subject, error, route, sequence, delivered);
+        dead_letter(service, route, headers, payload).await;
+        route.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        service
+            .inner
+            .reporter
+            .update_durable(route.health, |entry| {
+                entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
+            });
+        if let Err(e) = acknowledge(service, &ack, AckKind::Term, route.ack_wait).await {
+            tracing::warn!(handler = %route.name, stream_sequence = sequence, error = %e, "cannot terminate a dead-lettered message; it may be delivered again");
+        }
+        return;
+    }
+    let delay = route.delay_after(delivered);
+    tracing::error!(
+        handler = %route.name, %subject, stream_sequence = sequence, delivery = delivered,
+        max_deliver = route.max_deliver, retry_in_s = delay.as_secs_f64(), %error,
+        "durable handler failed; the message is redelivered"
+    );
+    let kind = AckKind::Nak((!delay.is_zero()).then_some(delay));
+    if let Some(client) = service.client()
+        && let Err(e) = client.publish(ack, kind.into()).await
+    {
+        tracing::warn!(handler = %route.name, error = %e, "cannot send the negative acknowledgement; redelivered after DURABLE_ACK_WAIT");
     }
 }
 

@@ -101,9 +101,19 @@ impl Service {
         message_id: impl Into<String>,
         payload: impl Into<Bytes>,
     ) -> Result<DurableAck, ServiceError> {
-        let subject = subject.into();
-        let message_id = message_id.into();
-        let payload = payload.into();
+        self.publish_durable_inner(subject.into(), message_id.into(), None, payload.into())
+            .await
+    }
+
+    /// [`Service::publish_durable_with_id`] with headers (a durable
+    /// route's return value keeps its headers).
+    pub(crate) async fn publish_durable_inner(
+        &self,
+        subject: String,
+        message_id: String,
+        extra_headers: Option<async_nats::HeaderMap>,
+        payload: Bytes,
+    ) -> Result<DurableAck, ServiceError> {
         let client = self.nats()?.clone();
         let js = jetstream::ContextBuilder::new()
             .timeout(ATTEMPT_TIMEOUT)
@@ -111,7 +121,7 @@ impl Service {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
         loop {
-            let mut headers = async_nats::HeaderMap::new();
+            let mut headers = extra_headers.clone().unwrap_or_default();
             headers.insert(MESSAGE_ID_HEADER, message_id.as_str());
             let attempt = async {
                 js.publish_with_headers(subject.clone(), headers, payload.clone())

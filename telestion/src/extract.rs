@@ -33,6 +33,27 @@ pub struct Incoming {
     pub message: async_nats::Message,
     /// The receiving service.
     pub service: Service,
+    /// For a batch handler's call: the messages of the batch, which a
+    /// [`Batch<T>`](crate::Batch) parameter takes.
+    pub(crate) batch: Option<Box<crate::batch::BatchParts>>,
+}
+
+impl Incoming {
+    /// A message received by `service` (to test an extractor, say).
+    ///
+    /// ```no_run
+    /// # fn example(service: telestion::Service, message: telestion::Message) {
+    /// let incoming = telestion::Incoming::new(message, service);
+    /// assert!(incoming.message.reply.is_none());
+    /// # }
+    /// ```
+    pub fn new(message: async_nats::Message, service: Service) -> Incoming {
+        Incoming {
+            message,
+            service,
+            batch: None,
+        }
+    }
 }
 
 /// A type a handler can take as a parameter.
@@ -56,12 +77,17 @@ pub struct Incoming {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler parameter",
     note = "handler parameters must be extractors: `Json<T>`, `Bytes`, `Vec<u8>`, `String`, \
-            `Message` (body, at most one), or `Subject`, `Headers`, `ReplyTo`, `Service`, \
+            `Message` (body, at most one; or a `Batch<T>` of them), or `Subject`, `Headers`, `ReplyTo`, `Service`, \
             `State<T>`, `TypedConfig<T>`, `DataDir`"
 )]
 pub trait FromMessage: Sized + Send + 'static {
     /// Whether this extractor consumes the message body (at most one may).
     const BODY: bool = false;
+
+    /// Whether this extractor takes a whole batch of messages
+    /// ([`Batch<T>`](crate::Batch)); a handler that takes one must be
+    /// subscribed with a batch size, and only such a handler may be.
+    const BATCH: bool = false;
 
     /// What the extractor resolves once per route (use `()` for nothing).
     type Context: Send + Sync + 'static;

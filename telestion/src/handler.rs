@@ -65,6 +65,12 @@ pub trait Handler<Args>: Clone + Send + Sync + 'static {
 
     /// The configuration keys its extractors read, for `--help`.
     fn config_keys() -> Vec<String>;
+
+    /// Whether it takes a [`Batch<T>`](crate::Batch) (then its route needs
+    /// a batch size).
+    fn takes_batch() -> bool {
+        false
+    }
 }
 
 macro_rules! impl_handler {
@@ -114,6 +120,10 @@ macro_rules! impl_handler {
                 let mut keys = Vec::new();
                 $(keys.extend($ty::config_keys());)*
                 keys
+            }
+
+            fn takes_batch() -> bool {
+                false $(|| $ty::BATCH)*
             }
         }
     };

@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod blocking;
 mod config;
 mod connect;
@@ -81,11 +82,13 @@ mod secret;
 mod serve;
 mod service;
 mod signals;
+mod stats;
 mod stream;
 mod subject;
 mod task;
 mod timer;
 
+pub use batch::{Batch, DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
 pub use blocking::{Blocking, BlockingCall};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
 pub use durable::{
@@ -173,7 +176,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "a handler takes at most one body extractor",
         label = "more than one of these parameters consumes the message body",
-        note = "take at most one of `Json<T>`, `Bytes`, `Vec<u8>`, `String`, `Message`; the \
+        note = "take at most one of `Json<T>`, `Bytes`, `Vec<u8>`, `String`, `Message`, `Batch<T>`; the \
                 other extractors (`Subject`, `Headers`, `ReplyTo`, `Service`, `State<T>`, \
                 `TypedConfig<T>`, `DataDir`) can be combined freely"
     )]

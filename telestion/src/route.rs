@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_nats::Subscriber;
 use tokio::task::JoinHandle;
 
+use crate::batch::{BatchSpec, run_batch_route};
 use crate::blocking::Blocking;
 use crate::dispatch::{RouteInfo, run_route};
 use crate::durable::{Durable, DurableRoute, run_durable};
@@ -67,6 +68,7 @@ pub struct Route {
     pub(crate) publish: Vec<PublishTarget>,
     pub(crate) period: Option<Period>,
     pub(crate) task: bool,
+    pub(crate) batch: Option<BatchSpec>,
 }
 
 impl fmt::Debug for Route {
@@ -81,6 +83,7 @@ impl fmt::Debug for Route {
             .field("publish", &self.publish)
             .field("period", &self.period)
             .field("task", &self.task)
+            .field("batch", &self.batch)
             .finish()
     }
 }
@@ -151,6 +154,7 @@ impl Route {
             publish: Vec::new(),
             period: None,
             task: false,
+            batch: None,
         }
     }
 
@@ -279,7 +283,10 @@ impl Route {
     /// config; may be given several times. A message with a reply subject
     /// is still answered. Nothing is published for `()` or `None`, and an
     /// error is not published (it is counted, logged and answered as
-    /// always). Not for durable routes (their subscription fails).
+    /// always). On a durable route the value is published durably, with a
+    /// message id made of the stream, consumer and sequence (a stream must
+    /// capture each target, checked at start), before the message is
+    /// acknowledged.
     ///
     /// ```
     /// use telestion::{Json, PublishTarget, Route};
@@ -350,6 +357,42 @@ impl Route {
     pub fn concurrency(mut self, n: usize) -> Route {
         self.concurrency = n.max(1);
         self
+    }
+
+    /// Makes this a batch route: its handler, which takes a
+    /// [`Batch<T>`](crate::Batch), is called once for up to `max` messages
+    /// (at most [`MAX_BATCH`](crate::MAX_BATCH)), or for what arrived
+    /// within `window` after the first of them, in arrival order; one batch
+    /// at a time. Every request of the batch gets the return value (or the
+    /// error) as its reply, and the return value is published once to the
+    /// [publish targets](Route::publish_to). On a durable route every message of the
+    /// batch is acknowledged when the call succeeds and redelivered when it
+    /// fails. A handler without a `Batch<T>` parameter cannot be a batch
+    /// route, and one with it must be (the start fails, saying so).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use telestion::{Batch, Bytes, Route};
+    ///
+    /// async fn archive(frames: Batch<Bytes>) {
+    ///     let total: usize = frames.iter().map(|frame| frame.len()).sum();
+    ///     println!("{} frames, {total} bytes", frames.len());
+    /// }
+    ///
+    /// let route = Route::new("frames.raw", archive).batch(500, Duration::from_millis(20));
+    /// assert_eq!(route.batch_size(), Some((500, Duration::from_millis(20))));
+    /// ```
+    pub fn batch(mut self, max: usize, window: std::time::Duration) -> Route {
+        self.batch = Some(BatchSpec {
+            max: max.clamp(1, crate::batch::MAX_BATCH),
+            window,
+        });
+        self
+    }
+
+    /// The batch size and window of a batch route ([`Route::batch`]).
+    pub fn batch_size(&self) -> Option<(usize, std::time::Duration)> {
+        self.batch.map(|spec| (spec.max, spec.window))
     }
 
     /// Makes this a durable handler: it consumes a JetStream stream through
@@ -460,12 +503,21 @@ pub(crate) trait PreparedHandler: Send {
     ) -> JoinHandle<()>;
 
     fn spawn_task(self: Box<Self>, service: Service, info: RouteInfo) -> JoinHandle<()>;
+
+    fn spawn_batch(
+        self: Box<Self>,
+        service: Service,
+        subscriber: Subscriber,
+        info: RouteInfo,
+        spec: BatchSpec,
+    ) -> JoinHandle<()>;
 }
 
 /// A handler with its argument types erased.
 pub(crate) trait ErasedHandler: Send + Sync {
     fn prepare(&self, service: &Service) -> Result<Box<dyn PreparedHandler>, BoxError>;
     fn config_keys(&self) -> Vec<String>;
+    fn takes_batch(&self) -> bool;
 }
 
 struct TypedHandler<H, Args> {
@@ -494,6 +546,10 @@ where
 
     fn config_keys(&self) -> Vec<String> {
         H::config_keys()
+    }
+
+    fn takes_batch(&self) -> bool {
+        H::takes_batch()
     }
 }
 
@@ -529,6 +585,23 @@ where
             service,
             period,
             Arc::new(info),
+        ))
+    }
+
+    fn spawn_batch(
+        self: Box<Self>,
+        service: Service,
+        subscriber: Subscriber,
+        info: RouteInfo,
+        spec: BatchSpec,
+    ) -> JoinHandle<()> {
+        tokio::spawn(run_batch_route::<H, Args>(
+            self.handler,
+            self.context,
+            service,
+            subscriber,
+            Arc::new(info),
+            spec,
         ))
     }
 

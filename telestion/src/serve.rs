@@ -11,6 +11,7 @@ use crate::durable::{self, Durable};
 use crate::error::StartError;
 use crate::route::{PreparedHandler, QueueGroup, Route, SubjectSource};
 use crate::service::Service;
+use crate::stats::{HandlerStats, RouteKind};
 use crate::subject::validate_subject;
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,6 +58,12 @@ impl Service {
                 handler: route.name.clone(),
                 source: reason.into(),
             })?;
+        if let Some(reason) = batch_mismatch(&route) {
+            return Err(StartError::Handler {
+                handler: route.name.clone(),
+                source: reason.into(),
+            });
+        }
         if route.task {
             let prepared = route
                 .handler
@@ -66,16 +73,8 @@ impl Service {
                     source,
                 })?;
             tracing::debug!(handler = %route.name, "task started");
-            let task = prepared.spawn_task(
-                self.clone(),
-                RouteInfo {
-                    name: route.name.as_str().into(),
-                    subject,
-                    concurrency: 1,
-                    errors: Default::default(),
-                    publish,
-                },
-            );
+            let info = self.route_info(&route, subject, None, RouteKind::Task, publish);
+            let task = prepared.spawn_task(self.clone(), info);
             lock(&self.inner.lifecycle.route_tasks).push(task);
             return Ok(());
         }
@@ -94,27 +93,10 @@ impl Service {
                     source,
                 })?;
             tracing::debug!(handler = %route.name, ?period, "timer started");
-            let task = prepared.spawn_timer(
-                self.clone(),
-                period,
-                RouteInfo {
-                    name: route.name.as_str().into(),
-                    subject,
-                    concurrency: 1,
-                    errors: Default::default(),
-                    publish,
-                },
-            );
+            let info = self.route_info(&route, subject, None, RouteKind::Timer, publish);
+            let task = prepared.spawn_timer(self.clone(), period, info);
             lock(&self.inner.lifecycle.route_tasks).push(task);
             return Ok(());
-        }
-        if route.durable.is_some() && !publish.is_empty() {
-            return Err(StartError::Handler {
-                handler: route.name.clone(),
-                source: "a durable route cannot publish its return value (yet); publish with \
-                         `service.publish(..)` in the handler"
-                    .into(),
-            });
         }
         let queue = match &route.queue {
             QueueGroup::ServiceName => Some(self.name().to_owned()),
@@ -130,7 +112,7 @@ impl Service {
             })?;
         if let Some(durable) = &route.durable {
             return self
-                .subscribe_durable(&route, durable, subject, prepared)
+                .subscribe_durable(&route, durable, subject, publish, prepared)
                 .await;
         }
         if let Some(group) = &queue {
@@ -156,19 +138,47 @@ impl Service {
             source,
         })?;
         tracing::debug!(handler = %route.name, %subject, queue = ?queue, "subscribed");
-        let task = prepared.spawn(
-            self.clone(),
-            subscriber,
-            RouteInfo {
-                name: route.name.as_str().into(),
-                subject,
-                concurrency: route.concurrency,
-                errors: Default::default(),
-                publish,
-            },
-        );
+        let info = self.route_info(&route, subject, queue, RouteKind::Subscription, publish);
+        let task = match route.batch {
+            Some(spec) => prepared.spawn_batch(self.clone(), subscriber, info, spec),
+            None => prepared.spawn(self.clone(), subscriber, info),
+        };
         lock(&self.inner.lifecycle.route_tasks).push(task);
         Ok(())
+    }
+
+    /// What the dispatch engine keeps for a route; its counters are listed
+    /// for discovery and metrics.
+    fn route_info(
+        &self,
+        route: &Route,
+        subject: String,
+        queue: Option<String>,
+        kind: RouteKind,
+        publish: Vec<String>,
+    ) -> RouteInfo {
+        let name: Arc<str> = route.name.as_str().into();
+        let stats = Arc::new(HandlerStats::new(
+            name.clone(),
+            subject.clone(),
+            queue,
+            kind,
+            publish.clone(),
+            self.inner.lifecycle.observer.get().cloned(),
+        ));
+        lock(&self.inner.lifecycle.handlers).push(stats.clone());
+        RouteInfo {
+            name,
+            subject,
+            concurrency: if kind == RouteKind::Subscription {
+                route.concurrency
+            } else {
+                1
+            },
+            errors: Default::default(),
+            publish,
+            stats,
+        }
     }
 
     /// The durable part of [`Service::subscribe`]: refuses a second route
@@ -180,6 +190,7 @@ impl Service {
         route: &Route,
         settings: &Durable,
         subject: String,
+        publish: Vec<String>,
         prepared: Box<dyn PreparedHandler>,
     ) -> Result<(), StartError> {
         let consumer = settings
@@ -199,9 +210,23 @@ impl Service {
             }
             subscribed.insert(key, route.name.clone());
         }
-        let resolved = durable::prepare(self, &route.name, &subject, settings, route.concurrency)
-            .await
-            .map(Arc::new)?;
+        let info = self.route_info(
+            route,
+            subject.clone(),
+            Some(consumer.clone()),
+            RouteKind::Durable,
+            publish.clone(),
+        );
+        let resolved = durable::prepare(
+            self,
+            &route.name,
+            &subject,
+            (settings, route.concurrency, route.batch),
+            publish,
+            info.stats,
+        )
+        .await
+        .map(Arc::new)?;
         let refresh = durable::spawn_health_refresh(self, &resolved);
         self.inner.lifecycle.add_health_tasks(vec![refresh]);
         tracing::debug!(
@@ -234,12 +259,13 @@ impl Service {
             self.subscribe(route).await?;
             count += 1;
         }
-        // Make sure every SUB above has been written to the server before
-        // saying "ready" (tests and scripts wait for that word).
-        if let Some(client) = self.client()
-            && let Err(e) = tokio::time::timeout(self.shutdown_timeout(), client.flush())
-                .await
-                .unwrap_or(Ok(()))
+        // Make sure the server has processed every SUB above before saying
+        // "ready" (tests and scripts wait for that word).
+        if self.client().is_some()
+            && let Err(e) =
+                tokio::time::timeout(self.shutdown_timeout(), self.confirm_with_server())
+                    .await
+                    .unwrap_or(Ok(()))
         {
             tracing::warn!(error = %e, "cannot confirm the subscriptions with the server");
         }
@@ -308,5 +334,29 @@ impl Service {
             }
         }
         tracing::info!("drained; stopped");
+    }
+}
+
+/// Why a route's batch setting does not fit its handler, if it does not.
+fn batch_mismatch(route: &Route) -> Option<&'static str> {
+    let takes_batch = route.handler.takes_batch();
+    match &route.batch {
+        None if takes_batch => Some(
+            "it takes `Batch<T>`, but its route has no batch size; add `batch = N` to \
+             `#[subscribe]` (by hand: `Route::batch(n, window)`)",
+        ),
+        None => None,
+        Some(_) if !takes_batch => Some(
+            "its route is a batch route (`batch = N`), but it takes no `Batch<T>` parameter; \
+             take the messages as `Batch<Json<T>>` (or `Batch<Bytes>`, ...)",
+        ),
+        Some(_) if route.task || route.period.is_some() => {
+            Some("timers and tasks are not called per message, so they take no batch")
+        }
+        Some(_) if route.concurrency > 1 => Some(
+            "a batch route handles one batch at a time; remove `concurrency` (a larger batch \
+             handles more at once)",
+        ),
+        Some(_) => None,
     }
 }

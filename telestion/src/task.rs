@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::dispatch::{RouteInfo, respond};
 use crate::extract::Incoming;
 use crate::handler::Handler;
-use crate::reply::{IntoReply, Reply};
+use crate::reply::IntoReply;
 use crate::service::Service;
 
 /// The first wait before a failed task is restarted; doubled after each
@@ -50,21 +50,16 @@ pub(crate) async fn run_task<H, Args>(
     let mut backoff = first;
     loop {
         let started = Instant::now();
-        let mut incoming = Incoming {
-            message: crate::timer::tick_message(&info.subject),
-            service: service.clone(),
-        };
+        let mut incoming =
+            Incoming::new(crate::timer::tick_message(&info.subject), service.clone());
         let outcome = AssertUnwindSafe(async {
             let args = H::extract(&mut incoming, &context)?;
             Ok(handler.invoke(args).await.into_reply())
         })
         .catch_unwind()
         .await;
-        let failed = !matches!(
-            outcome,
-            Ok(Ok(Reply::None | Reply::Empty | Reply::Body { .. }))
-        );
-        respond(&service, outcome, &incoming.message, &info).await;
+        let failed = respond(&service, outcome, &incoming.message, &info).await;
+        info.stats.record(1, started.elapsed(), failed);
         if !failed {
             tracing::debug!(handler = %info.name, "task ended");
             return;

@@ -106,10 +106,7 @@ pub(crate) async fn run_timer<H, Args>(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopped = service.stopped();
     tokio::pin!(stopped);
-    let mut incoming = Incoming {
-        message: tick_message(&info.subject),
-        service,
-    };
+    let mut incoming = Incoming::new(tick_message(&info.subject), service);
     loop {
         tokio::select! {
             biased;

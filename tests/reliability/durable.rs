@@ -47,7 +47,7 @@ const LONG_CYCLES: usize = 50;
 const FIXTURE: &str = env!("CARGO_BIN_EXE_durable_service");
 
 /// The server binaries every test runs against: (label, path).
-fn server_binaries() -> Vec<(String, PathBuf)> {
+pub(crate) fn server_binaries() -> Vec<(String, PathBuf)> {
     let current = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
         panic!(
             "NATS_SERVER_CURRENT_BIN is not set: the JetStream tests run against Debian's \
@@ -199,7 +199,7 @@ async fn jobs_health(client: &async_nats::Client) -> telestion::health::HealthRe
 }
 
 /// A single JetStream server of binary `bin`.
-fn jetstream_server(bin: &Path) -> NatsServer {
+pub(crate) fn jetstream_server(bin: &Path) -> NatsServer {
     NatsServer::start_with(ServerOptions::new().jetstream().binary(bin))
 }
 

@@ -13,6 +13,7 @@ use telestion_test as support;
 mod data_dir;
 mod drain_window;
 mod durable;
+mod durable_batch;
 mod failover;
 mod hostile;
 mod secrets;

@@ -9,6 +9,7 @@
 
 use telestion_test as support;
 
+mod batches;
 mod config;
 mod connect;
 mod data_dir;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{Inner, Service};
 use crate::signals::{Signal, Signals};
+use crate::stats::{HandlerStats, Observer};
 
 /// The shared state of a service's life.
 pub(crate) struct Lifecycle {
@@ -22,6 +23,10 @@ pub(crate) struct Lifecycle {
     pub(crate) route_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// (subject, queue group) -> handler, to refuse conflicting routes.
     pub(crate) subscribed: Mutex<HashMap<(String, String), String>>,
+    /// Every subscribed route's counters, in subscription order.
+    pub(crate) handlers: Mutex<Vec<Arc<HandlerStats>>>,
+    /// Told of every handled message (metrics), when set before serving.
+    pub(crate) observer: std::sync::OnceLock<Observer>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -37,6 +42,8 @@ impl Lifecycle {
             health_tasks: Mutex::new(Vec::new()),
             route_tasks: Mutex::new(Vec::new()),
             subscribed: Mutex::new(HashMap::new()),
+            handlers: Mutex::new(Vec::new()),
+            observer: std::sync::OnceLock::new(),
         }
     }
 
@@ -46,6 +53,11 @@ impl Lifecycle {
 
     pub(crate) fn take_health_tasks(&self) -> Vec<JoinHandle<()>> {
         std::mem::take(&mut *lock(&self.health_tasks))
+    }
+
+    /// Every subscribed route's counters, in subscription order.
+    pub(crate) fn handlers(&self) -> Vec<Arc<HandlerStats>> {
+        lock(&self.handlers).clone()
     }
 }
 

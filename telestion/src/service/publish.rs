@@ -109,6 +109,28 @@ impl Service {
         }
     }
 
+    /// Waits until the NATS server has processed everything this service
+    /// sent before (its subscriptions, say): a request to a subject nobody
+    /// listens on, which the server answers only after it has read what
+    /// came before it on the connection. (`Client::flush` only writes the
+    /// buffer to the socket.) `serve` does this before it logs `ready`.
+    ///
+    /// ```no_run
+    /// # async fn example(service: telestion::Service) -> Result<(), telestion::ServiceError> {
+    /// service.subscribe(telestion::Route::new("a.b", || async {})).await.ok();
+    /// service.confirm_with_server().await?;
+    /// // Every client of the server now reaches the route.
+    /// # Ok(()) }
+    /// ```
+    pub async fn confirm_with_server(&self) -> Result<(), ServiceError> {
+        let client = self.nats()?;
+        let subject = client.new_inbox();
+        match self.request(subject, Bytes::new()).await {
+            Ok(_) | Err(ServiceError::NoResponders { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Sends a request and waits for the reply (the client's request
     /// timeout, 10 s by default). A reply that carries an error
     /// (`Nats-Service-Error` headers) is [`ServiceError::Remote`]; nobody

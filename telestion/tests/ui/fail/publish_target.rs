@@ -15,11 +15,5 @@ async fn default_without_config(body: String) -> String {
     body
 }
 
-#[subscribe("a.e", durable, publish = "x.y")]
-async fn durable(body: String) -> Result<(), String> {
-    let _ = body;
-    Ok(())
-}
-
 #[telestion::service]
 async fn main() {}
