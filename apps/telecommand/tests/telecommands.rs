@@ -46,12 +46,38 @@ fn ack(reply: &async_nats::Message) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telecommands_are_acknowledged_rejected_refused_and_time_out() {
+async fn telecommands_on_debians_nats_server() {
+    telecommands_are_acknowledged_rejected_refused_and_time_out(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telecommands_on_the_current_nats_server() {
+    let path = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
+        panic!(
+            "NATS_SERVER_CURRENT_BIN is not set: run `. scripts/ensure-nats-server-current.sh` \
+             or point it at a nats-server binary of the current release"
+        )
+    });
+    telecommands_are_acknowledged_rejected_refused_and_time_out(Some(path.into())).await;
+}
+
+async fn telecommands_are_acknowledged_rejected_refused_and_time_out(
+    server: Option<std::path::PathBuf>,
+) {
     let env = vec![
         ("telecommand", "TELECOMMAND_TIMEOUT".into(), "2s".into()),
         ("io_service", "DURABLE_BACKOFF".into(), "1".into()),
     ];
-    let mut backend = Backend::start_with(10, &["io_service", "telecommand"], env);
+    let mut backend = Backend::start_with(10, &[], env);
+    if let Some(binary) = server {
+        backend.server = telestion_test::NatsServer::start_with(
+            telestion_test::ServerOptions::new()
+                .jetstream()
+                .binary(binary),
+        );
+    }
+    backend.start_service("io_service");
+    backend.start_service("telecommand");
     let client = backend.server.client().await;
 
     // Round trips.
