@@ -32,7 +32,9 @@ pub struct Telemetry {
     pub session: u32,
     /// 0, 1, 2, ... per session.
     pub counter: u32,
-    /// Unix milliseconds at the device.
+    /// Unix milliseconds at the device (at most `i64::MAX`, SQLite's
+    /// largest integer: a larger value rejects the message).
+    #[serde(deserialize_with = "sqlite_time")]
     pub time_ms: u64,
     /// Degrees Celsius.
     pub temperature_c: f64,
@@ -42,6 +44,18 @@ pub struct Telemetry {
     pub current_a: f64,
     /// Status flags.
     pub status: u16,
+}
+
+/// A `u64` that fits SQLite's signed 64-bit integers.
+fn sqlite_time<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if i64::try_from(value).is_err() {
+        return Err(serde::de::Error::custom(format!(
+            "time_ms {value} is larger than {}",
+            i64::MAX
+        )));
+    }
+    Ok(value)
 }
 
 /// The open database, one connection behind a mutex (SQLite allows one
@@ -212,6 +226,14 @@ mod tests {
         assert_eq!(error.code(), 400);
         // Nothing of the batch is stored.
         assert_eq!(db.store(&[frame(1, 1)]).unwrap(), 1);
+    }
+
+    #[test]
+    fn out_of_range_time_is_not_a_frame() {
+        let json = r#"{"session":1,"counter":2,"time_ms":18446744073709551615,
+            "temperature_c":1,"voltage_v":2,"current_a":3,"status":0}"#;
+        let error = serde_json::from_str::<Telemetry>(json).unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! The database is `$DATA_DIR/$SERVICE_NAME/telemetry.sqlite3` (WAL mode,
 //! `synchronous = FULL`: a stored frame survives a crash of the process and
 //! of the machine), table `telemetry` with the primary key
-//! `(session, counter)`. Frames arrive through a durable handler: a frame
-//! is acknowledged only after the transaction that stores it committed, and
+//! `(session, counter)`. Frames arrive through a durable batch handler (up
+//! to 200 frames per transaction): a frame is acknowledged only after the
+//! transaction that stores it committed, and
 //! `INSERT OR IGNORE` stores a redelivered frame once, so every frame the
 //! parser published is stored exactly once across restarts and crashes.
 //! A database error is a handler error: the frames are delivered again
@@ -19,14 +20,25 @@ mod db;
 
 use std::time::Duration;
 
-use telestion::{HandlerError, Json, Service, State, StreamSpec, subscribe};
+use telestion::{Batch, HandlerError, Json, Service, State, StreamSpec, subscribe};
 
 use db::{Db, Telemetry};
 
-/// Stores one frame (one transaction).
-#[subscribe("telemetry.parsed", durable, stream = "TELEMETRY")]
-fn store(Json(frame): Json<Telemetry>, db: State<Db>) -> Result<(), HandlerError> {
-    db.store(std::slice::from_ref(&frame)).map(drop)
+/// Stores a batch of frames in one transaction: up to 200 frames, or what
+/// arrived within 50 ms after the first. On success every frame of the
+/// batch is acknowledged; on a failure every one is delivered again. A
+/// message that is not a valid frame is left out of the batch by the
+/// framework (answered with 400 and dead-lettered on its own).
+#[subscribe(
+    "telemetry.parsed",
+    durable,
+    stream = "TELEMETRY",
+    batch = 200,
+    batch_window = "50ms"
+)]
+fn store(frames: Batch<Json<Telemetry>>, db: State<Db>) -> Result<(), HandlerError> {
+    let frames: Vec<Telemetry> = frames.into_iter().map(|Json(frame)| frame).collect();
+    db.store(&frames).map(drop)
 }
 
 #[telestion::service]
