@@ -248,34 +248,25 @@ async fn run_connection(
     let mut inflight = FuturesOrdered::new();
     let stopped = service.stopped();
     tokio::pin!(stopped);
-    let result = loop {
+    // `drain`: store what was already read before leaving (not after a
+    // failed publish: NATS is in trouble, and the device resends telemetry).
+    let (result, drain) = loop {
         tokio::select! {
             biased;
-            _ = &mut stopped => {
-                // Store what was read and tell the device (it resends
-                // the rest after the restart).
-                while let Some(done) = inflight.next().await {
-                    let Ok(Some(ack)) = done else { break };
-                    let _ = out_tx.try_send(encode_frame(&Frame::TelemetryAck(ack)));
-                }
-                // The writer ends once every sender is gone.
-                *lock(&link.out) = None;
-                drop(out_tx);
-                let _ = tokio::time::timeout(Duration::from_secs(1), &mut write_task).await;
-                break Ok(());
-            }
+            _ = &mut stopped => break (Ok(()), true),
             written = &mut write_task => {
-                break Err(written.unwrap_or_else(|e| format!("writer failed: {e}")));
+                let reason = written.unwrap_or_else(|e| format!("writer failed: {e}"));
+                break (Err(reason), true);
             }
             Some(done) = inflight.next(), if !inflight.is_empty() => match done {
                 Ok(Some(ack)) => {
                     let frame = encode_frame(&Frame::TelemetryAck(ack));
                     if out_tx.send(frame).await.is_err() {
-                        break Err("writer closed".into());
+                        break (Err("writer closed".into()), true);
                     }
                 }
                 Ok(None) => {}
-                Err(reason) => break Err(reason),
+                Err(reason) => break (Err(reason), false),
             },
             frame = frames_rx.recv(), if inflight.len() < settings.window => match frame {
                 Some(Ok(body)) => {
@@ -283,12 +274,32 @@ async fn run_connection(
                         inflight.push_back(publish);
                     }
                 }
-                Some(Err(reason)) => break Err(reason),
-                None => break Err("reader ended".into()),
+                Some(Err(reason)) => break (Err(reason), true),
+                None => break (Err("reader ended".into()), true),
             },
         }
     };
     read_task.abort();
+    if drain {
+        // Frames that are not telemetry (bad ones) are never resent, so
+        // they are stored now; acks go out while the link still works.
+        while let Some(done) = inflight.next().await {
+            match done {
+                Ok(Some(ack)) => {
+                    let _ = out_tx.try_send(encode_frame(&Frame::TelemetryAck(ack)));
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    if result.is_ok() {
+        // Stopping: the writer sends the last acks and ends once every
+        // sender is gone.
+        *lock(&link.out) = None;
+        drop(out_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut write_task).await;
+    }
     write_task.abort();
     result
 }

@@ -86,6 +86,12 @@ fn parse_frame(body: &[u8]) -> Result<Parsed, String> {
 }
 
 /// Parses one raw frame.
+///
+/// The parsed frame is published by hand rather than with
+/// `publish = "telemetry.parsed"`: a publish target's message id is made of
+/// the input stream's sequence, while `parsed-<session>-<counter>` also
+/// makes a frame that reached `telemetry.raw` twice (the device resent it)
+/// one message in `TELEMETRY`.
 #[subscribe("telemetry.raw", durable, stream = "TELEMETRY_RAW", concurrency = 16)]
 async fn parse(body: Bytes, service: Service) -> Result<(), HandlerError> {
     match parse_frame(&body) {
