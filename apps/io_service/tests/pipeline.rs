@@ -450,3 +450,29 @@ async fn a_nats_server_restart_loses_no_frame() {
     .await;
     assert_complete(&backend, &client, 0).await;
 }
+
+/// A longer run (ignored by default): 500 frames/s while the IO service
+/// and the parser are killed (SIGKILL) or stopped (SIGTERM) in turn, 20
+/// times; every frame still arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn soak_with_kills() {
+    let mut backend = start(None, 500, &PIPELINE, Vec::new());
+    let client = backend.server.client().await;
+    for cycle in 0..20u64 {
+        let before = stored(&client, "TELEMETRY").await;
+        wait_stored(&client, "TELEMETRY", before + 500, "500 more frames").await;
+        let name = if cycle % 2 == 0 {
+            "io_service"
+        } else {
+            "telemetry_parser"
+        };
+        if cycle % 4 < 2 {
+            backend.restart_killed(name);
+        } else {
+            backend.restart_gracefully(name);
+        }
+    }
+    let sent = assert_complete(&backend, &client, 0).await;
+    println!("soak: {sent} frames, 20 restarts, every frame once");
+}
