@@ -3,8 +3,9 @@
 //! in `TELEMETRY`, across SIGTERM and SIGKILL of the IO service and of the
 //! parser; injected bad frames are rejected, reported and counted in
 //! health while the flow goes on; a lost link is reported on `device.link`
-//! and in health, and recovered; a restarted device (new session) is
-//! found again; a restart of the NATS server loses no frame.
+//! and in health, and recovered; a silent device resumes without a gap; a
+//! restarted device (new session) is found again; a restart of the NATS
+//! server loses no frame.
 //!
 //! Real processes: a JetStream `nats-server` (Debian's and the current
 //! release at `NATS_SERVER_CURRENT_BIN`), `device_sim`, `io_service` and
@@ -316,6 +317,19 @@ async fn bad_frames_and_link_losses_are_counted_and_the_flow_goes_on() {
         "the lost links are not counted"
     );
     assert!(backend.device_stat("connections") >= 3);
+
+    // Silence: no frames (the counter stands still), then the flow goes on
+    // without a gap (checked below).
+    backend.control("silence 1.5");
+    let silent = backend.device_stat("next_counter");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(backend.device_stat("next_counter") <= silent + 1);
+    telestion_test::eventually(
+        Duration::from_secs(10),
+        "telemetry after the silence",
+        || backend.device_stat("next_counter") > silent + 10,
+    )
+    .await;
 
     assert_complete(&backend, &client, 5).await;
 }
