@@ -276,3 +276,40 @@ fn code(reply: &async_nats::Message) -> String {
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_delays_frames_but_loses_none() {
+    let backend = Backend::start_with(
+        50,
+        &["io_service", "telemetry_parser", "db_writer", "db_query"],
+        vec![("db_writer", "DURABLE_BACKOFF".into(), "1".into())],
+    );
+    let client = backend.server.client().await;
+    let session = backend.session;
+    wait_for_rows(&client, session, 20, "the first frames stored").await;
+
+    // Another writer holds the database for longer than db_writer's busy
+    // timeout (5 s): its transactions fail and the frames come again.
+    let database = backend.database();
+    let locker = tokio::task::spawn_blocking(move || {
+        let connection = rusqlite::Connection::open(database).unwrap();
+        connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        std::thread::sleep(Duration::from_secs(7));
+        connection.execute_batch("COMMIT").unwrap();
+    });
+    locker.await.unwrap();
+
+    let sent = backend.stop_telemetry();
+    wait_for_rows(&client, session, sent, "every frame after the lock").await;
+    let count = query_count(&client).await;
+    assert_eq!(count.rows, sent);
+    assert_eq!(
+        count.sessions[0].max_counter,
+        u32::try_from(sent - 1).unwrap()
+    );
+    // The failures were handler errors: logged, and the writer kept running.
+    let mut backend = backend;
+    assert!(backend.service("db_writer").is_running());
+    let stderr = backend.service("db_writer").stderr();
+    assert!(stderr.contains("database is locked"), "{stderr}");
+}
