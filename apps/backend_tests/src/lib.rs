@@ -110,6 +110,11 @@ impl Backend {
         services: &[&'static str],
         env: Vec<(&'static str, String, String)>,
     ) -> Backend {
+        // Build (or check) every binary first: the simulator counts from
+        // its start.
+        for name in services {
+            binary(name);
+        }
         let server = NatsServer::start_with(ServerOptions::new().jetstream());
         let data = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut cmd = telestion_test::clean_command(binary("device_sim"));

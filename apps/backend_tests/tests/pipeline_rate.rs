@@ -95,6 +95,45 @@ fn device_to_database_rate_and_latency() {
     }
 }
 
+/// The chain's throughput beyond the simulator's 1000 frames per second:
+/// the simulator makes `PIPELINE_BACKLOG_SECONDS` (default 10) seconds of
+/// frames at 1000 Hz while no service runs, then the services start and
+/// store the backlog. Prints frames per second from the first service's
+/// start to the last frame stored.
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture, preferably --release"]
+fn backlog_drain_rate() {
+    let seconds: u64 = env_or("PIPELINE_BACKLOG_SECONDS", "10").parse().unwrap();
+    let services = ["io_service", "telemetry_parser", "db_writer"];
+    for name in services {
+        backend_tests::binary(name);
+    }
+    let mut backend = Backend::start(1000, &[]);
+    std::thread::sleep(Duration::from_secs(seconds));
+    let sent = backend.stop_telemetry();
+    let started = Instant::now();
+    for name in services {
+        backend.start_service(name);
+    }
+    loop {
+        if read_counts_or_empty(&backend) >= sent {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the backlog of {sent} frames was not stored within 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    let counts = read_counts(&backend.database());
+    assert_eq!(counts[0].count, sent, "every frame exactly once");
+    println!(
+        "backlog of {sent} frames stored in {took:.2?}: {:.0} frames/s (services started included)",
+        sent as f64 / took.as_secs_f64()
+    );
+}
+
 /// Rows stored so far (0 before the database exists).
 fn read_counts_or_empty(backend: &Backend) -> u64 {
     if !backend.database().exists() {
