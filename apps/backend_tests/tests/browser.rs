@@ -92,6 +92,28 @@ fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
         Duration::from_secs(20),
     );
 
+    // With the device's fault flag set, it rejects set_heater: the page
+    // shows the rejection and the device's reason.
+    backend.control("fault on");
+    browser.eval(
+        "document.getElementById('command-result').dataset.status = ''; \
+         document.getElementById('command-send').click(); true",
+    );
+    let rejected = browser.wait_for(
+        "['acknowledged', 'rejected', 'error'].includes(document.getElementById('command-result').dataset.status) \
+         && document.getElementById('command-result').textContent",
+        "the device's rejection on the page",
+        Duration::from_secs(20),
+    );
+    assert!(
+        rejected
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("set_heater: rejected"),
+        "{rejected}"
+    );
+    backend.control("fault off");
+
     // A command the service refuses shows its reason.
     browser.eval(
         "document.getElementById('command-name').value = 'set_rate'; \
