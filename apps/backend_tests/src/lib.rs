@@ -7,6 +7,7 @@
 //! builds them when they are not current).
 
 pub mod browser;
+pub mod rate;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
