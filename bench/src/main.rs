@@ -32,13 +32,17 @@
 //!    pull consumer with the same ack policy;
 //! 8. only when named (`--only instructions`, needs valgrind): instructions
 //!    per message of both subscribers in the 128 B throughput cases, under
-//!    callgrind, a figure that does not depend on the machine's load.
+//!    callgrind, a figure that does not depend on the machine's load;
+//! 9. only when named (`--only backend`): the example backend's chain
+//!    device -> database (`apps/backend_tests`): latency at 200 and 1000
+//!    frames per second with every frame stored once, and how fast it
+//!    stores a backlog.
 //!
 //! `--smoke` runs every case once with a few messages and fails (exit code 1)
 //! only when a case breaks (a message missing, a process not starting); it
 //! never judges a timing. Options: `--rounds N`, `--only CASE` (`cold`,
 //! `throughput`, `latency`, `health`, `standard_ops`, `durable`,
-//! `instructions`),
+//! `instructions`, `backend`),
 //! `--out PATH`, `--no-build`.
 //!
 //! One file per concern: `cli` (arguments, the plan), `binaries` (the

@@ -9,7 +9,8 @@ use telestion_test::NatsServer;
 use crate::binaries::Binaries;
 use crate::bus::{HEALTH, Res, first_reply, health_from, pong};
 use crate::cases::{
-    cold_start, durable, health_backlog, instructions, latency, memory, standard_ops, throughput,
+    backend, cold_start, durable, health_backlog, instructions, latency, memory, standard_ops,
+    throughput,
 };
 use crate::cli::Plan;
 use crate::measure::memory_kib;
@@ -47,6 +48,17 @@ pub async fn run(plan: Plan, server: &NatsServer, bins: Binaries) -> Res<(Value,
             }
             Err(e) => ctx.fail("instructions", e),
         }
+    } else if plan.runs_only("backend") {
+        // The example backend's chain, on a server of its own.
+        println!("example backend: device -> database ...");
+        let outcome = backend::backend(&mut ctx).await;
+        record(
+            &mut ctx,
+            &mut results,
+            "backend",
+            "example backend",
+            outcome,
+        );
     } else {
         cases(&mut ctx, &mut results).await?;
     }

@@ -3,7 +3,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use telestion_test::{NatsServer, Process, WAIT, workspace_binary, workspace_example};
+use telestion_test::{
+    NatsServer, Process, ServerOptions, WAIT, workspace_binary, workspace_example,
+};
 
 /// The demo script with a clean environment, prebuilt binaries (this test
 /// build's) and its data in `data`.
@@ -14,6 +16,13 @@ fn demo_cmd(seconds: u32, data: &std::path::Path) -> Command {
     let binaries = [
         workspace_binary("standard_ops", "standard_ops"),
         workspace_binary("health", "health"),
+        workspace_binary("device_sim", "device_sim"),
+        workspace_binary("io_service", "io_service"),
+        workspace_binary("telemetry_parser", "telemetry_parser"),
+        workspace_binary("db_writer", "db_writer"),
+        workspace_binary("db_query", "db_query"),
+        workspace_binary("telecommand", "telecommand"),
+        workspace_binary("web", "web"),
         workspace_example("telestion-examples", "publisher"),
         workspace_example("telestion-examples", "latest_value_cache"),
         workspace_example("telestion-examples", "requester"),
@@ -33,7 +42,12 @@ fn demo_cmd(seconds: u32, data: &std::path::Path) -> Command {
     }
     cmd.env("DEMO_SECONDS", seconds.to_string())
         .env("DEMO_DATA_DIR", data)
-        .env("DEMO_BIN_DIR", bin_dir);
+        .env("DEMO_BIN_DIR", bin_dir)
+        // Tests run in parallel: each demo's page on a port of its own.
+        .env(
+            "WEB_ADDR",
+            format!("127.0.0.1:{}", telestion_test::free_port()),
+        );
     cmd
 }
 
@@ -49,6 +63,14 @@ fn reported_counts(stdout: &str) -> Vec<usize> {
                 .parse()
                 .ok()
         })
+        .collect()
+}
+
+/// The frame counts the demo reported for the database, in order.
+fn reported_frames(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("demo: frames stored: ")?.parse().ok())
         .collect()
 }
 
@@ -95,7 +117,18 @@ fn demo_runs_shows_growing_log_and_health_then_stops() {
         "no reading reached the log:\n{log}"
     );
 
-    // The health table lists the four services.
+    // The backend stores the simulator's frames, more and more.
+    let frames = reported_frames(&stdout);
+    assert!(
+        frames.len() >= 2 && frames.windows(2).any(|w| w[1] > w[0]),
+        "the stored frames did not visibly grow: {frames:?}\n{stdout}"
+    );
+    assert!(
+        stdout.contains("demo: web page: http://127.0.0.1:"),
+        "{stdout}"
+    );
+
+    // The health table lists the samples and the backend services.
     let table_start = stdout.find("NAME").expect("no health table");
     let table = &stdout[table_start..];
     for name in [
@@ -103,13 +136,19 @@ fn demo_runs_shows_growing_log_and_health_then_stops() {
         "publisher",
         "latest_value_cache",
         "requester",
+        "io_service",
+        "telemetry_parser",
+        "db_writer",
+        "db_query",
+        "telecommand",
+        "web",
     ] {
         assert!(
             table.lines().any(|l| l.starts_with(name)),
             "no health row for {name}:\n{stdout}"
         );
     }
-    assert!(table.contains("4 instances answered"), "{stdout}");
+    assert!(table.contains("10 instances answered"), "{stdout}");
 
     // Everything it started is gone.
     assert!(!port_open(nats_port(&stdout)), "nats-server still running");
@@ -168,7 +207,8 @@ fn demo_stops_cleanly_on_ctrl_c() {
 
 #[test]
 fn demo_uses_a_reachable_nats_url_and_leaves_it_running() {
-    let server = NatsServer::start();
+    // The backend needs JetStream.
+    let server = NatsServer::start_with(ServerOptions::new().jetstream());
     let data = tempfile::tempdir().unwrap();
     let mut cmd = demo_cmd(3, data.path());
     cmd.env("NATS_URL", server.url());
@@ -186,7 +226,7 @@ fn demo_uses_a_reachable_nats_url_and_leaves_it_running() {
         "{stdout}"
     );
     assert!(!stdout.contains("started nats-server"), "{stdout}");
-    assert!(stdout.contains("4 instances answered"), "{stdout}");
+    assert!(stdout.contains("10 instances answered"), "{stdout}");
     // The server belongs to someone else: the demo leaves it alone.
     assert!(
         port_open(server.port),

@@ -48,11 +48,25 @@ fn build(package: &str, kind: &str, name: &str) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--quiet", "-p", package, kind, name]);
-    // Cargo sets these for the test process; a nested build that inherits
-    // them makes build scripts that track them (ring's) rebuild every
-    // dependent crate, and the next plain build flip it back.
-    for key in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_CRATE_NAME"] {
-        cmd.env_remove(key);
+    // Cargo sets these for the test process (the package's name, version,
+    // manifest, ...); a nested build that inherits them makes build
+    // scripts that track them (ring's tracks CARGO_PKG_VERSION_MAJOR)
+    // rebuild every dependent crate, and the next plain build flip it back.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_TARGET_TMPDIR"
+        {
+            cmd.env_remove(key);
+        }
     }
     if release {
         cmd.arg("--release");

@@ -1,5 +1,6 @@
 //! The cases of the benchmark, one file each.
 
+pub mod backend;
 pub mod cold_start;
 pub mod durable;
 pub mod health_backlog;

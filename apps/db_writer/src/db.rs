@@ -1,0 +1,250 @@
+//! The SQLite side: schema, opening, storing frames.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use telestion::HandlerError;
+
+/// The database file's name inside the service's data directory.
+pub const FILE_NAME: &str = "telemetry.sqlite3";
+
+/// The schema (idempotent).
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS telemetry (
+    session INTEGER NOT NULL,
+    counter INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    temperature_c REAL NOT NULL,
+    voltage_v REAL NOT NULL,
+    current_a REAL NOT NULL,
+    status INTEGER NOT NULL,
+    stored_ms INTEGER NOT NULL,
+    PRIMARY KEY (session, counter)
+);
+CREATE INDEX IF NOT EXISTS telemetry_time ON telemetry (time_ms);";
+
+/// One parsed telemetry frame, as the parser publishes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Telemetry {
+    /// Random per simulator start.
+    pub session: u32,
+    /// 0, 1, 2, ... per session.
+    pub counter: u32,
+    /// Unix milliseconds at the device (at most `i64::MAX`, SQLite's
+    /// largest integer: a larger value rejects the message).
+    #[serde(deserialize_with = "sqlite_time")]
+    pub time_ms: u64,
+    /// Degrees Celsius.
+    pub temperature_c: f64,
+    /// Volts.
+    pub voltage_v: f64,
+    /// Amperes.
+    pub current_a: f64,
+    /// Status flags.
+    pub status: u16,
+}
+
+/// A `u64` that fits SQLite's signed 64-bit integers.
+fn sqlite_time<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if i64::try_from(value).is_err() {
+        return Err(serde::de::Error::custom(format!(
+            "time_ms {value} is larger than {}",
+            i64::MAX
+        )));
+    }
+    Ok(value)
+}
+
+/// The open database, one connection behind a mutex (SQLite allows one
+/// writer at a time anyway).
+pub struct Db {
+    connection: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// Why the database cannot be opened.
+#[derive(Debug)]
+pub struct OpenError {
+    path: PathBuf,
+    source: rusqlite::Error,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot open the database {}", self.path.display())
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Opens (creates) the database at `path`: WAL mode, full sync, the
+    /// schema. Blocking.
+    pub fn open(path: &Path) -> Result<Db, OpenError> {
+        let error = |source| OpenError {
+            path: path.to_owned(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(error)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(error)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(error)?;
+        connection.execute_batch(SCHEMA).map_err(error)?;
+        Ok(Db {
+            connection: Mutex::new(connection),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Stores `frames` in one transaction (`INSERT OR IGNORE`: a frame
+    /// already stored is skipped). Returns how many rows were new. A frame
+    /// that cannot be stored is a client error (400); a database failure
+    /// is a server error (500) and stores nothing.
+    pub fn store(&self, frames: &[Telemetry]) -> Result<usize, HandlerError> {
+        for frame in frames {
+            if i64::try_from(frame.time_ms).is_err() {
+                return Err(HandlerError::client(format!(
+                    "time_ms {} of frame {}/{} is out of range",
+                    frame.time_ms, frame.session, frame.counter
+                )));
+            }
+        }
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let failed = |e: rusqlite::Error| {
+            HandlerError::server(format!(
+                "cannot store telemetry in {}: {e}",
+                self.path.display()
+            ))
+        };
+        let transaction = connection.transaction().map_err(failed)?;
+        let stored_ms = now_ms();
+        let mut inserted = 0;
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO telemetry (session, counter, time_ms, temperature_c, \
+                     voltage_v, current_a, status, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(failed)?;
+            for frame in frames {
+                inserted += insert
+                    .execute(params![
+                        frame.session,
+                        frame.counter,
+                        frame.time_ms as i64,
+                        frame.temperature_c,
+                        frame.voltage_v,
+                        frame.current_a,
+                        frame.status,
+                        stored_ms,
+                    ])
+                    .map_err(failed)?;
+            }
+        }
+        transaction.commit().map_err(failed)?;
+        Ok(inserted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(session: u32, counter: u32) -> Telemetry {
+        Telemetry {
+            session,
+            counter,
+            time_ms: 1_700_000_000_000 + u64::from(counter),
+            temperature_c: 21.5,
+            voltage_v: 12.0,
+            current_a: 0.5,
+            status: 0,
+        }
+    }
+
+    #[test]
+    fn stores_each_frame_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(db.store(&[frame(1, 0), frame(1, 1)]).unwrap(), 2);
+        assert_eq!(db.store(&[frame(1, 1), frame(1, 2)]).unwrap(), 1);
+        let rows: i64 = db
+            .connection
+            .lock()
+            .unwrap()
+            .query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3);
+        let mode: String = db
+            .connection
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn reopening_keeps_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        Db::open(&path).unwrap().store(&[frame(7, 0)]).unwrap();
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.store(&[frame(7, 0)]).unwrap(), 0);
+    }
+
+    #[test]
+    fn out_of_range_time_is_a_client_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join(FILE_NAME)).unwrap();
+        let mut bad = frame(1, 0);
+        bad.time_ms = u64::MAX;
+        let error = db.store(&[frame(1, 1), bad]).unwrap_err();
+        assert_eq!(error.code(), 400);
+        // Nothing of the batch is stored.
+        assert_eq!(db.store(&[frame(1, 1)]).unwrap(), 1);
+    }
+
+    #[test]
+    fn out_of_range_time_is_not_a_frame() {
+        let json = r#"{"session":1,"counter":2,"time_ms":18446744073709551615,
+            "temperature_c":1,"voltage_v":2,"current_a":3,"status":0}"#;
+        let error = serde_json::from_str::<Telemetry>(json).unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+    }
+
+    #[test]
+    fn a_database_failure_is_a_server_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join(FILE_NAME)).unwrap();
+        db.connection
+            .lock()
+            .unwrap()
+            .execute_batch("DROP TABLE telemetry")
+            .unwrap();
+        assert_eq!(db.store(&[frame(1, 0)]).unwrap_err().code(), 500);
+    }
+}

@@ -1,0 +1,185 @@
+// The example backend's page: live plot, queries, telecommands.
+// Everything goes through the web service (no external resources).
+"use strict";
+
+const MAX_POINTS = 600;
+const FIELDS = [
+  { key: "temperature_c", label: "temperature (°C)", color: "#d1495b" },
+  { key: "voltage_v", label: "voltage (V)", color: "#00798c" },
+  { key: "current_a", label: "current (A)", color: "#edae49" },
+];
+const frames = [];
+let received = 0;
+let dirty = false;
+
+const $ = (id) => document.getElementById(id);
+const plot = $("plot");
+
+// --- live stream ---------------------------------------------------------
+const live = new EventSource("/api/live");
+live.onopen = () => { $("live").textContent = "open"; $("live").className = "status ok"; };
+live.onerror = () => { $("live").textContent = "reconnecting"; $("live").className = "status bad"; };
+live.addEventListener("telemetry", (event) => {
+  let frame;
+  try { frame = JSON.parse(event.data); } catch (e) { return; }
+  if (typeof frame.time_ms !== "number") return;
+  frames.push(frame);
+  if (frames.length > MAX_POINTS) frames.splice(0, frames.length - MAX_POINTS);
+  received += 1;
+  plot.dataset.frames = String(received);
+  $("frames").textContent = String(received);
+  dirty = true;
+});
+live.addEventListener("link", (event) => {
+  let link;
+  try { link = JSON.parse(event.data); } catch (e) { return; }
+  const el = $("link");
+  el.textContent = link.connected ? "connected" : "disconnected" + (link.reason ? " (" + link.reason + ")" : "");
+  el.className = "status " + (link.connected ? "ok" : "bad");
+});
+
+// --- the plot: one panel per field, own y scale, shared time axis ----------
+function draw() {
+  if (!dirty) return;
+  dirty = false;
+  const ctx = plot.getContext("2d");
+  const w = plot.width, h = plot.height, panel = h / FIELDS.length;
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = "12px sans-serif";
+  const t1 = frames[frames.length - 1].time_ms;
+  const t0 = Math.min(frames[0].time_ms, t1 - 1);
+  let drawn = 0;
+  FIELDS.forEach((field, i) => {
+    const top = i * panel + 16, height = panel - 24;
+    let lo = Infinity, hi = -Infinity;
+    for (const f of frames) { lo = Math.min(lo, f[field.key]); hi = Math.max(hi, f[field.key]); }
+    if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
+    ctx.fillStyle = "#444";
+    ctx.fillText(field.label + "  " + lo.toFixed(2) + " .. " + hi.toFixed(2), 6, top - 3);
+    ctx.strokeStyle = "#eee";
+    ctx.strokeRect(0, top, w, height);
+    ctx.strokeStyle = field.color;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    frames.forEach((f, j) => {
+      const x = ((f.time_ms - t0) / (t1 - t0)) * (w - 2) + 1;
+      const y = top + height - ((f[field.key] - lo) / (hi - lo)) * height;
+      if (j === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      drawn += 1;
+    });
+    ctx.stroke();
+  });
+  const newest = frames[frames.length - 1];
+  plot.dataset.pointsDrawn = String(drawn);
+  plot.dataset.draws = String(Number(plot.dataset.draws) + 1);
+  plot.dataset.lastCounter = String(newest.counter);
+  $("latest-frame").textContent =
+    "session " + newest.session + ", counter " + newest.counter + ": " +
+    newest.temperature_c.toFixed(2) + " °C, " + newest.voltage_v.toFixed(2) + " V, " +
+    newest.current_a.toFixed(3) + " A, status 0x" + newest.status.toString(16);
+}
+setInterval(draw, 200);
+
+// --- queries ------------------------------------------------------------
+async function post(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (!response.ok) {
+    const reason = data && data.error ? data.error : response.statusText;
+    throw new Error(response.status + ": " + reason);
+  }
+  return data;
+}
+
+function queryFailed(e) { $("query-error").textContent = String(e.message || e); }
+
+async function latest() {
+  try {
+    const reply = await post("/api/query/latest", { n: 10 });
+    const body = $("latest-rows").querySelector("tbody");
+    body.replaceChildren(...reply.rows.map((r) => {
+      const tr = document.createElement("tr");
+      const cells = [r.session, r.counter, new Date(r.time_ms).toISOString().slice(11, 23),
+        r.temperature_c.toFixed(2), r.voltage_v.toFixed(2), r.current_a.toFixed(3),
+        r.status, r.stored_ms - r.time_ms];
+      for (const c of cells) { const td = document.createElement("td"); td.textContent = String(c); tr.appendChild(td); }
+      return tr;
+    }));
+    $("query-error").textContent = "";
+  } catch (e) { queryFailed(e); }
+}
+
+async function series() {
+  const field = $("series-field").value;
+  const now = Date.now();
+  try {
+    const reply = await post("/api/query/series", { field, from_ms: now - 60000, to_ms: now, points: 60 });
+    const canvas = $("series"), ctx = canvas.getContext("2d");
+    const w = canvas.width, h = canvas.height;
+    ctx.clearRect(0, 0, w, h);
+    ctx.font = "12px sans-serif";
+    ctx.fillStyle = "#444";
+    ctx.fillText(field + ", last minute, " + reply.points.length + " buckets (min/max bars, average line)", 6, 14);
+    canvas.dataset.points = String(reply.points.length);
+    if (reply.points.length === 0) return;
+    let lo = Infinity, hi = -Infinity;
+    for (const p of reply.points) { lo = Math.min(lo, p.min); hi = Math.max(hi, p.max); }
+    if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
+    const x = (t) => ((t - (now - 60000)) / 60000) * (w - 2) + 1;
+    const y = (v) => 20 + (h - 26) - ((v - lo) / (hi - lo)) * (h - 26);
+    ctx.fillStyle = "#c8d6e5";
+    for (const p of reply.points) ctx.fillRect(x(p.time_ms), y(p.max), Math.max(2, w / 60 - 2), Math.max(1, y(p.min) - y(p.max)));
+    ctx.strokeStyle = "#222";
+    ctx.beginPath();
+    reply.points.forEach((p, i) => { if (i === 0) ctx.moveTo(x(p.time_ms), y(p.avg)); else ctx.lineTo(x(p.time_ms), y(p.avg)); });
+    ctx.stroke();
+    $("query-error").textContent = "";
+  } catch (e) { queryFailed(e); }
+}
+
+async function count() {
+  try {
+    const reply = await post("/api/query/count", {});
+    $("count").textContent = "rows stored: " + reply.rows + " in " + reply.sessions.length + " session(s)";
+    $("count").dataset.rows = String(reply.rows);
+    $("query-error").textContent = "";
+  } catch (e) { queryFailed(e); }
+}
+
+$("q-latest").onclick = latest;
+$("q-series").onclick = series;
+$("q-count").onclick = count;
+function refresh() { latest(); series(); count(); }
+refresh();
+setInterval(refresh, 5000);
+
+// --- telecommands ---------------------------------------------------------
+$("command").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const result = $("command-result");
+  let args;
+  try { args = JSON.parse($("command-args").value || "{}"); } catch (e) {
+    result.textContent = "arguments are not JSON: " + e.message;
+    result.dataset.status = "error";
+    result.className = "bad";
+    return;
+  }
+  const command = $("command-name").value;
+  result.textContent = "sending " + command + " ...";
+  result.dataset.status = "sending";
+  try {
+    const reply = await post("/api/telecommand", { command, args });
+    result.textContent = command + ": " + reply.status + " (id " + reply.id + ")" + (reply.reason ? ": " + reply.reason : "");
+    result.dataset.status = reply.status;
+    result.className = reply.status === "acknowledged" ? "ok" : "bad";
+  } catch (e) {
+    result.textContent = command + " failed: " + e.message;
+    result.dataset.status = "error";
+    result.className = "bad";
+  }
+});
