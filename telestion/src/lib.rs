@@ -51,11 +51,14 @@
 //! → [`Handler`] (`handler`) → the dispatch engine (`dispatch`) → [`Route`]
 //! (`route`, collected by `registry`) → serving and draining (`serve`) →
 //! what generated `main` calls (`run`). `signals` and `logging` sit at the
-//! bottom. Two modules look at the whole: `metrics` (the Prometheus
-//! endpoint, started by `Service::start`, reading every route's counters
-//! from `stats`) and `asyncapi` (the `--asyncapi` document, made from the
-//! routes; a route keeps its payload schemas in `asyncapi`'s type). The public API is what this page re-exports, plus the
-//! [`health`] and [`data_log`] modules.
+//! bottom. `service` also holds what watches a running instance from
+//! outside: discovery (`micro`, the NATS micro protocol) and the
+//! Prometheus endpoint (`metrics`), both reading every route's counters
+//! from `stats`, which sits below `service`. `asyncapi` (the `--asyncapi`
+//! document) looks at the routes from above them; a route keeps its
+//! payload schemas in `payload_schema`, below it. The public API is what
+//! this page re-exports, plus the [`health`], [`micro`] and [`data_log`]
+//! modules.
 
 #![warn(missing_docs)]
 
@@ -76,9 +79,8 @@ mod handler;
 mod handler_error;
 pub mod health;
 mod logging;
-mod metrics;
-pub mod micro;
 mod nats_url;
+mod payload_schema;
 mod publish_target;
 mod registry;
 mod reply;
@@ -94,7 +96,7 @@ mod subject;
 mod task;
 mod timer;
 
-pub use asyncapi::{PayloadSchema, asyncapi_document};
+pub use asyncapi::asyncapi_document;
 pub use batch::{Batch, DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
 pub use blocking::{Blocking, BlockingCall};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
@@ -112,12 +114,14 @@ pub use extract::{
 pub use handler::Handler;
 pub use handler_error::HandlerError;
 pub use logging::{dropped_log_writes, init_logging};
+pub use payload_schema::PayloadSchema;
 pub use publish_target::PublishTarget;
 pub use registry::collected_routes;
 pub use reply::{IntoReply, Reply};
 pub use route::{QueueGroup, Route, SubjectSource};
 pub use run::help_text;
 pub use secret::{REDACTED, is_secret_key};
+pub use service::micro;
 pub use service::{Hangups, Options, Service};
 pub use stream::{StreamRetention, StreamSpec, StreamStorage};
 pub use subject::validate_subject;

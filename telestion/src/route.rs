@@ -69,7 +69,7 @@ pub struct Route {
     pub(crate) period: Option<Period>,
     pub(crate) task: bool,
     pub(crate) batch: Option<BatchSpec>,
-    pub(crate) schemas: crate::asyncapi::RouteSchemas,
+    pub(crate) schemas: crate::payload_schema::RouteSchemas,
 }
 
 impl fmt::Debug for Route {

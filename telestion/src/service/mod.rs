@@ -4,6 +4,8 @@
 
 mod data_dir;
 mod lifecycle;
+mod metrics;
+pub mod micro;
 mod publish;
 mod start;
 mod state;

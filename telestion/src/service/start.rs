@@ -225,7 +225,7 @@ impl Service {
                 })?;
             service.inner.lifecycle.add_health_tasks(tasks);
             let inner = &service.inner;
-            let task = crate::micro::start(
+            let task = super::micro::start(
                 client,
                 Arc::downgrade(inner),
                 &inner.name,
@@ -240,7 +240,7 @@ impl Service {
             })?;
             service.inner.lifecycle.add_health_tasks(vec![task]);
         }
-        crate::metrics::start(&service).await?;
+        super::metrics::start(&service).await?;
         if let Some(signals) = signals {
             service.watch_signals(signals);
         }
@@ -267,9 +267,9 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         Some(version) => version,
         None => options
             .version
-            .unwrap_or_else(|| crate::micro::DEFAULT_VERSION.to_owned()),
+            .unwrap_or_else(|| super::micro::DEFAULT_VERSION.to_owned()),
     };
-    crate::micro::check_version(&version)
+    super::micro::check_version(&version)
         .map_err(|e| invalid("SERVICE_VERSION", format!("key SERVICE_VERSION: {e}")))?;
     let data_root = config.get_path("DATA_DIR")?.unwrap_or_else(PathBuf::new);
     let window = config

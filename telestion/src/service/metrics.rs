@@ -25,8 +25,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::{Inner, Service};
 use crate::error::{ConfigError, StartError};
-use crate::service::{Inner, Service};
 use crate::stats::{HandlerStats, Observer};
 
 /// The configuration key naming the endpoint's address (`host:port`).

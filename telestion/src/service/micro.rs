@@ -34,8 +34,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Inner;
 use crate::health::DurableHealth;
-use crate::service::Inner;
 use crate::stats::{HandlerStats, RouteKind};
 
 /// The subject prefix of the protocol.
