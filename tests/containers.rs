@@ -14,8 +14,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use telestion_test::{
-    NatsServer, Pki, ServerOptions, run_with_timeout, start_service, try_health, try_request,
-    workspace_binary, workspace_example,
+    NatsServer, Pki, ServerOptions, free_port, run_with_timeout, start_service, try_health,
+    try_request, workspace_binary, workspace_example,
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -158,7 +158,8 @@ fn image(name: &str) -> String {
     }
     let cargo = Instant::now();
     let binary: PathBuf = match name {
-        "standard_ops" | "health" | "replay" => workspace_binary(name, name),
+        "standard_ops" | "health" | "replay" | "device_sim" | "io_service" | "telemetry_parser"
+        | "db_writer" | "db_query" | "telecommand" | "web" => workspace_binary(name, name),
         _ => workspace_example("telestion-examples", name),
     };
     eprintln!("{name}: binary current in {:.1?}", cargo.elapsed());
@@ -595,6 +596,7 @@ fn compose(project: &str, files: &[&Path], args: &[&str], timeout_secs: u64) -> 
         .env("CONTAINERS_CONF", &env.conf)
         .env("TELESTION_IMAGES", format!("localhost/{}", env.prefix))
         .env("NATS_IMAGE", nats_image_tag())
+        .env("WEB_PORT", web_port().to_string())
         .stdin(std::process::Stdio::null())
         .args(["-p", project]);
     for file in files {
@@ -612,6 +614,38 @@ fn compose(project: &str, files: &[&Path], args: &[&str], timeout_secs: u64) -> 
     out
 }
 
+/// The host port of the example backend's page in the compose test (the
+/// file publishes it on 127.0.0.1 only).
+fn web_port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(free_port)
+}
+
+/// POSTs `body` to the page's service on the host; status and body.
+fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((status, body.to_owned()))
+}
+
 fn nats_image_tag() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();
     TAG.get_or_init(nats_image)
@@ -622,19 +656,34 @@ fn nats_image_tag() -> &'static str {
 /// image (NATS_IMAGE), on the project's own bridge network (service names
 /// resolve through the dnsname CNI plugin, so `nats://nats:4222` is NATS's
 /// port inside that network, not the host's). Data flows publisher -> latest_value_cache <-
-/// requester -> standard_ops -> temperature.log in the compose volume, the
-/// health table lists every service, and `podman-compose stop -t 25`
-/// (SIGTERM) ends every service with exit code 0 before `down -v`.
+/// requester -> standard_ops -> temperature.log in the compose volume; the
+/// example backend (profile `backend`, which podman-compose 1.0.3 starts
+/// too) stores frames: the page's service, published on a loopback port,
+/// answers a count query through db_query from the SQLite file in the
+/// volume, and the count grows; the health table lists every service, and
+/// `podman-compose stop -t 25` (SIGTERM) ends every service with exit code
+/// 0 before `down -v`.
 #[test]
 fn compose_stack_up_data_flows_health_table_and_down() {
     let started = Instant::now();
+    let backend = [
+        "device_sim",
+        "io_service",
+        "telemetry_parser",
+        "db_writer",
+        "db_query",
+        "telecommand",
+        "web",
+    ];
     let services = [
         "standard_ops",
         "publisher",
         "latest_value_cache",
         "requester",
         "health",
-    ];
+    ]
+    .into_iter()
+    .chain(backend);
     for service in services {
         image(service);
     }
@@ -690,6 +739,35 @@ fn compose_stack_up_data_flows_health_table_and_down() {
     assert_eq!((uid, mode), (UID, 0o600), "temperature.log");
     eprintln!("data logged at {:.1?}", started.elapsed());
 
+    // The example backend: frames from the simulated device reach the
+    // database, and the page's service answers queries from it.
+    let rows = |at_least: u64| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let reply = http_post(web_port(), "/api/query/count", "{}");
+            if let Some((200, body)) = &reply {
+                let count: serde_json::Value = serde_json::from_str(body)
+                    .unwrap_or_else(|e| panic!("count reply {body:?}: {e}"));
+                let rows = count["rows"].as_u64().expect("rows");
+                if rows >= at_least {
+                    return rows;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {at_least} rows within 90 s (last reply {reply:?}); containers:\n{}",
+                podman(&["ps", "-a"], 30)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let first = rows(5);
+    let later = rows(first + 5);
+    eprintln!(
+        "backend stored {first} then {later} rows at {:.1?}",
+        started.elapsed()
+    );
+
     // The health table through compose's own definition of the tool.
     let out = compose(
         &project,
@@ -703,7 +781,10 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         "publisher",
         "latest_value_cache",
         "requester",
-    ] {
+    ]
+    .into_iter()
+    .chain(backend.into_iter().filter(|s| *s != "device_sim"))
+    {
         assert!(
             table.contains(service),
             "{service} not in the table:\n{table}"
@@ -734,7 +815,10 @@ fn compose_stack_up_data_flows_health_table_and_down() {
             .into_owned();
         assert_eq!(code, "0", "{container} exited with {code}:\n{logs}");
     }
-    assert!(seen >= 5, "only {seen} containers:\n{states}");
+    assert!(
+        seen >= 5 + backend.len(),
+        "only {seen} containers:\n{states}"
+    );
     compose(&project, &files, &["down", "-v", "-t", STOP_GRACE], 180);
     // podman-compose 1.0.3 leaves the project network.
     podman_output(env(), &["network", "rm", &format!("{project}_default")], 30);
