@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use telestion::{Json, State, Subject, subscribe};
+use telestion::{Batch, Json, State, Subject, subscribe};
 
 /// A temperature reading of one sensor.
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -26,6 +26,13 @@ struct Reading {
 struct SetHeater {
     /// Heater power, 0 to 100 percent.
     power_percent: u8,
+}
+
+/// A pressure reading of one sensor.
+#[derive(Deserialize, schemars::JsonSchema)]
+struct Pressure {
+    /// Hectopascal.
+    hpa: f64,
 }
 
 /// What a command is answered with.
@@ -51,6 +58,7 @@ struct Summary {
 struct Thermal {
     max_celsius: Option<f64>,
     readings: u64,
+    min_hpa: Option<f64>,
 }
 
 /// Takes readings from every sensor (`sensors.<sensor>.temperature`).
@@ -59,6 +67,21 @@ async fn record(Json(reading): Json<Reading>, _subject: Subject, state: State<Mu
     let mut thermal = state.lock().unwrap_or_else(|e| e.into_inner());
     thermal.readings += 1;
     thermal.max_celsius = Some(thermal.max_celsius.unwrap_or(f64::MIN).max(reading.celsius));
+}
+
+/// Takes pressure readings in batches of up to 100 (or what arrived
+/// within 200 ms); the document shows one message's schema.
+#[subscribe(
+    "sensors.*.pressure",
+    queue = false,
+    batch = 100,
+    batch_window = "200ms"
+)]
+async fn pressures(batch: Batch<Json<Pressure>>, state: State<Mutex<Thermal>>) {
+    let mut thermal = state.lock().unwrap_or_else(|e| e.into_inner());
+    for Json(reading) in batch {
+        thermal.min_hpa = Some(thermal.min_hpa.unwrap_or(f64::MAX).min(reading.hpa));
+    }
 }
 
 /// Sets the heater (a request; answered with an `Ack`).

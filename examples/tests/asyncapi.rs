@@ -109,6 +109,20 @@ fn the_document_shows_every_subject_and_payload() {
     assert_eq!(payload["properties"]["celsius"]["type"], "number");
     assert_eq!(payload["required"], serde_json::json!(["celsius"]));
 
+    // A batch handler: each message's schema is the batch element's.
+    assert_eq!(
+        channels["pressures"]["address"],
+        "sensors.{token1}.pressure"
+    );
+    let pressures = &operations["pressures"];
+    assert_eq!(pressures["action"], "receive");
+    let message = resolve(
+        &document,
+        pressures["messages"][0]["$ref"].as_str().unwrap(),
+    );
+    let payload = resolve(&document, message["payload"]["$ref"].as_str().unwrap());
+    assert_eq!(payload["properties"]["hpa"]["type"], "number");
+
     // Request/reply: the reply's payload is the return type's schema.
     let set_heater = &operations["set_heater"];
     assert_eq!(channels["set_heater"]["address"], "thermal.heater.set");
