@@ -26,6 +26,10 @@ fn ui() {
         std::env::set_var("KEY", "ui.key");
         std::env::set_var("GREETING", "hello");
         std::env::set_var("RUST_LOG", "warn");
+        // trybuild's project does not inherit the workspace's profiles: its
+        // dependencies would carry full debug info (a 3.7 GB target and
+        // seconds of linking per pass case). None is needed here.
+        std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "false");
     }
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/pass/*.rs");
