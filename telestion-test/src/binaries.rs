@@ -3,10 +3,12 @@
 //! A test of a binary of its own package should use cargo's
 //! `env!("CARGO_BIN_EXE_<name>")`. A test that needs a binary or example of
 //! another package of the workspace gets it from `target/<profile>/`, after
-//! `cargo build` (same profile) made sure it is current: once per binary and
-//! test process, about 0.3 s when nothing changed, so a test never runs a
-//! stale binary. A program run with `cargo run` (a benchmark driver, for
-//! example) finds its sibling binaries the same way.
+//! `cargo build` (same profile) made sure it is current, so a test never
+//! runs a stale binary: in debug once per test process for the whole
+//! workspace (the targets `cargo test --workspace` builds, so the features
+//! are the same and nothing is built twice), in release once per binary.
+//! A program run with `cargo run` (a benchmark driver, for example) finds
+//! its sibling binaries the same way.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,17 +39,40 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// Makes sure the binary or example is current: in the debug profile one
+/// `cargo build` of every library, binary, test and example of the
+/// workspace per test process, in release one of just that target.
+///
+/// A debug build of one package (`cargo build -p io_service`) resolves
+/// features for that package alone, without dev-dependencies, so it would
+/// build a second copy of the dependency graph beside the one
+/// `cargo test --workspace` built (serde_json, digest, regex-automata, ...
+/// with other features, and everything above them: several minutes of
+/// compiling inside the tests). Building the same targets as
+/// `cargo test --workspace` resolves the same features: right after that
+/// command it only checks fingerprints. A release build (a benchmark
+/// driver's `cargo run --release`) stays per target: building every test
+/// optimised would cost more than it saves.
 fn build(package: &str, kind: &str, name: &str) {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let key = format!("{package} {kind} {name}");
+    let release = target_dir().file_name().is_some_and(|n| n == "release");
+    let key = if release {
+        format!("{package} {kind} {name}")
+    } else {
+        "workspace".to_owned()
+    };
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if built.contains(&key) {
         return;
     }
-    let release = target_dir().file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package, kind, name]);
+    cmd.args(["build", "--quiet"]);
+    if release {
+        cmd.args(["--release", "-p", package, kind, name]);
+    } else {
+        cmd.args(["--workspace", "--lib", "--bins", "--tests", "--examples"]);
+    }
     // Cargo sets these for the test process (the package's name, version,
     // manifest, ...); a nested build that inherits them makes build
     // scripts that track them (ring's tracks CARGO_PKG_VERSION_MAJOR)
@@ -67,9 +92,6 @@ fn build(package: &str, kind: &str, name: &str) {
         {
             cmd.env_remove(key);
         }
-    }
-    if release {
-        cmd.arg("--release");
     }
     let status = cmd.status().expect("cannot run cargo");
     assert!(
