@@ -40,8 +40,8 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Makes sure the binary or example is current: in the debug profile one
-/// `cargo build` of every library, binary, test and example of the
-/// workspace per test process, in release one of just that target.
+/// `cargo build` of every binary, test and example of the workspace per
+/// test process, in release one of just that target.
 ///
 /// A debug build of one package (`cargo build -p io_service`) resolves
 /// features for that package alone, without dev-dependencies, so it would
@@ -71,7 +71,12 @@ fn build(package: &str, kind: &str, name: &str) {
     if release {
         cmd.args(["--release", "-p", package, kind, name]);
     } else {
-        cmd.args(["--workspace", "--lib", "--bins", "--tests", "--examples"]);
+        // Not `--lib`: a library built as a target of its own is built
+        // with the dev profile, while `cargo test` builds it as a dependency
+        // of the tests, and a proc-macro dependency gets the build-override
+        // profile (no debug info): telestion-macros, and everything above
+        // it, would be built twice.
+        cmd.args(["--workspace", "--bins", "--tests", "--examples"]);
     }
     // Cargo sets these for the test process (the package's name, version,
     // manifest, ...); a nested build that inherits them makes build
