@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::{Message, Subscriber};
 use futures::{FutureExt, StreamExt};
 
-use crate::dispatch::{RouteInfo, respond};
+use crate::dispatch::{RouteInfo, respond, warn_drain_unconfirmed};
 use crate::error::{BoxError, ExtractError, error_chain};
 use crate::error_log::Severity;
 use crate::extract::{BatchParts, FromMessage, Incoming};
@@ -289,13 +289,7 @@ pub(crate) async fn run_batch_route<H, Args>(
                         handle_core_batch(&handler, &context, &service, &info, &pending).await;
                         pending.clear();
                     }
-                    tracing::warn!(
-                        handler = %info.name,
-                        subject = %info.subject,
-                        handled_after_limit = left,
-                        "the server did not confirm the drain within SHUTDOWN_TIMEOUT; \
-                         handled what had arrived, messages still in flight may be lost"
-                    );
+                    warn_drain_unconfirmed(&info, left);
                     break;
                 }
             },

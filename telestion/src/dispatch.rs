@@ -150,13 +150,7 @@ async fn serve_route<H, Args>(
                         &permits,
                     )
                     .await;
-                    tracing::warn!(
-                        handler = %info.name,
-                        subject = %info.subject,
-                        handled_after_limit = left,
-                        "the server did not confirm the drain within SHUTDOWN_TIMEOUT; \
-                         handled what had arrived, messages still in flight may be lost"
-                    );
+                    warn_drain_unconfirmed(&info, left);
                     break;
                 }
             }
@@ -283,6 +277,19 @@ where
         count += 1;
     }
     count
+}
+
+/// The warning when the server did not confirm a route's drain in time:
+/// what had arrived (`left` messages) was handled, what was in flight may
+/// be lost.
+pub(crate) fn warn_drain_unconfirmed(info: &RouteInfo, left: usize) {
+    tracing::warn!(
+        handler = %info.name,
+        subject = %info.subject,
+        handled_after_limit = left,
+        "the server did not confirm the drain within SHUTDOWN_TIMEOUT; \
+         handled what had arrived, messages still in flight may be lost"
+    );
 }
 
 /// What a handler's outcome means: send the reply, or count, log and answer

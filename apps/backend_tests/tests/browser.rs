@@ -14,17 +14,7 @@ use backend_tests::browser::Browser;
 fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
     // Fail early with the install hint, before starting anything.
     backend_tests::browser::chromium_bin();
-    let backend = Backend::start(
-        50,
-        &[
-            "io_service",
-            "telemetry_parser",
-            "db_writer",
-            "db_query",
-            "telecommand",
-            "web",
-        ],
-    );
+    let backend = Backend::start(50, &backend_tests::SERVICES);
     let mut browser = Browser::open(&format!("http://{}/", backend.web_addr));
 
     let title = browser.wait_for("document.title", "the page title", Duration::from_secs(20));

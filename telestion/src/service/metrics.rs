@@ -134,37 +134,26 @@ where
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// One labelled series per item: `value` picks the number.
-fn counter_family<L: EncodeLabelSet>(
+/// One labelled series per item, each value made a metric by `metric`
+/// (`ConstCounter::new` or `ConstGauge::new`); nothing when there is none.
+fn family<L, M>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     series: &[(L, u64)],
-) -> Result<(), std::fmt::Error> {
+    metric: fn(u64) -> M,
+) -> Result<(), std::fmt::Error>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric,
+{
     if series.is_empty() {
         return Ok(());
     }
-    let kind = ConstCounter::new(0u64).metric_type();
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    let kind = metric(0).metric_type();
+    let mut encoded = encoder.encode_descriptor(name, help, None, kind)?;
     for (labels, value) in series {
-        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-fn gauge_family<L: EncodeLabelSet>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: &[(L, u64)],
-) -> Result<(), std::fmt::Error> {
-    if series.is_empty() {
-        return Ok(());
-    }
-    let kind = ConstGauge::new(0u64).metric_type();
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in series {
-        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        metric(*value).encode(encoded.encode_family(labels)?)?;
     }
     Ok(())
 }
@@ -184,21 +173,23 @@ impl Collector for ServiceCollector {
             .iter()
             .map(|(labels, snapshot)| (labels.clone(), snapshot.messages))
             .collect();
-        counter_family(
+        family(
             &mut encoder,
             "telestion_handler_messages",
             "Messages a handler took (timer ticks and task runs for those).",
             &messages,
+            ConstCounter::new,
         )?;
         let errors: Vec<_> = handlers
             .into_iter()
             .map(|(labels, snapshot)| (labels, snapshot.errors))
             .collect();
-        counter_family(
+        family(
             &mut encoder,
             "telestion_handler_errors",
             "Messages whose handling failed.",
             &errors,
+            ConstCounter::new,
         )?;
         counter(
             &mut encoder,
@@ -244,29 +235,33 @@ impl Collector for ServiceCollector {
                 })
                 .collect()
         };
-        gauge_family(
+        family(
             &mut encoder,
             "telestion_durable_pending",
             "Messages in a durable handler's stream not yet delivered to any instance.",
             &labelled(|e| e.pending),
+            ConstGauge::new,
         )?;
-        gauge_family(
+        family(
             &mut encoder,
             "telestion_durable_ack_pending",
             "Messages delivered to a durable handler and not yet acknowledged.",
             &labelled(|e| e.ack_pending),
+            ConstGauge::new,
         )?;
-        gauge_family(
+        family(
             &mut encoder,
             "telestion_durable_redelivered",
             "Messages delivered more than once and not yet acknowledged.",
             &labelled(|e| e.redelivered),
+            ConstGauge::new,
         )?;
-        counter_family(
+        family(
             &mut encoder,
             "telestion_durable_dead_lettered",
             "Messages this instance published to the dead-letter subject since start.",
             &labelled(|e| e.dead_lettered),
+            ConstCounter::new,
         )?;
         Ok(())
     }
