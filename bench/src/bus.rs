@@ -75,6 +75,17 @@ pub fn pong(body: &[u8]) -> bool {
     body == b"pong"
 }
 
+/// Waits until the benchmark service `id` answers health and its control
+/// handlers: health answers as soon as the service is connected, while its
+/// handlers may still be subscribing (under callgrind for seconds). An
+/// empty command to `bench.tel.reset` is refused with an error reply, which
+/// is answer enough; the server's no-responders status (an empty body) is
+/// not.
+pub async fn service_ready(client: &Client, id: &str, since: Instant) -> Res<Duration> {
+    first_reply(client, HEALTH, since, health_from(id)).await?;
+    first_reply(client, "bench.tel.reset", since, |body| !body.is_empty()).await
+}
+
 /// Accepts the health reply of the service instance `id`.
 pub fn health_from(id: &str) -> impl Fn(&[u8]) -> bool + '_ {
     move |body| {
