@@ -30,9 +30,12 @@ step() {
     local name="$1"
     shift
     echo "==> $name"
+    local started=$SECONDS
     if ! "$@"; then
-        echo "==> FAILED: $name"
+        echo "==> FAILED: $name ($((SECONDS - started)) s)"
         FAILED+=("$name")
+    else
+        echo "==> done: $name ($((SECONDS - started)) s)"
     fi
 }
 
