@@ -75,15 +75,31 @@ pub fn pong(body: &[u8]) -> bool {
     body == b"pong"
 }
 
-/// Waits until the benchmark service `id` answers health and its control
-/// handlers: health answers as soon as the service is connected, while its
-/// handlers may still be subscribing (under callgrind for seconds). An
-/// empty command to `bench.tel.reset` is refused with an error reply, which
-/// is answer enough; the server's no-responders status (an empty body) is
-/// not.
-pub async fn service_ready(client: &Client, id: &str, since: Instant) -> Res<Duration> {
+/// Waits until service instance `id` answers health and then a request to
+/// one of its handlers (`subject`, a reply satisfying `accept`): health
+/// answers as soon as a service is connected, while its handlers may still
+/// be subscribing (under callgrind for seconds). Both waits count from
+/// `since`.
+pub async fn service_ready(
+    client: &Client,
+    id: &str,
+    since: Instant,
+    subject: &str,
+    accept: impl Fn(&[u8]) -> bool,
+) -> Res<Duration> {
     first_reply(client, HEALTH, since, health_from(id)).await?;
-    first_reply(client, "bench.tel.reset", since, |body| !body.is_empty()).await
+    first_reply(client, subject, since, accept).await
+}
+
+/// Waits until the benchmark service `id` is ready ([`service_ready`]) by
+/// its control handler: an empty command to `bench.tel.reset` is refused
+/// with an error reply, which is answer enough; the server's no-responders
+/// status (an empty body) is not.
+pub async fn bench_service_ready(client: &Client, id: &str, since: Instant) -> Res<Duration> {
+    service_ready(client, id, since, "bench.tel.reset", |body| {
+        !body.is_empty()
+    })
+    .await
 }
 
 /// Accepts the health reply of the service instance `id`.

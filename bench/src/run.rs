@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use telestion_test::NatsServer;
 
 use crate::binaries::Binaries;
-use crate::bus::{Res, first_reply, pong, service_ready};
+use crate::bus::{Res, bench_service_ready, first_reply, pong};
 use crate::cases::{
     backend, cold_start, durable, health_backlog, instructions, latency, memory, standard_ops,
     throughput,
@@ -99,7 +99,7 @@ async fn cases(ctx: &mut Ctx, results: &mut serde_json::Map<String, Value>) -> R
     ctx.pids = [fw.pid(), raw.pid()];
     let ready = async {
         let since = Instant::now();
-        service_ready(&ctx.control, "bench-tel", since).await?;
+        bench_service_ready(&ctx.control, "bench-tel", since).await?;
         first_reply(&ctx.control, "bench.raw.ping", since, pong).await
     };
     if let Err(e) = ready.await {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use telestion_test::{Process, target_dir};
 
-use crate::bus::{Res, first_reply, pong, service_ready};
+use crate::bus::{Res, bench_service_ready, first_reply, pong};
 use crate::cases::throughput::{Case, cases};
 use crate::load::{Target, make_body, reset, send_and_count};
 use crate::session::{Ctx, log_tail};
@@ -49,7 +49,7 @@ async fn start(ctx: &Ctx, side: &str, dir: &Path) -> Res<Process> {
     );
     let since = Instant::now();
     let ready = if side == "tel" {
-        service_ready(&ctx.control, id, since).await
+        bench_service_ready(&ctx.control, id, since).await
     } else {
         first_reply(&ctx.control, "bench.raw.ping", since, pong).await
     };

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use telestion_test::Process;
 
-use crate::bus::{HEALTH, Res, first_reply, health_from, request};
+use crate::bus::{Res, request, service_ready};
 use crate::load::{Target, make_body, throughput_round};
 use crate::measure::median;
 use crate::session::{Ctx, log_tail};
@@ -22,27 +22,17 @@ const RAW_BYTES: Target<'static> = Target {
 };
 
 /// Starts `standard_ops` as instance `id` with its data in `data`, and
-/// waits for its first health reply.
+/// waits until it answers health and a data-log request.
 async fn start(ctx: &Ctx, program: &Path, data: &Path, id: &str) -> Res<Process> {
     let mut env = ctx.service_env("standard-ops", id);
     env.retain(|(k, _)| *k != "DATA_DIR");
     env.push(("DATA_DIR", data.display().to_string()));
     let process = ctx.spawn(program, &[], &env);
-    if let Err(e) = first_reply(&ctx.control, HEALTH, Instant::now(), health_from(id)).await {
-        return Err(format!("{e}\n{}", log_tail(&process)));
-    }
-    // Health answers from the start, before the data-log subscriptions
-    // exist: wait until a log request is answered too (its own category,
-    // so the measured files stay exact).
-    let ready = |reply: &[u8]| String::from_utf8_lossy(reply).contains("true");
-    match first_reply(
-        &ctx.control,
-        "__telestion__/log/warmup",
-        Instant::now(),
-        ready,
-    )
-    .await
-    {
+    // Ready when a log request is answered too (its own category, so the
+    // measured files stay exact).
+    let logged = |reply: &[u8]| String::from_utf8_lossy(reply).contains("true");
+    let warmup = "__telestion__/log/warmup";
+    match service_ready(&ctx.control, id, Instant::now(), warmup, logged).await {
         Ok(_) => Ok(process),
         Err(e) => Err(format!("{e}\n{}", log_tail(&process))),
     }
