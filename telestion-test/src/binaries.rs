@@ -101,7 +101,12 @@ fn build(package: &str, kind: &str, name: &str) {
     let status = cmd.status().expect("cannot run cargo");
     assert!(
         status.success(),
-        "building {kind} {name} of {package} failed"
+        "building {kind} {name} of {package} failed ({})",
+        if release {
+            "cargo build --release of that target"
+        } else {
+            "cargo build of the workspace's binaries, tests and examples"
+        }
     );
     built.push(key);
 }
