@@ -46,6 +46,7 @@ mod limits;
 mod logs;
 mod pki;
 mod process;
+mod raw;
 mod server;
 mod service;
 
@@ -63,6 +64,7 @@ pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,
 };
+pub use raw::{HostileHeaders, RawPublisher, hostile_header_blocks};
 pub use server::{NatsServer, ServerOptions, free_port, nats_server_bin, wait_for_port};
 pub use service::{TestService, service_config, start_service};
 
