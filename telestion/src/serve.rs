@@ -292,10 +292,14 @@ impl Service {
     /// client received before its stream ends is handled. Durable routes
     /// stop pulling, finish and acknowledge what they pulled, and hand back
     /// (`-NAK`) what still arrives for their last pull, for immediate
-    /// redelivery to another instance; they are awaited like the others. Known limit of
-    /// async-nats 0.51: messages the server sent just before it processed
-    /// the `UNSUB` can arrive after the client closed the subscription and
-    /// are then dropped by the client (see the README's Shutdown section).
+    /// redelivery to another instance; they are awaited like the others.
+    /// Known limit of async-nats (0.46 to 0.52): the client forgets a drained
+    /// subscription at the next poll of its connection task after writing
+    /// the `UNSUB`, not on the server's `PONG`, so a message the server
+    /// routed here before it processed the `UNSUB` and that arrives after
+    /// that poll is dropped by the client (see the README's Shutdown
+    /// section). What was not confirmed is reported in
+    /// [`Service::exit_code`].
     pub async fn drain(&self) {
         self.shutdown();
         let limit = self.shutdown_timeout();
