@@ -635,42 +635,35 @@ pub(crate) async fn run_durable<H, Args>(
             }
         };
         let mut first = Some(first);
-        let mut hand_back_until: Option<Instant> = None;
         // A batch route's messages waiting for their call, and when the
         // window of the first of them closes.
         let mut pending: Vec<async_nats::Message> = Vec::new();
         let mut window_end = Instant::now();
         loop {
-            let item = match hand_back_until {
-                Some(limit) => match tokio::time::timeout_at(limit, batch.next()).await {
-                    Ok(item) => item,
-                    Err(_) => break,
-                },
-                None => tokio::select! {
-                    biased;
-                    () = tokio::time::sleep_until(window_end), if !pending.is_empty() => {
+            let item = tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(window_end), if !pending.is_empty() => {
+                    let messages = std::mem::take(&mut pending);
+                    handle_batch(&handler, &context, &service, messages, &route).await;
+                    continue;
+                }
+                item = batch.next() => item,
+                () = &mut stop => {
+                    stopping = true;
+                    // What was pulled for the batch is handled first.
+                    if !pending.is_empty() {
                         let messages = std::mem::take(&mut pending);
                         handle_batch(&handler, &context, &service, messages, &route).await;
-                        continue;
                     }
-                    item = batch.next() => item,
-                    () = &mut stop => {
-                        stopping = true;
-                        // What was pulled for the batch is handled first.
-                        if !pending.is_empty() {
-                            let messages = std::mem::take(&mut pending);
-                            handle_batch(&handler, &context, &service, messages, &route).await;
-                        }
-                        // The open pull ends within its expiry; what the
-                        // server still sends for it goes back at once.
-                        hand_back_until = Some(
-                            Instant::now()
-                                + (route.pull_expires + Duration::from_millis(500))
-                                    .min(service.server_wait()),
-                        );
-                        continue;
+                    // What has arrived for the open pull goes back; then the
+                    // pull is closed (its inbox unsubscribed, when `batch`
+                    // is dropped below), so the server sends no more here
+                    // while the handlers still running finish.
+                    while let Some(Some(Ok(message))) = batch.next().now_or_never() {
+                        hand_back(&service, &route, message.message).await;
                     }
-                },
+                    break;
+                }
             };
             let Some(item) = item else { break };
             let message = match item {
@@ -689,10 +682,6 @@ pub(crate) async fn run_durable<H, Args>(
                 }
             };
             failures = 0;
-            if stopping {
-                hand_back(&service, message.message).await;
-                continue;
-            }
             if let Some(spec) = route.batch {
                 if pending.is_empty() {
                     window_end = Instant::now() + spec.window;
@@ -736,12 +725,17 @@ pub(crate) async fn run_durable<H, Args>(
     tracing::debug!(handler = %route.name, subject = %route.subject, stream = %route.stream, "durable route stopped");
 }
 
-/// Gives a message back to the stream for immediate redelivery (to another
-/// instance, or to this one after a restart).
-async fn hand_back(service: &Service, mut message: async_nats::Message) {
+/// Gives a message back to the stream for redelivery (to another instance,
+/// or to this one after a restart) once this instance's last pull has
+/// expired: a negative acknowledgement without a delay would be
+/// redelivered at once into that still open pull, handed back again, and
+/// so on, each time counting as a delivery until the server gives up on the
+/// message.
+async fn hand_back(service: &Service, route: &DurableRoute, mut message: async_nats::Message) {
+    let delay = route.pull_expires + Duration::from_millis(500);
     if let Some(ack) = message.reply.take()
         && let Some(client) = service.client()
-        && let Err(e) = client.publish(ack, AckKind::Nak(None).into()).await
+        && let Err(e) = client.publish(ack, AckKind::Nak(Some(delay)).into()).await
     {
         tracing::debug!(error = %e, "cannot hand a message back; it is redelivered after DURABLE_ACK_WAIT");
     }
