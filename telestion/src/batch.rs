@@ -27,14 +27,14 @@ use crate::service::Service;
 /// ```
 /// assert_eq!(telestion::DEFAULT_BATCH_WINDOW_MS, 100);
 /// ```
-pub const DEFAULT_BATCH_WINDOW_MS: u64 = 100;
+pub const DEFAULT_BATCH_WINDOW_MS: u64 = telestion_rules::limits::DEFAULT_BATCH_WINDOW_MS;
 
 /// The largest batch size: 10,000 messages.
 ///
 /// ```
 /// assert_eq!(telestion::MAX_BATCH, 10_000);
 /// ```
-pub const MAX_BATCH: usize = 10_000;
+pub const MAX_BATCH: usize = telestion_rules::limits::MAX_BATCH;
 
 /// Several messages handled in one call: the parameter of a batch handler,
 /// each message extracted as `T` (`Json<X>`, `Bytes`, `Message`, ...), in

@@ -404,11 +404,7 @@ pub(crate) async fn prepare(
         .consumer
         .clone()
         .unwrap_or_else(|| default_consumer(service.name(), handler));
-    if consumer_name.is_empty()
-        || consumer_name.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
-        })
-    {
+    if !telestion_rules::names::is_stream_or_consumer_name(&consumer_name) {
         return Err(handler_error(
             handler,
             format!(
