@@ -23,17 +23,17 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::batch::{BatchSpec, call_batch};
 use crate::config::Config;
+use crate::engine::batch::{BatchSpec, call_batch};
 use crate::error::{BoxError, ExtractError, StartError, error_chain};
-use crate::extract::Incoming;
 use crate::handler::Handler;
-use crate::health::DurableHealth;
-use crate::logging::Scoped;
-use crate::reply::{IntoReply, Reply};
+use crate::handler::extract::Incoming;
+use crate::handler::reply::{IntoReply, Reply};
+use crate::jetstream::stream;
+use crate::observe::health::DurableHealth;
+use crate::observe::logging::Scoped;
+use crate::observe::stats::HandlerStats;
 use crate::service::Service;
-use crate::stats::HandlerStats;
-use crate::stream;
 
 /// Default of `DURABLE_ACK_WAIT`, in seconds.
 pub const DEFAULT_ACK_WAIT_SECS: f64 = 30.0;
@@ -388,7 +388,7 @@ pub(crate) async fn prepare(
             default_dead_letter(&prefix, service.name(), handler)
         }
     };
-    crate::subject::validate_subject(&dead_letter).map_err(|reason| {
+    telestion_rules::subject::validate(&dead_letter).map_err(|reason| {
         handler_error(
             handler,
             format!("invalid dead-letter subject `{dead_letter}`: {reason}"),
@@ -442,7 +442,7 @@ pub(crate) async fn prepare(
     let pull_expires = (service.shutdown_timeout() / 2)
         .min(Duration::from_secs(2))
         .max(Duration::from_millis(100));
-    let health = service.inner.reporter.add_durable(DurableHealth {
+    let health = service.inner.instance.add_durable(DurableHealth {
         handler: handler.to_owned(),
         stream: stream_name.clone(),
         consumer: consumer_name.clone(),
@@ -543,7 +543,7 @@ pub(crate) fn spawn_health_refresh(
     service: &Service,
     route: &Arc<DurableRoute>,
 ) -> tokio::task::JoinHandle<()> {
-    let reporter = service.inner.reporter.clone();
+    let reporter = service.inner.instance.clone();
     let route = route.clone();
     tokio::spawn(async move {
         loop {
@@ -837,7 +837,7 @@ async fn handle<H, Args>(
         )),
         Err(panic) => Err(format!(
             "handler panicked: {}",
-            crate::logging::panic_message(&*panic)
+            crate::observe::logging::panic_message(&*panic)
         )),
     };
     route.stats.record(1, started.elapsed(), result.is_err());
@@ -1100,7 +1100,7 @@ pub(crate) async fn dead_letter(
     route.dead_lettered.fetch_add(1, Ordering::Relaxed);
     service
         .inner
-        .reporter
+        .instance
         .update_durable(route.health, |entry| {
             entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
         });

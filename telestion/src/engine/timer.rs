@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::dispatch::{RouteInfo, handle};
-use crate::extract::Incoming;
+use crate::engine::core::{RouteInfo, handle};
 use crate::handler::Handler;
+use crate::handler::extract::Incoming;
 use crate::service::Service;
 
 /// How often a timer route runs: a fixed period or one from config.
