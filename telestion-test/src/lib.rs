@@ -44,8 +44,10 @@ mod client;
 mod files;
 mod limits;
 mod logs;
+mod mark;
 mod pki;
 mod process;
+mod procs;
 mod raw;
 mod server;
 mod service;
@@ -59,6 +61,7 @@ pub use client::{
 pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
+pub use mark::{MARK_VAR, MarkedProcess, ProcessMark};
 pub use pki::Pki;
 pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
