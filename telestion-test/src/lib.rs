@@ -47,6 +47,7 @@ mod logs;
 mod mark;
 mod pki;
 mod process;
+mod process_group;
 mod procs;
 mod raw;
 mod server;
