@@ -227,8 +227,10 @@ fn demo_stops_cleanly_on_ctrl_c() {
     // Ctrl-C right after the start, on a busy machine: the demo still
     // stops within WAIT (30 s), everything it started with it.
     let load = Load::start();
+    let interrupted = Instant::now();
     demo.signal(libc::SIGINT);
     let code = demo.wait_exit(WAIT);
+    eprintln!("the demo ended {:?} after Ctrl-C", interrupted.elapsed());
     mark.assert_none_within(Duration::from_secs(5));
     drop(load);
     let stdout = demo.stdout();

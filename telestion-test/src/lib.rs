@@ -13,6 +13,12 @@
 //! this process (from your `#[subscribe]` handlers or an explicit route
 //! list) or as their real binaries.
 //!
+//! A test leaves nothing running, also when it fails: every process the
+//! kit starts ([`Process`], [`NatsServer`]) runs in a process group of its
+//! own that is killed as a whole on drop (also while a panic unwinds) and
+//! when the test process dies, even by `SIGKILL`; [`ProcessMark`] checks
+//! that nothing a command started is left.
+//!
 //! ```no_run
 //! use telestion::{Json, subscribe};
 //! use telestion_test::{NatsServer, TestService, request_json};
