@@ -44,7 +44,9 @@
 #   them here; SIGKILL after 10 s), then its nats-server (SIGKILL after
 #   3 s). When run_demo has ended, or 15 s after the signal, or at a second
 #   signal, whatever is left of the group gets SIGTERM and 2 s later
-#   SIGKILL. So the demo ends at the latest about 20 s after the signal.
+#   SIGKILL. So the demo ends at the latest about 20 s after the signal,
+#   with exit code 0 when everything stopped in order, 1 when something
+#   had to be killed.
 # - A watchdog in the group (a subshell of run_demo) checks twice a second
 #   that this script still runs (its pid with its start time, in /proc).
 #   When the script is gone, it stops the demo the same way.
@@ -72,6 +74,7 @@ GROUP_STOP_LIMIT=2    # from that SIGTERM until SIGKILL
 PIDS=()
 NATS_PID=""
 DATA_DIR=""
+KILLED="" # set when the stop had to kill something
 
 say() { printf 'demo: %s\n' "$*" 2>/dev/null || true; }
 
@@ -138,6 +141,7 @@ stop_pids() {
         if [ "$SECONDS" -ge "$deadline" ]; then
             say "not stopped within $limit s, killed: $(names "${left[@]}")"
             kill -KILL "${left[@]}" 2>/dev/null || true
+            KILLED=1
             break
         fi
         sleep 0.1
@@ -179,6 +183,7 @@ watch_script() {
 # ---- the demo, in its own process group -----------------------------------
 # Stops the services (in the background of run_demo), then nats-server;
 # bounded (see "Stopping"). Signals that arrive meanwhile change nothing.
+# Fails when it had to kill one.
 stop_all() {
     trap '' INT TERM HUP PIPE
     trap - EXIT
@@ -190,6 +195,7 @@ stop_all() {
     else
         say "stopped"
     fi
+    [ -z "$KILLED" ]
 }
 
 # Everything from the build on. A command that may take long runs in the
@@ -200,7 +206,7 @@ run_demo() {
     # in the new process, where $BASHPID is its own.)
     local demo_pid="$BASHPID"
     watch_script "$demo_pid" &
-    trap 'stop_all; exit 0' INT TERM HUP
+    trap 'stop_all && exit 0 || exit 1' INT TERM HUP
     trap 'stop_all' EXIT
 
     # ---- build ------------------------------------------------------------
@@ -360,8 +366,7 @@ run_demo() {
     wait $! || true
     frames_stored
     say "web page: http://$WEB_ADDR/ (until the demo stops)"
-    stop_all
-    exit 0
+    stop_all && exit 0 || exit 1
 }
 
 # ---- NATS -----------------------------------------------------------------
