@@ -75,7 +75,10 @@ pub use process::{
     service_command, spawn_ready,
 };
 pub use raw::{HostileHeaders, RawPublisher, hostile_header_blocks};
-pub use server::{NatsServer, ServerOptions, free_port, nats_server_bin, wait_for_port};
+pub use server::{
+    NatsServer, ServerOptions, free_port, nats_server_bin, server_binaries, server_version,
+    wait_for_port,
+};
 pub use service::{TestService, service_config, start_service};
 
 /// A generous limit for a process to start, answer or exit.

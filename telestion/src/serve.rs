@@ -243,7 +243,7 @@ impl Service {
             consumer::prepare(self, info, (settings, messages.concurrency, messages.batch))
                 .await
                 .map(Arc::new)?;
-        let refresh = consumer::spawn_health_refresh(self, &resolved);
+        let refresh = crate::jetstream::watch::spawn(self, &resolved);
         let given_up = advisory::spawn(self, &resolved).await?;
         self.inner
             .lifecycle

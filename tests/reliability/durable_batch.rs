@@ -82,13 +82,13 @@ async fn wait_all_acknowledged(server: &NatsServer, consumer: &str) {
     .await;
 }
 
-/// 300 messages in batches of at most 50: the first call fails, so its
-/// messages are redelivered and handled in a later batch; in the end every
-/// message is in exactly one published batch, in stream order, everything
-/// is acknowledged, and each message of the failed batch counts as an
-/// error.
+/// 300 messages in batches of at most 50: the first call fails (a
+/// transient failure), so its batch is tried again after the back-off; in
+/// the end every message is in exactly one published batch, in stream
+/// order, everything is acknowledged, and each message of the failed batch
+/// counts as an error.
 #[tokio::test]
-async fn batches_are_acknowledged_on_success_and_redelivered_on_failure() {
+async fn batches_are_acknowledged_on_success_and_retried_on_failure() {
     for (label, bin) in server_binaries() {
         let server = jetstream_server(&bin);
         let values: Vec<String> = (0..300).map(|i| i.to_string()).collect();
@@ -165,9 +165,9 @@ async fn batches_are_acknowledged_on_success_and_redelivered_on_failure() {
     }
 }
 
-/// A message the `Batch<Json<u64>>` rejects fails on its own: after
-/// `max_deliver` deliveries it is dead-lettered with its reason, while the
-/// messages around it are handled and acknowledged.
+/// A message the `Batch<Json<u64>>` rejects fails on its own: it is
+/// dead-lettered with its reason at once (a rejection is permanent), while
+/// the messages around it are handled and acknowledged.
 #[tokio::test]
 async fn a_rejected_message_is_dead_lettered_alone() {
     for (label, bin) in server_binaries() {

@@ -141,7 +141,7 @@ async fn hostile_headers_against(bin: &Path) {
     // The stream first: a durable route binds it when subscribed.
     let declare = telestion_test::start_service(&server.url(), "declare", data.path(), &[]).await;
     declare
-        .declare_stream(StreamSpec::new("HOSTILE").subjects([DURABLE]))
+        .declare_stream(StreamSpec::new("HOSTILE").subjects([DURABLE, DEAD]))
         .await
         .unwrap();
     // Only the service under test answers health from here on.

@@ -14,6 +14,7 @@ mod data_dir;
 mod drain_window;
 mod durable;
 mod durable_batch;
+mod durable_faults;
 mod failover;
 mod hostile;
 mod hostile_headers;

@@ -111,12 +111,23 @@ impl Backend {
         services: &[&'static str],
         env: Vec<(&'static str, String, String)>,
     ) -> Backend {
+        Backend::start_on(ServerOptions::new(), hz, services, env)
+    }
+
+    /// Like [`Backend::start_with`], on a server started with `server`
+    /// (JetStream is added): another `nats-server` binary, say.
+    pub fn start_on(
+        server: ServerOptions,
+        hz: u32,
+        services: &[&'static str],
+        env: Vec<(&'static str, String, String)>,
+    ) -> Backend {
         // Build (or check) every binary first: the simulator counts from
         // its start.
         for name in services {
             binary(name);
         }
-        let server = NatsServer::start_with(ServerOptions::new().jetstream());
+        let server = NatsServer::start_with(server.jetstream());
         let data = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut cmd = telestion_test::clean_command(binary("device_sim"));
         cmd.env("TELEMETRY_HZ", hz.to_string());

@@ -93,6 +93,9 @@ pub struct Instance {
     pub latency_ms: f64,
     /// Its handlers (empty when it did not answer `$SRV.STATS`).
     pub handlers: Vec<Handler>,
+    /// Its durable handlers that are failing or stalled, as
+    /// `<handler>: <state>: <reason>` (from its health reply).
+    pub troubled: Vec<String>,
 }
 
 /// Asks the bus once and collects replies for `wait`; leaves out the
@@ -143,6 +146,7 @@ pub async fn round(
                     uptime_s: None,
                     latency_ms,
                     handlers: Vec::new(),
+                    troubled: Vec::new(),
                 })
                 .id
                 .clone()
@@ -176,6 +180,14 @@ pub async fn round(
                     instance.errors = Some(report.errors);
                     instance.errors_total = Some(report.errors_total);
                     instance.uptime_s = Some(report.uptime_s);
+                    instance.troubled = report
+                        .durable
+                        .iter()
+                        .filter(|entry| entry.is_troubled())
+                        .map(|entry| {
+                            format!("{}: {}: {}", entry.handler, entry.state, entry.reason)
+                        })
+                        .collect();
                 }
             }
             Err(error) => {

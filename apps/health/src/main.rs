@@ -24,8 +24,10 @@
 //! - `--expect NAME[,NAME..]`: a check, for container health checks: exit
 //!   2 when no instance of one of these services answered, else 3 when an
 //!   instance of one of them reports recent errors (`errors` of its health
-//!   reply), else 0.
-//! - `--check`: exit 3 when any listed instance reports recent errors.
+//!   reply) or a durable handler that is failing or stalled, else 0.
+//! - `--check`: exit 3 when any listed instance reports recent errors or a
+//!   durable handler that is failing (retrying a failure, its consumer or
+//!   stream gone) or stalled (messages wait, none arrives).
 //!
 //! Without `--expect` and `--check` the tool exits 0, also when nobody
 //! answered; 1 when it fails itself (bad option, no connection, stdout
@@ -122,7 +124,7 @@ fn evaluate(args: &Args, all: Vec<collect::Instance>) -> Round {
     let failing: Vec<String> = instances
         .iter()
         .filter(|i| args.check && (args.expect.is_empty() || args.expect.contains(&i.name)))
-        .filter(|i| i.errors.unwrap_or(0) > 0)
+        .filter(|i| i.errors.unwrap_or(0) > 0 || !i.troubled.is_empty())
         .map(|i| i.id.clone())
         .collect();
     Round {

@@ -18,7 +18,8 @@ pub struct Round {
     pub instances: Vec<Instance>,
     /// Expected services no instance of which answered.
     pub missing: Vec<String>,
-    /// Ids of checked instances reporting recent errors.
+    /// Ids of checked instances reporting recent errors or a failing or
+    /// stalled durable handler.
     pub failing: Vec<String>,
     /// No expected service missing and, when checking, no recent errors.
     pub ok: bool,
@@ -86,6 +87,11 @@ pub fn text(out: &mut impl Write, round: &Round) -> std::io::Result<()> {
     let count = rows.len();
     let noun = if count == 1 { "instance" } else { "instances" };
     writeln!(out, "{count} {noun} answered within {} ms", round.wait_ms)?;
+    for row in rows {
+        for troubled in &row.troubled {
+            writeln!(out, "{} {}: durable handler {troubled}", row.name, row.id)?;
+        }
+    }
 
     let handlers: Vec<_> = rows
         .iter()

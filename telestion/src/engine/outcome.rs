@@ -74,6 +74,13 @@ impl Failure {
             Cause::Panic,
         )
     }
+
+    /// Whether handling the message again cannot help: an extractor
+    /// rejected it, or the handler said so with a 4xx code. Anything else
+    /// (5xx, no code, a panic) may pass: a durable route retries it.
+    pub(crate) fn is_permanent(&self) -> bool {
+        self.cause == Cause::Rejected || (400..500).contains(&self.code)
+    }
 }
 
 impl Outcome {

@@ -133,7 +133,13 @@ async fn given_up(service: &Service, route: &DurableRoute, advisory: MaxDeliveri
         let encoded = base64::engine::general_purpose::STANDARD.encode(block);
         headers.insert(ORIGINAL_HEADERS, encoded.as_str());
     }
-    dead_letter(service, route, headers, payload).await;
+    if let Err(error) = dead_letter(service, route, sequence, headers, payload).await {
+        tracing::error!(
+            handler = %route.info.name, stream = %route.stream, stream_sequence = sequence,
+            %error, "the server gave up on a durable message and its dead letter was not stored; \
+            it is still in stream at this sequence"
+        );
+    }
 }
 
 /// The stored copy of message `sequence`: its subject, raw header block

@@ -4,20 +4,24 @@
 //! server, and the health numbers read back from it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::engine::RouteInfo;
 use crate::engine::batch::BatchSpec;
 use crate::error::{BoxError, StartError, error_chain};
+use crate::jetstream::condition::Condition;
 use crate::jetstream::declare as stream;
 use crate::jetstream::settings::{
-    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
-    Durable, backoff_from, default_consumer, default_dead_letter, invalid, seconds,
+    DEAD_LETTER_STREAM, DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX,
+    DEFAULT_MAX_DELIVER, DEFAULT_RETRY_FOR_SECS, Durable, backoff_from, default_consumer,
+    default_dead_letter, invalid, seconds, token,
 };
+use crate::jetstream::stream::StreamSpec;
 use crate::observe::health::DurableHealth;
 use crate::service::Service;
 
@@ -32,9 +36,26 @@ pub(crate) struct DurableRoute {
     pub(crate) consumer: PullConsumer,
     pub(crate) concurrency: usize,
     pub(crate) ack_wait: Duration,
-    pub(crate) max_deliver: u32,
     pub(crate) backoff: Vec<Duration>,
+    /// How long a transient failure is retried.
+    pub(crate) retry_for: Duration,
     pub(crate) dead_letter: String,
+    /// The consumer's configuration, to create it again when it is gone.
+    pub(crate) consumer_config: pull::Config,
+    /// The stream, when this service declares it (then it is declared
+    /// again when it is gone).
+    pub(crate) owned_stream: Option<StreamSpec>,
+    /// What the route knows about itself (held deliveries, failures).
+    pub(crate) condition: Condition,
+    /// The consumer's acknowledgement floor (stream sequence) as last read
+    /// from the server: where a consumer created again starts.
+    pub(crate) ack_floor: AtomicU64,
+    /// When the stream was created (Unix nanoseconds), to tell a stream
+    /// made again from the one the floor belongs to.
+    pub(crate) stream_created: AtomicI64,
+    /// Wakes the route's loop to pull again at once (its consumer was
+    /// created again).
+    pub(crate) repull: Notify,
     pub(crate) pull_expires: Duration,
     pub(crate) dead_lettered: AtomicU64,
     /// The route's entry in the health reports.
@@ -44,8 +65,10 @@ pub(crate) struct DurableRoute {
 }
 
 impl DurableRoute {
-    pub(crate) fn delay_after(&self, delivered: u64) -> Duration {
-        let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(usize::MAX);
+    /// The wait before the next try after `failures` failures: the
+    /// back-off list's entry, its last one after that.
+    pub(crate) fn delay_after(&self, failures: u64) -> Duration {
+        let index = usize::try_from(failures.saturating_sub(1)).unwrap_or(usize::MAX);
         self.backoff
             .get(index)
             .or(self.backoff.last())
@@ -111,6 +134,7 @@ pub(crate) async fn prepare(
         source: Some(Box::new(e)),
     })?;
     let subjects = stream_info.config.subjects.clone();
+    let stream_created = created_nanos(stream_info);
     if !subjects.iter().any(|s| stream::covers(s, subject)) {
         return Err(StartError::Stream {
             stream: stream_name,
@@ -134,6 +158,11 @@ pub(crate) async fn prepare(
             Some(n) => n,
             None => DEFAULT_MAX_DELIVER,
         },
+    };
+    let retry_for = match durable.retry_for {
+        Some(duration) => duration,
+        None => seconds(config, "DURABLE_RETRY_FOR")?
+            .unwrap_or(Duration::from_secs_f64(DEFAULT_RETRY_FOR_SECS)),
     };
     let backoff = match &durable.backoff {
         Some(delays) => delays.clone(),
@@ -166,6 +195,7 @@ pub(crate) async fn prepare(
             format!("the dead-letter subject `{dead_letter}` cannot contain wildcards"),
         ));
     }
+    ensure_dead_letter_stream(service, &js, handler, &dead_letter).await?;
     let consumer_name = durable
         .consumer
         .clone()
@@ -184,7 +214,7 @@ pub(crate) async fn prepare(
     } else {
         subject.to_owned()
     };
-    let consumer_config = pull::Config {
+    let mut consumer_config = pull::Config {
         durable_name: Some(consumer_name.clone()),
         description: Some(format!(
             "telestion durable handler {handler} of service {}",
@@ -192,11 +222,11 @@ pub(crate) async fn prepare(
         )),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait,
-        // The last failed delivery is dead-lettered and terminated here. A
-        // message the service never gets to settle (the client cannot read
-        // it, or the process dies on it) is given up by the server after as
-        // many deliveries, and dead-lettered from its stored copy when the
-        // server says so (`durable_advisory`): never redelivered forever.
+        // A handler's failure is retried in place, so deliveries count only
+        // what no instance settled: a message the client cannot read, or
+        // one an instance died on or handed back at its stop. After as many
+        // the server gives up on it and the service dead-letters its stored
+        // copy (`advisory`): never redelivered forever.
         max_deliver: i64::from(max_deliver),
         // A batch route needs its whole batch unacknowledged at once.
         max_ack_pending: i64::try_from(batch.map_or(concurrency, |batch| batch.max))
@@ -204,7 +234,20 @@ pub(crate) async fn prepare(
         filter_subject,
         ..Default::default()
     };
-    let consumer = create_consumer(&stream, &stream_name, &consumer_name, consumer_config).await?;
+    // A consumer created again after it was lost (see `watch`) starts
+    // where the old one stood; the start policy cannot change, so it is
+    // kept when the consumer is updated.
+    if let Ok(existing) = stream.consumer_info(&consumer_name).await {
+        consumer_config.deliver_policy = existing.config.deliver_policy;
+    }
+    let consumer = create_consumer(
+        &stream,
+        &stream_name,
+        &consumer_name,
+        consumer_config.clone(),
+    )
+    .await?;
+    let owned_stream = service.declared_stream(&stream_name);
     let pull_expires = (service.shutdown_timeout() / 2)
         .min(Duration::from_secs(2))
         .max(Duration::from_millis(100));
@@ -221,14 +264,69 @@ pub(crate) async fn prepare(
         consumer,
         concurrency,
         ack_wait,
-        max_deliver,
         backoff,
+        retry_for,
         dead_letter,
+        consumer_config,
+        owned_stream,
+        condition: Condition::default(),
+        ack_floor: AtomicU64::new(0),
+        stream_created: AtomicI64::new(stream_created),
+        repull: Notify::new(),
         pull_expires,
         dead_lettered: AtomicU64::new(0),
         health,
         batch,
     })
+}
+
+/// When `stream` was created, in Unix nanoseconds.
+pub(crate) fn created_nanos(stream: &jetstream::stream::Info) -> i64 {
+    i64::try_from(stream.created.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Makes sure a stream captures the dead-letter subject, so that no dead
+/// letter vanishes: an existing one, or `TELESTION_DEAD_LETTERS` (capturing
+/// `<prefix>.>`, 30 days, at most 1 GiB) declared now when the subject has
+/// the dead-letter prefix. A subject of its own that no stream captures
+/// fails the start, naming it.
+async fn ensure_dead_letter_stream(
+    service: &Service,
+    js: &jetstream::Context,
+    handler: &str,
+    dead_letter: &str,
+) -> Result<(), StartError> {
+    if js.stream_by_subject(dead_letter).await.is_ok() {
+        return Ok(());
+    }
+    let prefix = service
+        .config()
+        .get_str("DURABLE_DEAD_LETTER_PREFIX")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned());
+    if !dead_letter.starts_with(&format!("{prefix}.")) {
+        return Err(handler_error(
+            handler,
+            format!(
+                "no JetStream stream captures its dead-letter subject `{dead_letter}`, so a dead \
+                 letter would be lost; declare one in start-up code with \
+                 `service.declare_stream(StreamSpec::new(\"NAME\").subjects([\"{dead_letter}\"]))`"
+            ),
+        ));
+    }
+    let name = if prefix == DEFAULT_DEAD_LETTER_PREFIX {
+        DEAD_LETTER_STREAM.to_owned()
+    } else {
+        format!("{DEAD_LETTER_STREAM}_{}", token(&prefix))
+    };
+    service
+        .declare_stream(
+            StreamSpec::new(name)
+                .subjects([format!("{prefix}.>")])
+                .max_age(Duration::from_secs(30 * 86_400))
+                .max_bytes(1 << 30),
+        )
+        .await
 }
 
 /// The stream that captures `subject`.
@@ -265,7 +363,7 @@ async fn find_stream(
     }
 }
 
-async fn create_consumer(
+pub(crate) async fn create_consumer(
     stream: &jetstream::stream::Stream,
     stream_name: &str,
     consumer_name: &str,
@@ -295,34 +393,4 @@ async fn create_consumer(
             }
         }
     }
-}
-
-/// How often the health numbers of a durable route are read from the
-/// server.
-pub(crate) const HEALTH_REFRESH: Duration = Duration::from_secs(2);
-
-/// Keeps the route's health entry current until aborted.
-pub(crate) fn spawn_health_refresh(
-    service: &Service,
-    route: &Arc<DurableRoute>,
-) -> tokio::task::JoinHandle<()> {
-    let reporter = service.inner.instance.clone();
-    let route = route.clone();
-    tokio::spawn(async move {
-        loop {
-            match tokio::time::timeout(HEALTH_REFRESH * 2, route.consumer.get_info()).await {
-                Ok(Ok(info)) => reporter.update_durable(route.health, |entry| {
-                    entry.pending = info.num_pending;
-                    entry.ack_pending = info.num_ack_pending as u64;
-                    entry.redelivered = info.num_redelivered as u64;
-                    entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
-                }),
-                Ok(Err(e)) => {
-                    tracing::debug!(handler = %route.info.name, error = %e, "cannot read consumer info");
-                }
-                Err(_) => {}
-            }
-            tokio::time::sleep(HEALTH_REFRESH).await;
-        }
-    })
 }

@@ -2,7 +2,6 @@
 //! where it came from in headers, to the route's dead-letter subject.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
@@ -22,13 +21,16 @@ pub(crate) fn dead_letter_headers(
     delivered: u64,
 ) -> HeaderMap {
     use dead_letter_headers as h;
-    let mut headers = original.unwrap_or_default();
     // A dead letter is a new message: an id meant for the original publish
-    // would make a stream that captures dead letters drop it.
-    headers.insert(
-        "Nats-Msg-Id",
-        format!("{}-{}-{sequence}", route.stream, route.consumer_name).as_str(),
-    );
+    // would make the dead-letter stream drop it (it gets its own id).
+    let mut headers = HeaderMap::new();
+    for (name, values) in original.iter().flat_map(HeaderMap::iter) {
+        if AsRef::<str>::as_ref(name) != crate::jetstream::publish::MESSAGE_ID_HEADER {
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
     headers.insert(h::ERROR, crate::text::one_line(error).as_ref());
     headers.insert(h::SUBJECT, subject.as_str());
     headers.insert(h::STREAM, route.stream.as_str());
@@ -39,30 +41,26 @@ pub(crate) fn dead_letter_headers(
     headers
 }
 
-/// Publishes a dead letter (and waits until the server has it), counts it
-/// for health; a failure is logged.
+/// Publishes a dead letter durably (the stream that captures the
+/// dead-letter subject confirms it stored it; its message id, made of the
+/// stream, consumer and sequence, stores it once however often it is
+/// published) and counts it for health. An error when it was not stored.
 pub(crate) async fn dead_letter(
     service: &Service,
     route: &DurableRoute,
+    sequence: u64,
     headers: HeaderMap,
     payload: Bytes,
-) {
-    let sent = service
-        .publish_inner(route.dead_letter.clone(), Some(headers), payload)
-        .await;
-    let flushed = match (&sent, service.client()) {
-        (Ok(()), Some(client)) => tokio::time::timeout(Duration::from_secs(5), client.flush())
-            .await
-            .map_err(|_| "no confirmation in time".to_owned())
-            .and_then(|r| r.map_err(|e| e.to_string())),
-        (Err(e), _) => Err(e.to_string()),
-        (Ok(()), None) => Ok(()),
-    };
-    if let Err(e) = flushed {
+) -> Result<(), String> {
+    let id = format!("dead-{}-{}-{sequence}", route.stream, route.consumer_name);
+    if let Err(e) = service
+        .publish_durable_inner(route.dead_letter.clone(), id, Some(headers), payload)
+        .await
+    {
         if service.is_stopping() {
             service.note_unconfirmed();
         }
-        tracing::error!(handler = %route.info.name, subject = %route.dead_letter, error = %e, "cannot publish the dead letter");
+        return Err(crate::error::error_chain(&e));
     }
     route.dead_lettered.fetch_add(1, Ordering::Relaxed);
     service
@@ -71,4 +69,5 @@ pub(crate) async fn dead_letter(
         .update_durable(route.health, |entry| {
             entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
         });
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! subject; and what a JetStream API error means (try again, or JetStream
 //! is off).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::GetStreamErrorKind, stream};
@@ -141,6 +142,7 @@ impl Service {
     /// }
     /// ```
     pub async fn declare_stream(&self, spec: StreamSpec) -> Result<(), StartError> {
+        self.declared().remember(&spec);
         let js = context(self).ok_or_else(|| {
             spec.error(
                 "streams need NATS, but the service runs in no-NATS mode",
@@ -242,6 +244,55 @@ impl Service {
                     .into(),
                 source: None,
             }),
+        }
+    }
+}
+
+/// The streams this service declared: declared again when they are gone
+/// (a server restarted with an empty store, a stream deleted by hand), and
+/// what tells a route whether it owns its stream.
+#[derive(Default)]
+struct Declared(std::sync::Mutex<Vec<StreamSpec>>);
+
+impl Declared {
+    fn remember(&self, spec: &StreamSpec) {
+        let mut specs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        specs.retain(|known| known.name != spec.name);
+        specs.push(spec.clone());
+    }
+}
+
+impl Service {
+    /// The registry of declared streams (kept in the state map under a
+    /// type of this module, so nothing else can reach it).
+    fn declared(&self) -> Arc<Declared> {
+        if let Some(declared) = self.state::<Declared>() {
+            return declared;
+        }
+        let declared = Arc::new(Declared::default());
+        self.provide_arc(declared.clone());
+        declared
+    }
+
+    /// The spec of stream `name`, when this service declared it.
+    pub(crate) fn declared_stream(&self, name: &str) -> Option<StreamSpec> {
+        let declared = self.declared();
+        let specs = declared.0.lock().unwrap_or_else(|e| e.into_inner());
+        specs.iter().find(|spec| spec.name == name).cloned()
+    }
+
+    /// Declares again every stream this service declared (after the server
+    /// lost them); a failure is logged.
+    pub(crate) async fn declare_streams_again(&self) {
+        let specs = {
+            let declared = self.declared();
+            let specs = declared.0.lock().unwrap_or_else(|e| e.into_inner());
+            specs.clone()
+        };
+        for spec in specs {
+            if let Err(e) = self.declare_stream(spec).await {
+                tracing::warn!(error = %crate::error::error_chain(&e), "cannot declare a stream again");
+            }
         }
     }
 }

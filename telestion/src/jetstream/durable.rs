@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -21,8 +20,9 @@ use crate::engine::outcome::{Cause, Failure, Outcome, record, record_failure};
 use crate::handler::Handler;
 use crate::handler::extract::Incoming;
 use crate::handler::reply::Reply;
+use crate::jetstream::condition::Retrying;
 use crate::jetstream::consumer::DurableRoute;
-use crate::jetstream::settle::{parse_ack_subject, publish_result, settle_done, settle_failed};
+use crate::jetstream::settle::{give_up, nak, parse_ack_subject, publish_result, settle_done};
 use crate::observe::call_context::CallContext;
 use crate::service::Service;
 
@@ -130,6 +130,9 @@ async fn serve<H, Args>(
                     continue;
                 }
                 item = batch.next() => item,
+                // The consumer was created again: this pull went to the
+                // old one.
+                () = route.repull.notified() => break,
                 () = &mut stop => {
                     stopping = true;
                     // What was pulled for the batch is handled first.
@@ -164,6 +167,12 @@ async fn serve<H, Args>(
                 }
             };
             failures = 0;
+            // Held (kept alive by the watcher) from here until settled.
+            if let Some(ack) = &message.message.reply
+                && let Some((_, sequence)) = parse_ack_subject(ack.as_str())
+            {
+                route.condition.hold(sequence, ack);
+            }
             if let Some(spec) = route.batch {
                 if pending.is_empty() {
                     window_end = Instant::now() + spec.window;
@@ -226,25 +235,29 @@ async fn serve<H, Args>(
     tracing::debug!(handler = %route.info.name, subject = %route.info.subject, stream = %route.stream, "durable route stopped");
 }
 
+/// The wait before a message handed back at shutdown is delivered again:
+/// past this instance's last pull, so that it does not come back into that
+/// still open pull (a negative acknowledgement without a delay would be
+/// redelivered at once into it, handed back again, and so on, each time
+/// counting as a delivery until the server gives up on the message).
+fn hand_back_delay(route: &DurableRoute) -> Duration {
+    route.pull_expires + Duration::from_millis(500)
+}
+
 /// Gives a message back to the stream for redelivery (to another instance,
-/// or to this one after a restart) once this instance's last pull has
-/// expired: a negative acknowledgement without a delay would be
-/// redelivered at once into that still open pull, handed back again, and
-/// so on, each time counting as a delivery until the server gives up on the
-/// message.
+/// or to this one after a restart).
 async fn hand_back(service: &Service, route: &DurableRoute, mut message: async_nats::Message) {
-    let delay = route.pull_expires + Duration::from_millis(500);
-    if let Some(ack) = message.reply.take()
-        && let Some(client) = service.client()
-        && let Err(e) = client.publish(ack, AckKind::Nak(Some(delay)).into()).await
-    {
-        tracing::debug!(error = %e, "cannot hand a message back; it is redelivered after DURABLE_ACK_WAIT");
+    if let Some(ack) = message.reply.take() {
+        if let Some((_, sequence)) = parse_ack_subject(ack.as_str()) {
+            route.condition.release(sequence);
+        }
+        nak(service, route, ack, Some(hand_back_delay(route))).await;
     }
 }
 
 /// One delivery being handled: its ack subject, delivery count and stream
-/// sequence, and what a dead letter needs (kept before the extractors take
-/// the body).
+/// sequence, and the message itself (to call the handler again after a
+/// failure, and for a dead letter).
 pub(crate) struct Delivery {
     pub(crate) ack: Subject,
     pub(crate) delivered: u64,
@@ -257,7 +270,7 @@ pub(crate) struct Delivery {
 impl Delivery {
     /// Takes the ack subject out of `message`; `None` (logged) when it has
     /// none.
-    fn of(message: &mut async_nats::Message, route: &DurableRoute) -> Option<Delivery> {
+    fn of(mut message: async_nats::Message, route: &DurableRoute) -> Option<Delivery> {
         let Some(ack) = message.reply.take() else {
             tracing::warn!(handler = %route.info.name, "a durable message without an ack subject; ignored");
             return None;
@@ -267,179 +280,231 @@ impl Delivery {
             ack,
             delivered,
             sequence,
-            subject: message.subject.clone(),
-            headers: message.headers.clone(),
-            payload: message.payload.clone(),
+            subject: message.subject,
+            headers: message.headers,
+            payload: message.payload,
         })
     }
-}
 
-/// Runs `call` while telling the server every third of the ack wait that
-/// the deliveries in `acks` are still being worked on.
-async fn with_progress<F: std::future::Future>(
-    service: &Service,
-    route: &DurableRoute,
-    acks: &[&Subject],
-    call: F,
-) -> F::Output {
-    let client = service.client().cloned();
-    let mut call = std::pin::pin!(call);
-    let interval = (route.ack_wait / 3).max(Duration::from_millis(50));
-    let mut progress = tokio::time::interval_at(Instant::now() + interval, interval);
-    loop {
-        tokio::select! {
-            biased;
-            outcome = &mut call => break outcome,
-            _ = progress.tick() => {
-                if let Some(client) = &client {
-                    for ack in acks {
-                        let _ = client.publish((*ack).clone(), AckKind::Progress.into()).await;
-                    }
-                }
-            }
+    /// The message, for a call of the handler (without its ack subject).
+    fn message(&self) -> async_nats::Message {
+        async_nats::Message {
+            subject: self.subject.clone(),
+            reply: None,
+            payload: self.payload.clone(),
+            headers: self.headers.clone(),
+            status: None,
+            description: None,
+            length: self.payload.len(),
         }
     }
 }
 
-/// Handles one delivery: the call step with progress acks, its outcome
-/// recorded like any route's, then settled: the return value published
-/// durably and the message acknowledged, or the failure answered with a
-/// redelivery after a back-off or, at the last delivery, a dead letter.
+/// What becomes of a message (or a batch) after its tries.
+enum Settle {
+    /// Handled: acknowledge it.
+    Done,
+    /// Give it up: dead-letter it.
+    GiveUp(Failure),
+    /// The service stops while it waits for another try: hand it back.
+    HandBack,
+}
+
+/// What follows a failed try: give the message up when the failure is
+/// permanent (rejected, or a 4xx code) or the retries took longer than
+/// `DURABLE_RETRY_FOR`; else try again after the back-off, unless the
+/// service stops meanwhile.
+async fn after_failure<'a>(
+    service: &Service,
+    route: &'a DurableRoute,
+    failure: Failure,
+    tries: &mut Tries<'a>,
+) -> Option<Settle> {
+    if failure.is_permanent() {
+        return Some(Settle::GiveUp(failure));
+    }
+    let first = *tries.first_failure.get_or_insert_with(Instant::now);
+    if first.elapsed() >= route.retry_for {
+        return Some(Settle::GiveUp(failure));
+    }
+    match &tries.retrying {
+        Some(retrying) => retrying.failed_again(&failure.message),
+        None => tries.retrying = Some(route.condition.retrying(&failure.message)),
+    }
+    tries.failures += 1;
+    let delay = route.delay_after(tries.failures);
+    tracing::debug!(
+        handler = %route.info.name, retry_in_s = delay.as_secs_f64(), error = %failure.message,
+        "durable handler failed; trying again after the back-off"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => None,
+        () = service.stopped() => Some(Settle::HandBack),
+    }
+}
+
+/// The tries of one message or batch so far.
+#[derive(Default)]
+struct Tries<'a> {
+    failures: u64,
+    first_failure: Option<Instant>,
+    /// Marks the route failing while it retries.
+    retrying: Option<Retrying<'a>>,
+}
+
+/// Settles `delivery` as decided.
+async fn settle(service: &Service, route: &DurableRoute, delivery: Delivery, settle: &Settle) {
+    let sequence = delivery.sequence;
+    match settle {
+        Settle::Done => settle_done(service, route, &delivery).await,
+        Settle::GiveUp(failure) => give_up(service, route, delivery, failure).await,
+        Settle::HandBack => {
+            nak(service, route, delivery.ack, Some(hand_back_delay(route))).await;
+        }
+    }
+    route.condition.release(sequence);
+}
+
+/// The outcome after the return value was published durably (a target that
+/// did not store it is a transient failure).
+async fn published(
+    service: &Service,
+    route: &DurableRoute,
+    outcome: Outcome,
+    first: u64,
+    last: u64,
+) -> Outcome {
+    match outcome {
+        Outcome::Done(reply) => match publish_result(service, route, reply, first, last).await {
+            Ok(()) => Outcome::Done(Reply::None),
+            Err(error) => Outcome::Failed(Failure::new(500, &error, Cause::Error)),
+        },
+        failed => failed,
+    }
+}
+
+/// Handles one delivery: the call step, its outcome recorded like any
+/// route's, then settled: the return value published durably and the
+/// message acknowledged; after a transient failure the handler is called
+/// again after the back-off (the message held meanwhile, the route failing
+/// in health) for up to `DURABLE_RETRY_FOR`; a permanent failure, or one
+/// past that, dead-letters the message.
 async fn handle<H, Args>(
     handler: &H,
     context: &H::Context,
     service: Service,
-    mut message: async_nats::Message,
+    message: async_nats::Message,
     route: &DurableRoute,
     call_context: &CallContext,
 ) where
     H: Handler<Args>,
     Args: 'static,
 {
-    let Some(delivery) = Delivery::of(&mut message, route) else {
+    let Some(delivery) = Delivery::of(message, route) else {
         return;
     };
     call_context.begin(
         delivery.subject.as_str(),
         Some((delivery.sequence, delivery.delivered)),
     );
-    let mut incoming = Incoming::new(message, service.clone());
-    let started = Instant::now();
-    let outcome = with_progress(
-        &service,
-        route,
-        &[&delivery.ack],
-        call_handler(handler, context, &mut incoming),
-    )
-    .await;
-    let outcome = match outcome {
-        Outcome::Done(reply) => {
-            match publish_result(&service, route, reply, delivery.sequence, delivery.sequence).await
-            {
-                Ok(()) => Outcome::Done(Reply::None),
-                Err(error) => Outcome::Failed(Failure::new(500, &error, Cause::Error)),
+    let mut tries = Tries::default();
+    let decision = loop {
+        let mut incoming = Incoming::new(delivery.message(), service.clone());
+        let started = Instant::now();
+        let outcome = call_handler(handler, context, &mut incoming).await;
+        let sequence = delivery.sequence;
+        let outcome = published(&service, route, outcome, sequence, sequence).await;
+        let subject = delivery.subject.as_str();
+        record(&route.info, &outcome, 1, started.elapsed(), subject);
+        match outcome {
+            Outcome::Done(_) => break Settle::Done,
+            Outcome::Failed(failure) => {
+                if let Some(decision) = after_failure(&service, route, failure, &mut tries).await {
+                    break decision;
+                }
             }
         }
-        failed => failed,
     };
-    record(
-        &route.info,
-        &outcome,
-        1,
-        started.elapsed(),
-        delivery.subject.as_str(),
-    );
-    match outcome {
-        Outcome::Done(_) => settle_done(&service, route, &delivery).await,
-        Outcome::Failed(failure) => settle_failed(&service, route, delivery, &failure).await,
-    }
+    settle(&service, route, delivery, &decision).await;
+    drop(tries);
     call_context.end();
 }
 
 /// Handles one batch of deliveries in one call: messages the `Batch<T>`
-/// parameter rejects fail on their own; when the call succeeds, its return
-/// value is published durably and every other message is acknowledged;
-/// when it fails, every other message is redelivered (or dead-lettered
-/// after its last delivery).
+/// parameter rejects are dead-lettered on their own; when the call
+/// succeeds, its return value is published durably and every other message
+/// is acknowledged; after a transient failure the batch is tried again
+/// (like one message, see [`handle`]); a permanent one dead-letters it.
 async fn handle_batch<H, Args>(
     handler: &H,
     context: &H::Context,
     service: &Service,
-    mut messages: Vec<async_nats::Message>,
+    messages: Vec<async_nats::Message>,
     route: &DurableRoute,
     call_context: &CallContext,
 ) where
     H: Handler<Args>,
     Args: 'static,
 {
-    let mut deliveries = Vec::with_capacity(messages.len());
-    messages.retain_mut(|message| match Delivery::of(message, route) {
-        Some(delivery) => {
-            deliveries.push(delivery);
-            true
-        }
-        None => false,
-    });
+    let mut deliveries: Vec<Delivery> = messages
+        .into_iter()
+        .filter_map(|message| Delivery::of(message, route))
+        .collect();
     let Some(first) = deliveries.first() else {
         return;
     };
-    call_context.begin(
-        first.subject.as_str(),
-        Some((first.sequence, first.delivered)),
-    );
-    let acks: Vec<&Subject> = deliveries.iter().map(|delivery| &delivery.ack).collect();
-    let call = with_progress(
-        service,
-        route,
-        &acks,
-        call_batch(handler, context, service, &messages),
-    )
-    .await;
     let subject = first.subject.to_string();
-    let accepted = deliveries.len() - call.rejected.len();
-    let outcome = match call.outcome {
-        Outcome::Done(reply) => {
-            let first = deliveries.first().map_or(0, |d| d.sequence);
-            let last = deliveries.last().map_or(0, |d| d.sequence);
-            match publish_result(service, route, reply, first, last).await {
-                Ok(()) => Outcome::Done(Reply::None),
-                Err(error) => Outcome::Failed(Failure::new(500, &error, Cause::Error)),
+    call_context.begin(&subject, Some((first.sequence, first.delivered)));
+    let mut tries = Tries::default();
+    let decision = loop {
+        let messages: Vec<async_nats::Message> = deliveries.iter().map(Delivery::message).collect();
+        let call = call_batch(handler, context, service, &messages).await;
+        // A rejected message will not get better: dead-lettered now, alone.
+        let mut rejected: Vec<(usize, Failure)> = call.rejected;
+        rejected.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+        for (index, failure) in rejected {
+            if index < deliveries.len() {
+                let delivery = deliveries.remove(index);
+                record_failure(&route.info, &failure, 1, delivery.subject.as_str());
+                settle(service, route, delivery, &Settle::GiveUp(failure)).await;
             }
         }
-        failed => failed,
+        let first = deliveries.first().map_or(0, |d| d.sequence);
+        let last = deliveries.last().map_or(0, |d| d.sequence);
+        let outcome = published(service, route, call.outcome, first, last).await;
+        route.info.stats.record(
+            messages.len() as u64,
+            call.elapsed,
+            outcome.failure().is_some(),
+        );
+        match outcome {
+            Outcome::Done(_) => break Settle::Done,
+            Outcome::Failed(failure) => {
+                record_failure(&route.info, &failure, deliveries.len() as u64, &subject);
+                if deliveries.is_empty() {
+                    break Settle::Done;
+                }
+                if let Some(decision) = after_failure(service, route, failure, &mut tries).await {
+                    break decision;
+                }
+            }
+        }
     };
-    for (index, failure) in &call.rejected {
-        if let Some(delivery) = deliveries.get(*index) {
-            record_failure(&route.info, failure, 1, delivery.subject.as_str());
+    match decision {
+        Settle::Done => {
+            futures::future::join_all(
+                deliveries
+                    .into_iter()
+                    .map(|delivery| settle(service, route, delivery, &Settle::Done)),
+            )
+            .await;
         }
-    }
-    route.info.stats.record(
-        deliveries.len() as u64,
-        call.elapsed,
-        outcome.failure().is_some(),
-    );
-    if let Outcome::Failed(failure) = &outcome {
-        record_failure(&route.info, failure, accepted as u64, &subject);
-    }
-    let mut done = Vec::new();
-    for (index, delivery) in deliveries.into_iter().enumerate() {
-        let rejected = call
-            .rejected
-            .iter()
-            .find(|(rejected, _)| *rejected == index)
-            .map(|(_, failure)| failure);
-        match (rejected, &outcome) {
-            (Some(failure), _) => settle_failed(service, route, delivery, failure).await,
-            (None, Outcome::Done(_)) => done.push(delivery),
-            (None, Outcome::Failed(failure)) => {
-                settle_failed(service, route, delivery, failure).await;
+        decision => {
+            for delivery in deliveries {
+                settle(service, route, delivery, &decision).await;
             }
         }
     }
-    futures::future::join_all(
-        done.iter()
-            .map(|delivery| settle_done(service, route, delivery)),
-    )
-    .await;
+    drop(tries);
     call_context.end();
 }

@@ -3,6 +3,7 @@
 //! server gave up on) and durable publishing.
 
 pub(crate) mod advisory;
+pub(crate) mod condition;
 pub(crate) mod consumer;
 pub(crate) mod dead_letter;
 pub(crate) mod declare;
@@ -11,3 +12,4 @@ pub(crate) mod publish;
 pub(crate) mod settings;
 pub(crate) mod settle;
 pub(crate) mod stream;
+pub(crate) mod watch;

@@ -7,31 +7,51 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::error::StartError;
 
-/// Default of `DURABLE_ACK_WAIT`, in seconds.
-pub const DEFAULT_ACK_WAIT_SECS: f64 = 30.0;
-/// Default of `DURABLE_MAX_DELIVER`.
-pub const DEFAULT_MAX_DELIVER: u32 = 5;
-/// Default of `DURABLE_BACKOFF`, in seconds.
+/// Default of `DURABLE_ACK_WAIT`, in seconds: short, so that the messages
+/// of an instance that died are delivered again within seconds; a message
+/// being worked on is kept with in-progress acknowledgements.
+pub const DEFAULT_ACK_WAIT_SECS: f64 = 5.0;
+/// Default of `DURABLE_MAX_DELIVER`: deliveries of a message that no
+/// instance settles (it cannot be read, or the instance stops or dies while
+/// holding it) before the server gives up on it and it is dead-lettered.
+pub const DEFAULT_MAX_DELIVER: u32 = 10;
+/// Default of `DURABLE_BACKOFF`, in seconds: the waits between the tries
+/// of a message whose handler failed transiently (the last one repeats).
 pub const DEFAULT_BACKOFF_SECS: [f64; 3] = [1.0, 5.0, 30.0];
+/// Default of `DURABLE_RETRY_FOR`, in seconds: how long a transient
+/// failure (5xx, a panic) is retried before the message is dead-lettered.
+pub const DEFAULT_RETRY_FOR_SECS: f64 = 3600.0;
 /// Default of `DURABLE_DEAD_LETTER_PREFIX`: dead letters go to
 /// `<prefix>.<SERVICE_NAME>.<handler>`.
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "telestion.dead";
+/// The stream a service declares for its dead letters when none captures
+/// them: `TELESTION_DEAD_LETTERS`, capturing `<prefix>.>`, kept 30 days (at
+/// most 1 GiB, the oldest go first).
+pub const DEAD_LETTER_STREAM: &str = "TELESTION_DEAD_LETTERS";
 
 /// The configuration keys of durable handlers, with their meaning (for
 /// `--help`): service-wide defaults that a route's [`Durable`] settings
 /// override.
-pub const DURABLE_KEYS: [(&str, &str); 4] = [
+pub const DURABLE_KEYS: [(&str, &str); 5] = [
     (
         "DURABLE_ACK_WAIT",
-        "seconds a durable message may go unacknowledged before it is redelivered (default 30)",
+        "seconds a durable message may go unacknowledged (a handler working on it keeps it) \
+         before it is delivered again, e.g. after a crash (default 5)",
     ),
     (
         "DURABLE_MAX_DELIVER",
-        "deliveries of a failing durable message before it is dead-lettered (default 5)",
+        "deliveries of a durable message no instance settles (unreadable, or the instance died \
+         on it) before it is dead-lettered (default 10)",
     ),
     (
         "DURABLE_BACKOFF",
-        "seconds to wait before each redelivery after a failure, comma-separated (default 1,5,30)",
+        "seconds between the tries of a message whose handler failed transiently, \
+         comma-separated, the last repeats (default 1,5,30)",
+    ),
+    (
+        "DURABLE_RETRY_FOR",
+        "seconds a transient failure (5xx, panic) is retried before the message is \
+         dead-lettered (default 3600); a rejected message or a 4xx error is dead-lettered at once",
     ),
     (
         "DURABLE_DEAD_LETTER_PREFIX",
@@ -86,6 +106,7 @@ pub struct Durable {
     pub(crate) ack_wait: Option<Duration>,
     pub(crate) max_deliver: Option<u32>,
     pub(crate) backoff: Option<Vec<Duration>>,
+    pub(crate) retry_for: Option<Duration>,
     pub(crate) dead_letter: Option<String>,
 }
 
@@ -120,18 +141,40 @@ impl Durable {
         self
     }
 
-    /// Deliveries of a failing message before it is dead-lettered
-    /// (`DURABLE_MAX_DELIVER`, at least 1).
+    /// Deliveries of a message no instance settles before the server gives
+    /// up on it and it is dead-lettered from its stored copy
+    /// (`DURABLE_MAX_DELIVER`, at least 1): a message the client cannot
+    /// read, or one the service keeps dying on. A handler's failure does
+    /// not use up deliveries: it is retried in place (see
+    /// [`Durable::retry_for`]).
     pub fn max_deliver(mut self, n: u32) -> Durable {
         self.max_deliver = Some(n.max(1));
         self
     }
 
-    /// The delays before the redeliveries after failures: the first
-    /// failure waits `delays[0]`, the second `delays[1]`, ..., later ones
-    /// the last (`DURABLE_BACKOFF`).
+    /// The waits between the tries of a message whose handler failed
+    /// transiently: after the first failure `delays[0]`, after the second
+    /// `delays[1]`, ..., later ones the last (`DURABLE_BACKOFF`).
     pub fn backoff(mut self, delays: impl IntoIterator<Item = Duration>) -> Durable {
         self.backoff = Some(delays.into_iter().collect());
+        self
+    }
+
+    /// How long a message whose handler fails transiently (an error with a
+    /// 5xx code or none, a panic) is retried before it is dead-lettered
+    /// (`DURABLE_RETRY_FOR`, default an hour). The route holds the message
+    /// meanwhile (at `concurrency = 1` nothing behind it is handled: a full
+    /// disk stops the writer instead of skipping data) and shows as failing
+    /// in health. A message an extractor rejects, or a 4xx error, is
+    /// permanent: dead-lettered at its first delivery.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let durable = telestion::Durable::new().retry_for(Duration::from_secs(600));
+    /// # let _ = durable;
+    /// ```
+    pub fn retry_for(mut self, duration: Duration) -> Durable {
+        self.retry_for = Some(duration);
         self
     }
 
@@ -145,7 +188,7 @@ impl Durable {
 
 /// `text` as one token of a subject or a consumer name: characters other
 /// than letters, digits, `-` and `_` become `_`.
-fn token(text: &str) -> String {
+pub(crate) fn token(text: &str) -> String {
     let token: String = text
         .chars()
         .map(|c| {

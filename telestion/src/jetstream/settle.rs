@@ -1,7 +1,9 @@
 //! Settling a durable delivery once its outcome is known: the return value
 //! published durably, then an acknowledgement confirmed by the server; or,
-//! after a failure, a negative acknowledgement with a back-off delay, and
-//! after the last delivery a dead letter and a termination.
+//! when the message is given up (a permanent failure, or a transient one
+//! past `DURABLE_RETRY_FOR`), a durable dead letter and a termination (a
+//! dead letter that cannot be stored hands the message back instead); or,
+//! at shutdown, the message handed back for another instance.
 
 use std::time::Duration;
 
@@ -62,10 +64,12 @@ pub(crate) async fn settle_done(service: &Service, route: &DurableRoute, deliver
     }
 }
 
-/// Settles a failed delivery (already counted and logged as a failure by
-/// the engine): hands it back with a delay from the back-off list, or,
-/// after its last delivery, dead-letters and terminates it.
-pub(crate) async fn settle_failed(
+/// Gives a delivery up (its failure already counted and logged by the
+/// engine): publishes it durably with its error to the dead-letter subject
+/// and terminates it. When the dead letter is not stored, the message is
+/// handed back instead (negative acknowledgement after the back-off), so it
+/// is never lost.
+pub(crate) async fn give_up(
     service: &Service,
     route: &DurableRoute,
     delivery: Delivery,
@@ -80,37 +84,46 @@ pub(crate) async fn settle_failed(
         payload,
     } = delivery;
     let name = &route.info.name;
-    if delivered >= u64::from(route.max_deliver) {
-        tracing::warn!(
-            handler = %name, %subject, stream_sequence = sequence, delivery = delivered,
-            code = failure.code, error = %failure.message, dead_letter = %route.dead_letter,
-            "durable handler failed for the last time; dead-lettering the message"
+    tracing::warn!(
+        handler = %name, %subject, stream_sequence = sequence, delivery = delivered,
+        code = failure.code, error = %failure.message, dead_letter = %route.dead_letter,
+        "giving the message up; dead-lettering it"
+    );
+    let headers = dead_letter_headers(
+        headers,
+        &subject,
+        &failure.message,
+        route,
+        sequence,
+        delivered,
+    );
+    if let Err(error) = dead_letter(service, route, sequence, headers, payload).await {
+        let delay = route.delay_after(delivered);
+        tracing::error!(
+            handler = %name, stream_sequence = sequence, %error, retry_in_s = delay.as_secs_f64(),
+            "the dead letter was not stored; the message is handed back and given up again later"
         );
-        let headers = dead_letter_headers(
-            headers,
-            &subject,
-            &failure.message,
-            route,
-            sequence,
-            delivered,
-        );
-        dead_letter(service, route, headers, payload).await;
-        if let Err(e) = acknowledge(service, &ack, AckKind::Term, route.ack_wait).await {
-            tracing::warn!(handler = %name, stream_sequence = sequence, error = %e, "cannot terminate a dead-lettered message; it may be delivered again");
-        }
+        nak(service, route, ack, Some(delay)).await;
         return;
     }
-    let delay = route.delay_after(delivered);
-    tracing::debug!(
-        handler = %name, %subject, stream_sequence = sequence, delivery = delivered,
-        max_deliver = route.max_deliver, retry_in_s = delay.as_secs_f64(),
-        "durable handler failed; the message is redelivered"
-    );
-    let kind = AckKind::Nak((!delay.is_zero()).then_some(delay));
+    if let Err(e) = acknowledge(service, &ack, AckKind::Term, route.ack_wait).await {
+        tracing::warn!(handler = %name, stream_sequence = sequence, error = %e, "cannot terminate a dead-lettered message; it may be delivered again (its dead letter is stored once)");
+    }
+}
+
+/// Gives a message back to the stream (a negative acknowledgement, after
+/// `delay` when given).
+pub(crate) async fn nak(
+    service: &Service,
+    route: &DurableRoute,
+    ack: Subject,
+    delay: Option<Duration>,
+) {
+    let kind = AckKind::Nak(delay.filter(|delay| !delay.is_zero()));
     if let Some(client) = service.client()
         && let Err(e) = client.publish(ack, kind.into()).await
     {
-        tracing::warn!(handler = %name, error = %e, "cannot send the negative acknowledgement; redelivered after DURABLE_ACK_WAIT");
+        tracing::warn!(handler = %route.info.name, error = %e, "cannot send the negative acknowledgement; redelivered after DURABLE_ACK_WAIT");
     }
 }
 

@@ -72,7 +72,7 @@ pub struct HealthReport {
 /// assert_eq!(report.durable[0].pending, 3);
 /// assert_eq!(report.durable[0].redelivered, 0);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DurableHealth {
     /// The handler's name.
@@ -97,6 +97,38 @@ pub struct DurableHealth {
     /// subject since start.
     #[serde(default)]
     pub dead_lettered: u64,
+    /// How the route stands: `consuming`; `failing` (it retries a failing
+    /// handler, or its consumer or stream is gone and cannot be made
+    /// again); `stalled` (messages wait but none has arrived for a while).
+    /// Empty in the report of a service that does not say.
+    #[serde(default)]
+    pub state: String,
+    /// Why, when the route is not consuming.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Seconds since the oldest message not yet handled was stored (0 when
+    /// none waits).
+    #[serde(default)]
+    pub oldest_pending_age_s: f64,
+    /// Seconds since this instance last got a message (absent when it got
+    /// none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_age_s: Option<f64>,
+}
+
+impl DurableHealth {
+    /// Whether the route is failing or stalled (what `health --check`
+    /// fails on).
+    ///
+    /// ```
+    /// let mut entry = telestion::health::DurableHealth::default();
+    /// assert!(!entry.is_troubled());
+    /// entry.state = "stalled".into();
+    /// assert!(entry.is_troubled());
+    /// ```
+    pub fn is_troubled(&self) -> bool {
+        matches!(self.state.as_str(), "failing" | "stalled")
+    }
 }
 
 /// Subscribes the health subjects; the returned tasks answer until they are

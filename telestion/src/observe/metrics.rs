@@ -254,6 +254,21 @@ impl Collector for ServiceCollector {
         )?;
         family(
             &mut encoder,
+            "telestion_durable_troubled",
+            "1 while a durable handler is failing (retrying a failure, or its consumer or stream \
+             is gone) or stalled (messages wait, none arrives), else 0.",
+            &labelled(|e| u64::from(e.is_troubled())),
+            ConstGauge::new,
+        )?;
+        family(
+            &mut encoder,
+            "telestion_durable_oldest_pending_seconds",
+            "Seconds since the oldest message a durable handler has not handled yet was stored.",
+            &labelled(|e| e.oldest_pending_age_s.round() as u64),
+            ConstGauge::new,
+        )?;
+        family(
+            &mut encoder,
             "telestion_durable_dead_lettered",
             "Messages this instance published to the dead-letter subject since start.",
             &labelled(|e| e.dead_lettered),
