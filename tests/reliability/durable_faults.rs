@@ -343,9 +343,28 @@ async fn a_server_back_with_an_empty_store_is_recovered() {
             .unwrap();
         wait_for("the first handled", WAIT, || handled.all().len() == 1).await;
 
+        // A service that only publishes durably (as the IO service does)
+        // and declares the stream it publishes to.
+        let io_config = support::service_config(&server.url(), "io", data.path(), &[]);
+        let io = Service::start(telestion::Options::new().config(io_config).signals(false))
+            .await
+            .unwrap();
+        io.declare_stream(StreamSpec::new("RAW").subjects(["raw.>"]))
+            .await
+            .unwrap();
+
         server.stop();
         std::fs::remove_dir_all(server.dir().join("jetstream")).unwrap();
         server.restart();
+        wait_for("both services connected again", WAIT, || {
+            service.is_connected() && io.is_connected()
+        })
+        .await;
+        // Its first publish declares its stream again and is stored.
+        let stored = io.publish_durable("raw.frame", "frame").await;
+        assert!(stored.is_ok(), "[{label}] {stored:?}");
+        // The consuming service declared its stream again and created its
+        // consumer again (its publishes are stored, and handled).
         support::eventually_async(WAIT, "a durable publish is stored again", || async {
             service.publish_durable("faults.raw", "after").await.is_ok()
         })
@@ -354,9 +373,11 @@ async fn a_server_back_with_an_empty_store_is_recovered() {
             handled.all().iter().any(|body| body == "after")
         })
         .await;
-        let _ = label;
-        service.shutdown();
-        service.drain().await;
+        assert!(service.error_counter().total() >= 1, "[{label}]");
+        for service in [service, io] {
+            service.shutdown();
+            service.drain().await;
+        }
     }
 }
 

@@ -281,6 +281,34 @@ impl Service {
         specs.iter().find(|spec| spec.name == name).cloned()
     }
 
+    /// Declares again the streams this service declared that capture
+    /// `subject` (the server lost them); `true` when one was.
+    pub(crate) async fn declare_again_for(&self, subject: &str) -> bool {
+        let specs: Vec<StreamSpec> = {
+            let declared = self.declared();
+            let specs = declared.0.lock().unwrap_or_else(|e| e.into_inner());
+            specs
+                .iter()
+                .filter(|spec| spec.subjects.iter().any(|s| covers(s, subject)))
+                .cloned()
+                .collect()
+        };
+        let mut declared = false;
+        for spec in specs {
+            let name = spec.name.clone();
+            match self.declare_stream(spec).await {
+                Ok(()) => {
+                    tracing::warn!(stream = %name, %subject, "the stream was gone; declared it again");
+                    declared = true;
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %name, error = %crate::error::error_chain(&e), "cannot declare a stream again");
+                }
+            }
+        }
+        declared
+    }
+
     /// Declares again every stream this service declared (after the server
     /// lost them); a failure is logged.
     pub(crate) async fn declare_streams_again(&self) {

@@ -120,6 +120,7 @@ impl Service {
             .build(client);
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
+        let mut declared_again = false;
         loop {
             let mut headers = extra_headers.clone().unwrap_or_default();
             headers.insert(MESSAGE_ID_HEADER, message_id.as_str());
@@ -146,6 +147,18 @@ impl Service {
                     // its leader is being elected. Ask which.
                     match js.stream_by_subject(subject.clone()).await {
                         Ok(_) => true,
+                        // A stream this service declared is gone (the
+                        // server lost its store): declared again, once.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                jetstream::context::GetStreamByNameErrorKind::NotFound
+                            ) && !declared_again
+                                && self.declare_again_for(&subject).await =>
+                        {
+                            declared_again = true;
+                            continue;
+                        }
                         Err(e)
                             if matches!(
                                 e.kind(),
