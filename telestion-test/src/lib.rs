@@ -36,7 +36,8 @@
 //!
 //! `nats-server` is found on `PATH` (and in `/usr/sbin`, `/usr/local/bin`),
 //! or at `NATS_SERVER_BIN`; a missing server fails the test with the
-//! install hint, it never skips it.
+//! install hint, it never skips it. [`PostgresServer`] does the same for
+//! PostgreSQL (a private cluster on a free loopback port).
 
 mod arbitrary;
 mod binaries;
@@ -45,6 +46,7 @@ mod files;
 mod limits;
 mod logs;
 mod pki;
+mod postgres;
 mod process;
 mod server;
 mod service;
@@ -59,6 +61,7 @@ pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
 pub use pki::Pki;
+pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,
