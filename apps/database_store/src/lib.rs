@@ -40,6 +40,7 @@ pub mod point;
 pub mod postgres;
 pub mod query;
 pub mod request;
+pub mod run;
 pub mod sqlite;
 pub mod store;
 pub mod time;

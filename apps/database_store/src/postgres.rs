@@ -226,10 +226,12 @@ impl PgReadPool {
     /// engine between statements and by `statement_timeout` within one).
     pub fn with<T>(
         &self,
-        _deadline: Instant,
+        deadline: Instant,
         read: impl FnOnce(&mut dyn Read) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut client = self.pool.get()?;
+        let mut client = self
+            .pool
+            .get_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))?;
         if !self.schema_seen.load(Ordering::Relaxed) {
             let exists: bool = client
                 .query_one("SELECT to_regclass('points') IS NOT NULL", &[])?

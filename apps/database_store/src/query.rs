@@ -355,13 +355,22 @@ fn scan_rows(
             }));
         }
         let limit = chunk_size(query, builder.rows.len());
-        let points = read.scan(&Scan {
+        let points = match read.scan(&Scan {
             measurement: measurement.0,
             key,
             bound,
             order: query.order,
             limit,
-        })?;
+        }) {
+            Err(StoreError::Timeout) => {
+                return Ok(Some(Stop {
+                    time: key.0,
+                    series: key.1,
+                    field: skip.filter(|(k, _)| *k == key).map(|(_, f)| f),
+                }));
+            }
+            other => other?,
+        };
         let tags = cache.lookup(read, &points)?;
         for (i, point) in points.iter().enumerate() {
             let here = (point.time, point.series);
@@ -476,13 +485,23 @@ fn scan_windows(
     };
     loop {
         let limit = MAX_CHUNK;
-        let points = read.scan(&Scan {
+        let points = match read.scan(&Scan {
             measurement: measurement.0,
             key,
             bound,
             order: query.order,
             limit,
-        })?;
+        }) {
+            Err(StoreError::Timeout) if !builder.rows.is_empty() || flushed => {
+                let current = window.unwrap_or_else(|| window_start(key.0, every));
+                let sent = skip
+                    .as_ref()
+                    .filter(|(w, _)| *w == current)
+                    .and_then(|(_, (s, f))| f.clone().map(|f| (*s, f)));
+                return Ok(Some(stop_at(current, sent)));
+            }
+            other => other?,
+        };
         let tags = cache.lookup(read, &points)?;
         for (i, point) in points.iter().enumerate() {
             if i % 64 == 0 && builder.out_of_time() {
