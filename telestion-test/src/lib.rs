@@ -54,8 +54,9 @@ mod service;
 pub use arbitrary::json_value;
 pub use binaries::{target_dir, workspace_binary, workspace_example};
 pub use client::{
-    error_header, eventually, eventually_async, health, health_report, next_message, request,
-    request_json, request_within, try_health, try_request, try_request_within,
+    collect_replies, error_header, eventually, eventually_async, health, health_report,
+    next_message, request, request_json, request_within, try_health, try_request,
+    try_request_within,
 };
 pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
@@ -66,7 +67,9 @@ pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,
 };
-pub use server::{NatsServer, ServerOptions, free_port, nats_server_bin, wait_for_port};
+pub use server::{
+    NatsServer, ServerOptions, free_port, nats_server_bin, nats_server_current_bin, wait_for_port,
+};
 pub use service::{TestService, service_config, start_service};
 
 /// A generous limit for a process to start, answer or exit.

@@ -38,6 +38,28 @@ pub fn nats_server_bin() -> PathBuf {
     );
 }
 
+/// The current nats-server release, at `NATS_SERVER_CURRENT_BIN` (installed
+/// by `scripts/ensure-nats-server-current.sh`), for JetStream tests that
+/// run against Debian's server and the current one.
+///
+/// # Panics
+///
+/// When the variable is not set or names no file, with the install hint.
+pub fn nats_server_current_bin() -> PathBuf {
+    let path = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
+        panic!(
+            "NATS_SERVER_CURRENT_BIN is not set: run `. scripts/ensure-nats-server-current.sh` \
+             (or `bash scripts/test.sh`), or point it at a nats-server binary of the current release"
+        )
+    });
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "NATS_SERVER_CURRENT_BIN={path:?} is not a file; run `. scripts/ensure-nats-server-current.sh`"
+    );
+    path
+}
+
 /// A free TCP port on 127.0.0.1, never 4222, taken from below the kernel's
 /// ephemeral range: ports in that range are also handed out to outgoing
 /// connections (a cluster node dialling its routes, a client connecting),

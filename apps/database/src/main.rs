@@ -17,7 +17,7 @@ mod writer;
 
 use std::process::ExitCode;
 
-use database_store::run::run;
+use database_store::run::{database_threads, run};
 use telestion::tracing;
 use telestion::{Durable, Route, Service, StreamRetention, StreamSpec};
 
@@ -46,7 +46,13 @@ fn route(plan: Option<&Plan>) -> Route {
 /// and `_` become `_`).
 fn token(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -64,12 +70,15 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
             )
             .await?;
     }
+    let threads = std::sync::Arc::new(database_threads(1, "database-writer"));
     let location = plan.location.clone();
     let synchronous_full = plan.synchronous_full;
+    let opening = threads.clone();
     let opened = telestion::tokio::task::spawn_blocking(move || {
-        location.open_writer(synchronous_full)
+        opening.install(|| location.open_writer(synchronous_full))
     })
     .await?;
+    let threads = std::sync::Arc::into_inner(threads).ok_or("the database thread is shared")?;
     let store = opened.map_err(|e| format!("cannot open {}: {e}", plan.location.describe()))?;
     let prefix = service
         .config()
@@ -86,6 +95,7 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
     );
     service.provide(Writer::new(
         store,
+        threads,
         plan.data_subject.clone(),
         dead_letter,
         plan.stream.is_some(),

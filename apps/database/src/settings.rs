@@ -21,19 +21,49 @@ pub const DEFAULT_BUCKET: &str = "telemetry";
 
 /// Every key the writer reads (for `--help`), with its meaning.
 pub const KEYS: [(&str, &str); 13] = [
-    ("DATA_SUBJECT", "required; ends with `>` (e.g. data.>): a message on data.a.b is a point of measurement a.b"),
-    ("DATABASE_URL", "sqlite:<file> or postgres://user@host:port/db (default: SQLite $DATA_DIR/$SERVICE_NAME/<INFLUXDB_BUCKET>.sqlite3)"),
-    ("DATABASE_PASSWORD", "the PostgreSQL password (instead of one in DATABASE_URL; never logged)"),
+    (
+        "DATA_SUBJECT",
+        "required; ends with `>` (e.g. data.>): a message on data.a.b is a point of measurement a.b",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite:<file> or postgres://user@host:port/db (default: SQLite $DATA_DIR/$SERVICE_NAME/<INFLUXDB_BUCKET>.sqlite3)",
+    ),
+    (
+        "DATABASE_PASSWORD",
+        "the PostgreSQL password (instead of one in DATABASE_URL; never logged)",
+    ),
     ("INFLUXDB_URL", "accepted for compatibility, not used"),
     ("INFLUXDB_TOKEN", "accepted for compatibility, not used"),
     ("INFLUXDB_ORG", "accepted for compatibility, not used"),
-    ("INFLUXDB_BUCKET", "the SQLite file's name without .sqlite3 (default telemetry)"),
-    ("DURABLE", "true: consume DATA_SUBJECT through the JetStream stream DATA_STREAM (nothing lost while no writer runs); default false: queue group SERVICE_NAME"),
-    ("DATA_STREAM", "the stream of durable mode (default TELESTION_DATA; created as a work queue when missing)"),
-    ("DATA_STREAM_MAX_BYTES", "the stream's size limit in bytes (default 1 GiB; the oldest messages go first)"),
-    ("BATCH_SIZE", "points per transaction at most (default 1000, 1 to 10000)"),
-    ("BATCH_WINDOW_MS", "how long a batch waits for more points after its first (default 50)"),
-    ("SQLITE_SYNCHRONOUS", "FULL (default: every commit on disk) or NORMAL (faster; a power loss may lose the last commits)"),
+    (
+        "INFLUXDB_BUCKET",
+        "the SQLite file's name without .sqlite3 (default telemetry)",
+    ),
+    (
+        "DURABLE",
+        "true: consume DATA_SUBJECT through the JetStream stream DATA_STREAM (nothing lost while no writer runs); default false: queue group SERVICE_NAME",
+    ),
+    (
+        "DATA_STREAM",
+        "the stream of durable mode (default TELESTION_DATA; created as a work queue when missing)",
+    ),
+    (
+        "DATA_STREAM_MAX_BYTES",
+        "the stream's size limit in bytes (default 1 GiB; the oldest messages go first)",
+    ),
+    (
+        "BATCH_SIZE",
+        "points per transaction at most (default 1000, 1 to 10000)",
+    ),
+    (
+        "BATCH_WINDOW_MS",
+        "how long a batch waits for more points after its first (default 50)",
+    ),
+    (
+        "SQLITE_SYNCHRONOUS",
+        "FULL (default: every commit on disk) or NORMAL (faster; a power loss may lose the last commits)",
+    ),
 ];
 
 /// The keys as the typed configuration sees them.
@@ -107,13 +137,18 @@ impl WriterSettings {
             }
         };
         let stream = if self.durable.unwrap_or(false) {
-            let name = self.data_stream.clone().unwrap_or_else(|| DEFAULT_STREAM.into());
+            let name = self
+                .data_stream
+                .clone()
+                .unwrap_or_else(|| DEFAULT_STREAM.into());
             if !valid_name(&name) || name.contains('.') {
                 return Err(format!(
                     "DATA_STREAM {name:?} is not a stream name: use letters, digits, `_` and `-`"
                 ));
             }
-            let max_bytes = self.data_stream_max_bytes.unwrap_or(DEFAULT_STREAM_MAX_BYTES);
+            let max_bytes = self
+                .data_stream_max_bytes
+                .unwrap_or(DEFAULT_STREAM_MAX_BYTES);
             if max_bytes < 1 {
                 return Err("DATA_STREAM_MAX_BYTES must be at least 1".into());
             }

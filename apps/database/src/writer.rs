@@ -22,7 +22,8 @@ const ATTEMPTS: u32 = 3;
 
 /// The writer's state.
 pub struct Writer {
-    store: Mutex<Box<dyn Write>>,
+    store: Mutex<Option<Box<dyn Write>>>,
+    threads: database_store::rayon::ThreadPool,
     data_subject: String,
     dead_letter_subject: String,
     durable: bool,
@@ -38,12 +39,14 @@ impl Writer {
     /// A writer storing into `store`.
     pub fn new(
         store: Box<dyn Write>,
+        threads: database_store::rayon::ThreadPool,
         data_subject: String,
         dead_letter_subject: String,
         durable: bool,
     ) -> Writer {
         Writer {
-            store: Mutex::new(store),
+            store: Mutex::new(Some(store)),
+            threads,
             data_subject,
             dead_letter_subject,
             durable,
@@ -72,8 +75,16 @@ impl Writer {
         parse_point(measurement, &message.payload, self.arrival())
     }
 
+    /// Writes on the database thread, trying a transient failure again.
     fn write(&self, points: &[Point]) -> Result<usize, StoreError> {
+        self.threads.install(|| self.write_here(points))
+    }
+
+    fn write_here(&self, points: &[Point]) -> Result<usize, StoreError> {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(store) = store.as_mut() else {
+            return Err(StoreError::Config("the writer is closed".into()));
+        };
         let mut attempt = 1;
         loop {
             match store.write(points) {
@@ -106,7 +117,10 @@ impl Writer {
             );
         }
         let mut headers = message.headers.clone().unwrap_or_else(HeaderMap::new);
-        let one_line: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let one_line: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         headers.insert(telestion::dead_letter_headers::ERROR, one_line.as_str());
         headers.insert(
             telestion::dead_letter_headers::SUBJECT,
@@ -121,6 +135,19 @@ impl Writer {
         if let Err(e) = telestion::tokio::runtime::Handle::current().block_on(publish) {
             tracing::error!(error = %e, subject = %message.subject, "cannot publish a dead letter");
         }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closed on the database thread: the PostgreSQL client must not be
+        // dropped on a thread of the runtime.
+        let store = self
+            .store
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.threads.install(move || drop(store));
     }
 }
 
@@ -150,7 +177,9 @@ pub fn store(
     if !points.is_empty() {
         match writer.write(&points) {
             Ok(_) => {
-                writer.stored.fetch_add(points.len() as u64, Ordering::Relaxed);
+                writer
+                    .stored
+                    .fetch_add(points.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 let reason = format!("the database failed: {}", telestion::error_chain(&e));

@@ -14,8 +14,10 @@ use crate::settings::QuerySettings;
 
 /// What requests are answered with.
 pub struct Engine {
-    /// Reading connections.
-    pub readers: ReadPool,
+    /// Reading connections (`None` once closed).
+    pub readers: Option<ReadPool>,
+    /// The threads that use them.
+    pub threads: database_store::rayon::ThreadPool,
     /// Tag sets by series.
     pub cache: SeriesCache,
     /// Rows per reply at most.
@@ -26,6 +28,15 @@ pub struct Engine {
     pub max_bytes: usize,
     /// Limits the log lines of failures.
     pub log: LogLimiter,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closed on the database threads: PostgreSQL clients must not be
+        // dropped on a thread of the runtime.
+        let readers = self.readers.take();
+        self.threads.install(move || drop(readers));
+    }
 }
 
 /// A failure reply: upstream's body `{"success": false, "error": ...}` and
@@ -69,9 +80,12 @@ pub fn answer(
         deadline: started + engine.timeout,
         max_bytes: engine.max_bytes,
     };
-    let result = engine
-        .readers
-        .with(budget.deadline, |read| run(read, &query, budget, &engine.cache));
+    let result = engine.threads.install(|| match &engine.readers {
+        Some(readers) => readers.with(budget.deadline, |read| {
+            run(read, &query, budget, &engine.cache)
+        }),
+        None => Err(StoreError::Config("the service is stopping".into())),
+    });
     match result {
         Ok(page) => Reply::Body {
             payload: Bytes::from(page.to_reply()),

@@ -15,7 +15,7 @@ mod settings;
 use std::process::ExitCode;
 
 use database_store::query::SeriesCache;
-use database_store::run::run;
+use database_store::run::{database_threads, run};
 use telestion::tracing;
 use telestion::{Route, Service};
 
@@ -34,10 +34,7 @@ fn route(concurrency: usize) -> Route {
 async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
     let settings = service.typed_config::<QuerySettings>()?;
     let plan = settings.plan(service.shared_data_dir())?;
-    let max_payload = service
-        .nats()?
-        .server_info()
-        .max_payload;
+    let max_payload = service.nats()?.server_info().max_payload;
     let readers = plan
         .location
         .open_readers(plan.concurrency as u32, plan.timeout)?;
@@ -48,11 +45,14 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
         "answering queries"
     );
     service.provide(Engine {
-        readers,
+        readers: Some(readers),
+        threads: database_threads(plan.concurrency, "database-query"),
         cache: SeriesCache::default(),
         max_rows: plan.max_rows,
         timeout: plan.timeout,
-        max_bytes: max_payload.saturating_sub(ENVELOPE_BYTES).max(ENVELOPE_BYTES),
+        max_bytes: max_payload
+            .saturating_sub(ENVELOPE_BYTES)
+            .max(ENVELOPE_BYTES),
         log: Default::default(),
     });
     Ok(vec![route(plan.concurrency)])

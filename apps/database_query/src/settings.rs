@@ -19,17 +19,41 @@ pub const DEFAULT_WRITER: &str = "database";
 
 /// Every key the query service reads (for `--help`), with its meaning.
 pub const KEYS: [(&str, &str); 11] = [
-    ("QUERY_SUBJECT", "required: the request subject (queue group SERVICE_NAME), e.g. query.database"),
-    ("DATABASE_URL", "sqlite:<file> or postgres://user@host:port/db (default: SQLite $DATA_DIR/<DATABASE_WRITER>/<INFLUXDB_BUCKET>.sqlite3, the writer's default)"),
-    ("DATABASE_PASSWORD", "the PostgreSQL password (instead of one in DATABASE_URL; never logged)"),
-    ("DATABASE_WRITER", "the writer's SERVICE_NAME, whose SQLite file is read by default (default database)"),
+    (
+        "QUERY_SUBJECT",
+        "required: the request subject (queue group SERVICE_NAME), e.g. query.database",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite:<file> or postgres://user@host:port/db (default: SQLite $DATA_DIR/<DATABASE_WRITER>/<INFLUXDB_BUCKET>.sqlite3, the writer's default)",
+    ),
+    (
+        "DATABASE_PASSWORD",
+        "the PostgreSQL password (instead of one in DATABASE_URL; never logged)",
+    ),
+    (
+        "DATABASE_WRITER",
+        "the writer's SERVICE_NAME, whose SQLite file is read by default (default database)",
+    ),
     ("INFLUXDB_URL", "accepted for compatibility, not used"),
     ("INFLUXDB_TOKEN", "accepted for compatibility, not used"),
     ("INFLUXDB_ORG", "accepted for compatibility, not used"),
-    ("INFLUXDB_BUCKET", "the SQLite file's name without .sqlite3 (default telemetry)"),
-    ("QUERY_MAX_ROWS", "the most rows in one reply, and the largest limit (default 10000)"),
-    ("QUERY_TIMEOUT_MS", "the time budget of one request: a reply after that is truncated (default 2000)"),
-    ("QUERY_CONCURRENCY", "requests answered at once, each on its own connection (default 4)"),
+    (
+        "INFLUXDB_BUCKET",
+        "the SQLite file's name without .sqlite3 (default telemetry)",
+    ),
+    (
+        "QUERY_MAX_ROWS",
+        "the most rows in one reply, and the largest limit (default 10000)",
+    ),
+    (
+        "QUERY_TIMEOUT_MS",
+        "the time budget of one request: a reply after that is truncated (default 2000)",
+    ),
+    (
+        "QUERY_CONCURRENCY",
+        "requests answered at once, each on its own connection (default 4)",
+    ),
 ];
 
 /// The keys as the typed configuration sees them.
@@ -81,7 +105,11 @@ impl QuerySettings {
                         ));
                     }
                 }
-                Location::Sqlite(shared_data_dir.join(writer).join(format!("{bucket}.sqlite3")))
+                Location::Sqlite(
+                    shared_data_dir
+                        .join(writer)
+                        .join(format!("{bucket}.sqlite3")),
+                )
             }
         };
         let max_rows = self.query_max_rows.unwrap_or(DEFAULT_MAX_ROWS);

@@ -54,7 +54,8 @@ impl Accumulator {
     /// assert_eq!(acc.finish(Function::Count), Some(serde_json::json!(2)));
     /// ```
     pub fn finish(&self, function: Function) -> Option<serde_json::Value> {
-        let number = |value: f64| serde_json::Number::from_f64(value).map(serde_json::Value::Number);
+        let number =
+            |value: f64| serde_json::Number::from_f64(value).map(serde_json::Value::Number);
         match function {
             Function::Count => Some(serde_json::Value::from(self.count)),
             Function::First => self.first.as_ref().map(|(_, v)| v.to_json()),

@@ -45,5 +45,7 @@ pub mod sqlite;
 pub mod store;
 pub mod time;
 
+pub use rayon;
+
 pub use error::StoreError;
-pub use store::{Location, Order, ReadPool, Read, Write};
+pub use store::{Location, Order, Read, ReadPool, Write};

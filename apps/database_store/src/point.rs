@@ -295,9 +295,18 @@ mod tests {
         assert!(matches!(parse("{"), Err(Invalid::NotJson(_))));
         assert_eq!(parse("[1]"), Err(Invalid::NotObject("array")));
         assert_eq!(parse(r#"{"tags": {"a": "b"}}"#), Err(Invalid::NoFields));
-        assert!(matches!(parse(r#"{"time": "noon", "v": 1}"#), Err(Invalid::BadTime(_))));
-        assert!(matches!(parse(r#"{"time": [], "v": 1}"#), Err(Invalid::BadTime(_))));
-        assert!(matches!(parse(r#"{"time": 1e300, "v": 1}"#), Err(Invalid::BadTime(_))));
+        assert!(matches!(
+            parse(r#"{"time": "noon", "v": 1}"#),
+            Err(Invalid::BadTime(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"time": [], "v": 1}"#),
+            Err(Invalid::BadTime(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"time": 1e300, "v": 1}"#),
+            Err(Invalid::BadTime(_))
+        ));
         assert!(matches!(
             parse(r#"{"v": 1, "tags": {"_field": "x"}}"#),
             Err(Invalid::Limit(_))

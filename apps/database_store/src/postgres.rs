@@ -229,9 +229,11 @@ impl PgReadPool {
         deadline: Instant,
         read: impl FnOnce(&mut dyn Read) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut client = self
-            .pool
-            .get_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))?;
+        let mut client = self.pool.get_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        )?;
         if !self.schema_seen.load(Ordering::Relaxed) {
             let exists: bool = client
                 .query_one("SELECT to_regclass('points') IS NOT NULL", &[])?
@@ -260,9 +262,10 @@ fn scan_sql(order: Order) -> &'static str {
 impl Read for PgRead<'_> {
     fn measurements(&mut self, name: Option<&str>) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = match name {
-            Some(name) => self
-                .0
-                .query("SELECT id, name FROM measurements WHERE name = $1", &[&name])?,
+            Some(name) => self.0.query(
+                "SELECT id, name FROM measurements WHERE name = $1",
+                &[&name],
+            )?,
             None => self.0.query(
                 "SELECT id, name FROM measurements ORDER BY name COLLATE \"C\"",
                 &[],

@@ -90,9 +90,8 @@ impl Page {
     /// The reply in the upstream format plus `truncated` and
     /// `continuation`: `{"success": true, "count": N, "data": [...], ...}`.
     pub fn to_reply(&self) -> String {
-        let mut reply = String::with_capacity(
-            64 + self.rows.iter().map(|r| r.len() + 1).sum::<usize>(),
-        );
+        let mut reply =
+            String::with_capacity(64 + self.rows.iter().map(|r| r.len() + 1).sum::<usize>());
         reply.push_str("{\"success\":true,\"count\":");
         reply.push_str(&self.rows.len().to_string());
         reply.push_str(",\"data\":[");
@@ -236,7 +235,10 @@ fn matches(filters: &[Filter], tags: &Tags, fields: &Fields) -> bool {
 }
 
 fn wanted(query: &Query, field: &str) -> bool {
-    query.fields.as_ref().is_none_or(|only| only.contains(field))
+    query
+        .fields
+        .as_ref()
+        .is_none_or(|only| only.contains(field))
 }
 
 /// The key after `(time, series)` in scan order.
@@ -299,9 +301,15 @@ pub fn run(
         }
         let stopped = match query.aggregate {
             None => scan_rows(read, (id, &name), resume, &mut builder, cache)?,
-            Some((every, function)) => {
-                scan_windows(read, (id, &name), resume, every, function, &mut builder, cache)?
-            }
+            Some((every, function)) => scan_windows(
+                read,
+                (id, &name),
+                resume,
+                every,
+                function,
+                &mut builder,
+                cache,
+            )?,
         };
         if let Some(stop) = stopped {
             let position = Position {
@@ -374,7 +382,10 @@ fn scan_rows(
         let tags = cache.lookup(read, &points)?;
         for (i, point) in points.iter().enumerate() {
             let here = (point.time, point.series);
-            let mut last_sent = skip.as_ref().filter(|(k, _)| *k == here).map(|(_, f)| f.clone());
+            let mut last_sent = skip
+                .as_ref()
+                .filter(|(k, _)| *k == here)
+                .map(|(_, f)| f.clone());
             if i % 64 == 63 && builder.out_of_time() {
                 return Ok(Some(Stop {
                     time: here.0,
@@ -455,9 +466,9 @@ fn scan_windows(
     };
     // Sends a finished window; `Err(stop)` when the page is full.
     let flush = |window: i64,
-                     accumulators: &mut BTreeMap<(i64, String), Accumulator>,
-                     window_tags: &HashMap<i64, Arc<Tags>>,
-                     builder: &mut Builder<'_>|
+                 accumulators: &mut BTreeMap<(i64, String), Accumulator>,
+                 window_tags: &HashMap<i64, Arc<Tags>>,
+                 builder: &mut Builder<'_>|
      -> Result<(), Stop> {
         let mut sent: Option<(i64, String)> = skip
             .as_ref()

@@ -296,8 +296,8 @@ impl Request {
                 if every <= 0 {
                     return Err(BadRequest("every must be a positive duration".into()));
                 }
-                let function = Function::parse(function.as_deref().unwrap_or("mean"))
-                    .map_err(BadRequest)?;
+                let function =
+                    Function::parse(function.as_deref().unwrap_or("mean")).map_err(BadRequest)?;
                 Some((every, function))
             }
         };
@@ -368,8 +368,10 @@ mod tests {
         assert_eq!((query.start, query.stop), (0, 3_600_000_000_000));
         assert_eq!(query.limit, 1000);
         assert_eq!(query.order, Order::Asc);
-        let query = check(r#"{"measurement": "m", "range": "-1m", "fields": ["value"],
-            "filters": {"sensor": "a", "_field": "value"}}"#)
+        let query = check(
+            r#"{"measurement": "m", "range": "-1m", "fields": ["value"],
+            "filters": {"sensor": "a", "_field": "value"}}"#,
+        )
         .unwrap();
         assert_eq!(query.start, 3_540_000_000_000);
         assert_eq!(query.fields.unwrap().len(), 1);

@@ -138,3 +138,22 @@ impl LogLimiter {
         None
     }
 }
+
+/// Threads of their own for database work: `n` threads named `name`,
+/// outside tokio's pools. The synchronous PostgreSQL client runs a small
+/// runtime of its own and must not be used on a thread of the service's
+/// runtime (its blocking pool included); SQLite work goes there too, so
+/// both back-ends share one path. A caller waits for its work with
+/// [`rayon::ThreadPool::install`].
+///
+/// # Panics
+///
+/// When the threads cannot be started.
+pub fn database_threads(n: usize, name: &str) -> rayon::ThreadPool {
+    let name = name.to_owned();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .thread_name(move |i| format!("{name}-{i}"))
+        .build()
+        .expect("cannot start the database threads")
+}

@@ -188,9 +188,11 @@ impl SqliteReadPool {
         if !self.path.exists() {
             return Err(StoreError::Missing(self.path.display().to_string()));
         }
-        let connection = self
-            .pool
-            .get_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))?;
+        let connection = self.pool.get_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        )?;
         let tables: i64 = connection.query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'points'",
             [],

@@ -54,7 +54,8 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
 /// assert!(parse_duration("-1mo").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let bad = |why: &str| format!("{text:?} is not a duration ({why}); write e.g. -15m, -7d, -1h30m");
+    let bad =
+        |why: &str| format!("{text:?} is not a duration ({why}); write e.g. -15m, -7d, -1h30m");
     let (sign, mut rest) = match text.as_bytes().first() {
         Some(b'-') => (-1i64, &text[1..]),
         Some(b'+') => (1, &text[1..]),
@@ -170,7 +171,10 @@ mod tests {
         let value = |v: serde_json::Value| parse_instant(&v, now, "start");
         assert_eq!(value("-1s".into()), Ok(now - 1_000_000_000));
         assert_eq!(value(0.into()), Ok(0));
-        assert_eq!(value("2001-09-09T01:46:40Z".into()), Ok(1_000_000_000_000_000_000));
+        assert_eq!(
+            value("2001-09-09T01:46:40Z".into()),
+            Ok(1_000_000_000_000_000_000)
+        );
         assert!(value(true.into()).is_err());
         assert!(value(1.5.into()).is_err());
         assert!(value("3000-01-01T00:00:00Z".into()).is_err());
