@@ -39,6 +39,13 @@ impl Drop for Engine {
     }
 }
 
+/// How long a request may take at most, statements included: twice the
+/// budget, at least a second (the budget itself is checked between points,
+/// and every page makes progress before it counts).
+pub fn hard_limit(budget: Duration) -> Duration {
+    (budget * 2).max(Duration::from_secs(1))
+}
+
 /// A failure reply: upstream's body `{"success": false, "error": ...}` and
 /// the NATS micro-services error headers.
 fn failure(engine: &Engine, service: &Service, code: u16, message: &str) -> Reply {
@@ -80,8 +87,9 @@ pub fn answer(
         deadline: started + engine.timeout,
         max_bytes: engine.max_bytes,
     };
+    let hard_deadline = started + hard_limit(engine.timeout);
     let result = engine.threads.install(|| match &engine.readers {
-        Some(readers) => readers.with(budget.deadline, |read| {
+        Some(readers) => readers.with(hard_deadline, |read| {
             run(read, &query, budget, &engine.cache)
         }),
         None => Err(StoreError::Config("the service is stopping".into())),

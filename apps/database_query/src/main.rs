@@ -37,7 +37,7 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
     let max_payload = service.nats()?.server_info().max_payload;
     let readers = plan
         .location
-        .open_readers(plan.concurrency as u32, plan.timeout)?;
+        .open_readers(plan.concurrency as u32, answer::hard_limit(plan.timeout))?;
     tracing::info!(
         store = %plan.location.describe(),
         max_rows = plan.max_rows,

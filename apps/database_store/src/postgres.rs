@@ -201,14 +201,14 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for StatementTimeout {
 }
 
 impl PgReadPool {
-    /// Up to `size` connections; statements are cancelled after `budget`.
+    /// Up to `size` connections; statements are cancelled after `limit`.
     pub fn new(
         config: &postgres::Config,
         size: u32,
-        budget: Duration,
+        limit: Duration,
     ) -> Result<PgReadPool, StoreError> {
         let manager = PostgresConnectionManager::new(config.clone(), NoTls);
-        let timeout_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1);
+        let timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1);
         let pool = r2d2::Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(0))
@@ -222,8 +222,7 @@ impl PgReadPool {
         })
     }
 
-    /// Runs `read` on a pooled connection (`deadline` is enforced by the
-    /// engine between statements and by `statement_timeout` within one).
+    /// Runs `read` on a connection taken before `deadline`.
     pub fn with<T>(
         &self,
         deadline: Instant,

@@ -69,7 +69,8 @@ impl SeriesCache {
 /// What bounds one page besides the query's `limit`.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
-    /// Stop reading at this instant.
+    /// Stop reading at this instant (once the page has moved on by at
+    /// least one point or window).
     pub deadline: Instant,
     /// The most bytes of rows (serialised) in the page.
     pub max_bytes: usize,
@@ -133,6 +134,7 @@ struct Builder<'q> {
     tables: HashMap<(i64, i64, String), usize>,
     start: String,
     stop: String,
+    progressed: bool,
 }
 
 impl Builder<'_> {
@@ -191,8 +193,10 @@ impl Builder<'_> {
         true
     }
 
+    /// Past the deadline, once the page made progress (so that every page,
+    /// however small the budget, moves on).
     fn out_of_time(&self) -> bool {
-        Instant::now() >= self.budget.deadline
+        self.progressed && Instant::now() >= self.budget.deadline
     }
 }
 
@@ -284,6 +288,7 @@ pub fn run(
         tables: HashMap::new(),
         start: format_rfc3339(query.start),
         stop: format_rfc3339(query.stop),
+        progressed: false,
     };
     if query.fields.as_ref().is_some_and(|f| f.is_empty()) {
         return Ok(Page::default());
@@ -370,7 +375,7 @@ fn scan_rows(
             order: query.order,
             limit,
         }) {
-            Err(StoreError::Timeout) => {
+            Err(StoreError::Timeout) if builder.progressed => {
                 return Ok(Some(Stop {
                     time: key.0,
                     series: key.1,
@@ -393,6 +398,7 @@ fn scan_rows(
                     field: last_sent,
                 }));
             }
+            builder.progressed = true;
             let fields = parse_fields(&point.fields);
             let no_tags = Tags::new();
             let point_tags = tags.get(&point.series).map_or(&no_tags, |t| t.as_ref());
@@ -515,7 +521,7 @@ fn scan_windows(
         };
         let tags = cache.lookup(read, &points)?;
         for (i, point) in points.iter().enumerate() {
-            if i % 64 == 0 && builder.out_of_time() {
+            if i % 64 == 0 && Instant::now() >= builder.budget.deadline {
                 if builder.rows.is_empty() && !flushed {
                     return Err(StoreError::Config(
                         "one aggregation window takes longer than the time budget: use a \
@@ -538,6 +544,7 @@ fn scan_windows(
                         return Ok(Some(stop));
                     }
                     flushed = true;
+                    builder.progressed = true;
                 }
                 window = Some(this_window);
                 window_tags.clear();

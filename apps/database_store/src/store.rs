@@ -162,12 +162,17 @@ impl Location {
         })
     }
 
-    /// A pool of up to `size` reading connections, opened when needed.
-    pub fn open_readers(&self, size: u32, budget: Duration) -> Result<ReadPool, StoreError> {
+    /// A pool of up to `size` reading connections, opened when needed;
+    /// one statement may take at most `statement_limit`.
+    pub fn open_readers(
+        &self,
+        size: u32,
+        statement_limit: Duration,
+    ) -> Result<ReadPool, StoreError> {
         Ok(match self {
             Location::Sqlite(path) => ReadPool::Sqlite(SqliteReadPool::new(path, size)?),
             Location::Postgres(config) => {
-                ReadPool::Postgres(PgReadPool::new(config, size, budget)?)
+                ReadPool::Postgres(PgReadPool::new(config, size, statement_limit)?)
             }
         })
     }
@@ -182,9 +187,10 @@ pub enum ReadPool {
 }
 
 impl ReadPool {
-    /// Runs `read` on a connection that gives up at `deadline` (SQLite
-    /// interrupts the statement; PostgreSQL's `statement_timeout` cancels
-    /// it). Blocking.
+    /// Runs `read` on a connection taken before `deadline`, which also
+    /// ends a SQLite statement still running then (PostgreSQL's
+    /// `statement_timeout`, the pool's statement limit, ends its
+    /// statements): a hard limit beside the engine's own budget. Blocking.
     pub fn with<T>(
         &self,
         deadline: Instant,
