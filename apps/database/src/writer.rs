@@ -13,7 +13,7 @@ use database_store::run::LogLimiter;
 use database_store::time::now_ns;
 use database_store::{StoreError, Write};
 use telestion::tracing;
-use telestion::{Batch, HandlerError, HeaderMap, Message, Service, State, TypedConfig};
+use telestion::{Batch, HandlerError, Message, Service, State, TypedConfig};
 
 use crate::settings::WriterSettings;
 
@@ -116,7 +116,7 @@ impl Writer {
                 if left_out > 0 { format!(" ({left_out} more since the last line)") } else { String::new() }
             );
         }
-        let mut headers = message.headers.clone().unwrap_or_else(HeaderMap::new);
+        let mut headers = message.headers.clone().unwrap_or_default();
         let one_line: String = reason
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })

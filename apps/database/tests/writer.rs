@@ -188,7 +188,7 @@ async fn durable_two_writers_kill_and_restart_store_each_point_once() {
         for n in 0..300 {
             let body = json!({"n": n}).to_string();
             jetstream
-                .publish(format!("data.offline"), body.into())
+                .publish("data.offline".to_string(), body.into())
                 .await
                 .unwrap()
                 .await
