@@ -12,9 +12,7 @@ if [ -z "${PG_BIN_DIR:-}" ] || [ ! -x "$PG_BIN_DIR/postgres" ]; then
         SUDO=""
         if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
         $SUDO apt-get update -qq
-        # policy-rc.d keeps the package's own cluster from being started.
-        $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-            apt-get install -y -qq postgresql >/dev/null
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     fi
     PG_BIN_DIR="$(pg_bin_dir)"
     export PG_BIN_DIR
