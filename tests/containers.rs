@@ -851,7 +851,10 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         if let Some((200, body)) = &reply {
             let reply: serde_json::Value = serde_json::from_str(body).unwrap();
             if reply["success"] == true && reply["count"].as_u64() > Some(0) {
-                assert_eq!(reply["data"][0]["_measurement"], "telemetry.device", "{reply}");
+                assert_eq!(
+                    reply["data"][0]["_measurement"], "telemetry.device",
+                    "{reply}"
+                );
                 break;
             }
         }
@@ -863,7 +866,9 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
-        volume_dir(&volume).join("database/telemetry.sqlite3").is_file(),
+        volume_dir(&volume)
+            .join("database/telemetry.sqlite3")
+            .is_file(),
         "no SQLite file of `database` in the volume"
     );
 

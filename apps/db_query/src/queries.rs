@@ -417,10 +417,17 @@ mod tests {
             .collect();
         let (_dir, reader) = database(&rows);
         let latest = reader.explain(LATEST_SQL, params![10]).join("\n");
-        assert!(latest.contains("SCAN telemetry USING INDEX telemetry_time_key"), "{latest}");
-        let range = reader.explain(RANGE_SQL, params![1000, 2000, 1001]).join("\n");
         assert!(
-            range.contains("SEARCH telemetry USING INDEX telemetry_time_key (time_ms>? AND time_ms<?)"),
+            latest.contains("SCAN telemetry USING INDEX telemetry_time_key"),
+            "{latest}"
+        );
+        let range = reader
+            .explain(RANGE_SQL, params![1000, 2000, 1001])
+            .join("\n");
+        assert!(
+            range.contains(
+                "SEARCH telemetry USING INDEX telemetry_time_key (time_ms>? AND time_ms<?)"
+            ),
             "{range}"
         );
         for plan in [&latest, &range] {
@@ -430,11 +437,15 @@ mod tests {
             .explain(&series_sql("voltage_v"), params![1000, 2000, 10])
             .join("\n");
         assert!(
-            series.contains("SEARCH telemetry USING INDEX telemetry_time_key (time_ms>? AND time_ms<?)"),
+            series.contains(
+                "SEARCH telemetry USING INDEX telemetry_time_key (time_ms>? AND time_ms<?)"
+            ),
             "{series}"
         );
         // `count` reads the per-session counts only.
-        let total = reader.explain("SELECT coalesce(sum(count), 0) FROM sessions", []).join("\n");
+        let total = reader
+            .explain("SELECT coalesce(sum(count), 0) FROM sessions", [])
+            .join("\n");
         let sessions = reader
             .explain(
                 "SELECT * FROM (SELECT session, min_counter, max_counter, count FROM sessions \

@@ -70,7 +70,10 @@ fn upstream_point(parsed: &Parsed) -> telestion::serde_json::Value {
     let nanos = i128::from(parsed.time_ms) * 1_000_000;
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
     telestion::serde_json::json!({
         "time": time,
         "temperature_c": parsed.temperature_c,
@@ -144,7 +147,9 @@ async fn parse(body: Bytes, service: Service) -> Result<(), HandlerError> {
                 .get_str("DATA_SUBJECT")
                 .unwrap_or_else(|| DEFAULT_DATA_SUBJECT.into());
             if !subject.is_empty()
-                && let Err(e) = service.publish_json(subject, &upstream_point(&parsed)).await
+                && let Err(e) = service
+                    .publish_json(subject, &upstream_point(&parsed))
+                    .await
             {
                 // Counted by the runtime; the frame itself is done.
                 tracing::warn!(error = %e, "cannot publish the upstream-format point");

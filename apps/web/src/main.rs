@@ -99,8 +99,7 @@ async fn main(service: Service) -> Result<(), String> {
         .get_str("HISTORY_SUBJECT")
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "query.database".to_owned());
-    telestion::validate_subject(&history_subject)
-        .map_err(|e| format!("HISTORY_SUBJECT: {e}"))?;
+    telestion::validate_subject(&history_subject).map_err(|e| format!("HISTORY_SUBJECT: {e}"))?;
     let listener = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("cannot listen on WEB_ADDR {addr}: {e}"))?;
     listener
