@@ -79,7 +79,13 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
     })
     .await?;
     let threads = std::sync::Arc::into_inner(threads).ok_or("the database thread is shared")?;
-    let store = opened.map_err(|e| format!("cannot open {}: {e}", plan.location.describe()))?;
+    let store = opened.map_err(|e| {
+        format!(
+            "cannot open {}: {}",
+            plan.location.describe(),
+            telestion::error_chain(&e)
+        )
+    })?;
     let prefix = service
         .config()
         .get_str("DURABLE_DEAD_LETTER_PREFIX")
