@@ -38,10 +38,10 @@
 //!    frames per second with every frame stored once, and how fast it
 //!    stores a backlog;
 //! 10. only when named (`--only database`): Telestion's database services
-//!    (`apps/database`, `apps/database_query`) on SQLite and PostgreSQL:
-//!    ingest through the writer beside the store alone, and the newest
-//!    value and 1,000-row ranges over ten million stored points beside the
-//!    example backend's `db_query`.
+//!     (`apps/database`, `apps/database_query`) on SQLite and PostgreSQL:
+//!     ingest through the writer beside the store alone, and the newest
+//!     value and 1,000-row ranges over ten million stored points beside the
+//!     example backend's `db_query`.
 //!
 //! `--smoke` runs every case once with a few messages and fails (exit code 1)
 //! only when a case breaks (a message missing, a process not starting); it
