@@ -16,20 +16,21 @@ mod settings;
 mod writer;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use database_store::run::{database_threads, run};
 use telestion::tracing;
 use telestion::{Durable, Route, Service, StreamRetention, StreamSpec};
 
 use settings::{KEYS, Plan, WriterSettings};
-use writer::{Writer, store};
+use writer::{Retention, Writer, purge, store};
 
 /// The route of the default configuration (for `--help` and `--asyncapi`).
 fn route(plan: Option<&Plan>) -> Route {
     let (size, window) = plan.map_or(
         (
             settings::DEFAULT_BATCH_SIZE,
-            std::time::Duration::from_millis(settings::DEFAULT_BATCH_WINDOW_MS),
+            Duration::from_millis(settings::DEFAULT_BATCH_WINDOW_MS),
         ),
         |p| (p.batch_size, p.batch_window),
     );
@@ -99,6 +100,13 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
         dead_letter = %dead_letter,
         "storing points"
     );
+    let mut routes = vec![route(Some(&plan))];
+    if let Some(retention) = plan.retention {
+        // Every tenth of the retention, between a second and an hour.
+        let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        service.provide(Retention(retention));
+        routes.push(Route::every(period, telestion::Blocking(purge)).name("database::purge"));
+    }
     service.provide(Writer::new(
         store,
         threads,
@@ -106,7 +114,7 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
         dead_letter,
         plan.stream.is_some(),
     ));
-    Ok(vec![route(Some(&plan))])
+    Ok(routes)
 }
 
 fn main() -> ExitCode {

@@ -20,7 +20,7 @@ pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
 pub const DEFAULT_BUCKET: &str = "telemetry";
 
 /// Every key the writer reads (for `--help`), with its meaning.
-pub const KEYS: [(&str, &str); 13] = [
+pub const KEYS: [(&str, &str); 14] = [
     (
         "DATA_SUBJECT",
         "required; ends with `>` (e.g. data.>): a message on data.a.b is a point of measurement a.b",
@@ -64,6 +64,10 @@ pub const KEYS: [(&str, &str); 13] = [
         "SQLITE_SYNCHRONOUS",
         "FULL (default: every commit on disk) or NORMAL (faster; a power loss may lose the last commits)",
     ),
+    (
+        "RETENTION",
+        "delete points older than this (e.g. 30d, 12h; checked every tenth of it, at least every hour); default: keep every point",
+    ),
 ];
 
 /// The keys as the typed configuration sees them.
@@ -82,6 +86,7 @@ pub struct WriterSettings {
     batch_size: Option<usize>,
     batch_window_ms: Option<u64>,
     sqlite_synchronous: Option<String>,
+    retention: Option<String>,
 }
 
 /// The durable mode's stream.
@@ -108,6 +113,8 @@ pub struct Plan {
     pub batch_window: Duration,
     /// SQLite `synchronous = FULL`.
     pub synchronous_full: bool,
+    /// Points older than this are deleted.
+    pub retention: Option<Duration>,
 }
 
 impl WriterSettings {
@@ -172,7 +179,16 @@ impl WriterSettings {
                 ));
             }
         };
+        let retention = match self.retention.as_deref().filter(|r| !r.is_empty()) {
+            None => None,
+            Some(text) => match database_store::time::parse_duration(text) {
+                Ok(ns) if ns > 0 => Some(Duration::from_nanos(ns as u64)),
+                Ok(_) => return Err(format!("RETENTION must be positive, not {text:?}")),
+                Err(e) => return Err(format!("RETENTION: {e}")),
+            },
+        };
         Ok(Plan {
+            retention,
             data_subject: self.data_subject.clone(),
             location,
             stream,

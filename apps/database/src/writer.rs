@@ -138,6 +138,41 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Deletes the points older than `retention` (on the database thread,
+    /// between batches).
+    pub fn purge(&self, retention: Duration) -> Result<u64, StoreError> {
+        let cutoff =
+            now_ns().saturating_sub(i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX));
+        self.threads.install(|| {
+            let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+            match store.as_mut() {
+                Some(store) => store.delete_before(cutoff),
+                None => Ok(0),
+            }
+        })
+    }
+}
+
+/// The retention: points older than this are deleted.
+pub struct Retention(pub Duration);
+
+/// Deletes the points older than `RETENTION` (a timer; a plain `fn`, on the
+/// blocking pool, waiting for the database thread).
+pub fn purge(writer: State<Writer>, retention: State<Retention>) -> Result<(), HandlerError> {
+    match writer.purge(retention.0.0) {
+        Ok(0) => Ok(()),
+        Ok(deleted) => {
+            tracing::info!(deleted, "deleted points older than RETENTION");
+            Ok(())
+        }
+        Err(e) => Err(HandlerError::server(format!(
+            "cannot delete old points: {}",
+            telestion::error_chain(&e)
+        ))),
+    }
+}
+
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closed on the database thread: the PostgreSQL client must not be

@@ -279,3 +279,29 @@ async fn invalid_messages_are_dead_lettered_with_the_reason() {
     assert_eq!(report["errors_total"], 4, "{report}");
     stop(process);
 }
+
+/// `RETENTION`: points older than it are deleted (the newer ones stay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_points() {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", data.path().join("kept.sqlite3").display());
+    let mut process = spawn_ready(writer(&server, data.path(), &url, &[("RETENTION", "10s")]));
+    let client = server.client().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    for (n, age_s) in [(1, 60), (2, 0)] {
+        let time = database_store::time::format_rfc3339(now - age_s * 1_000_000_000);
+        let body = json!({"time": time, "n": n}).to_string();
+        client.publish("data.kept", body.into()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    eventually_async(WAIT, "the old point deleted, the new one kept", || async {
+        stored(&url, "kept").await == [2] && process.stderr().contains("deleted=1")
+    })
+    .await;
+    process.signal(libc::SIGTERM);
+    assert_eq!(process.wait_exit(WAIT), Some(0));
+}

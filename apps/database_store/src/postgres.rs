@@ -170,9 +170,26 @@ impl PgWriter {
     }
 }
 
-impl Write for PgWriter {
-    fn write(&mut self, points: &[Point]) -> Result<usize, StoreError> {
-        let result = self.write_once(points);
+impl PgWriter {
+    fn delete_once(&mut self, cutoff: i64) -> Result<u64, StoreError> {
+        let client = self.client()?;
+        let ids: Vec<i64> = client
+            .query("SELECT id FROM measurements", &[])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut deleted = 0;
+        for id in ids {
+            deleted += client.execute(
+                "DELETE FROM points WHERE measurement_id = $1 AND ts < $2",
+                &[&id, &cutoff],
+            )?;
+        }
+        Ok(deleted)
+    }
+
+    /// Forgets a connection that failed in a way a new one may not.
+    fn after<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(error) = &result
             && error.is_transient()
         {
@@ -180,6 +197,18 @@ impl Write for PgWriter {
             self.client = None;
         }
         result
+    }
+}
+
+impl Write for PgWriter {
+    fn write(&mut self, points: &[Point]) -> Result<usize, StoreError> {
+        let result = self.write_once(points);
+        self.after(result)
+    }
+
+    fn delete_before(&mut self, cutoff: i64) -> Result<u64, StoreError> {
+        let result = self.delete_once(cutoff);
+        self.after(result)
     }
 }
 

@@ -153,6 +153,25 @@ impl Write for SqliteWriter {
         self.series.extend(new_series);
         Ok(rows.len())
     }
+
+    fn delete_before(&mut self, cutoff: i64) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = self
+            .connection
+            .prepare_cached("SELECT id FROM measurements")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0;
+        for id in ids {
+            let transaction = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            deleted += transaction
+                .prepare_cached("DELETE FROM points WHERE measurement_id = ?1 AND ts < ?2")?
+                .execute(params![id, cutoff])? as u64;
+            transaction.commit()?;
+        }
+        Ok(deleted)
+    }
 }
 
 /// Read-only connections to the file, opened when needed.

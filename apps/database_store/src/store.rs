@@ -74,6 +74,11 @@ pub trait Write: Send {
     /// Stores `points` in one transaction (a point with the key of a stored
     /// one is merged into it); returns how many points were written.
     fn write(&mut self, points: &[Point]) -> Result<usize, StoreError>;
+
+    /// Deletes every point older than `cutoff` (ns), one measurement at a
+    /// time (a range of the primary key each, in its own transaction);
+    /// returns how many were deleted.
+    fn delete_before(&mut self, cutoff: i64) -> Result<u64, StoreError>;
 }
 
 /// Where the data lives, from `DATABASE_URL`.
