@@ -83,11 +83,12 @@ pub fn answer(
         Ok(query) => query,
         Err(bad) => return failure(engine, &service, 400, &bad.0),
     };
+    let hard_deadline = started + hard_limit(engine.timeout);
     let budget = Budget {
         deadline: started + engine.timeout,
+        hard_deadline,
         max_bytes: engine.max_bytes,
     };
-    let hard_deadline = started + hard_limit(engine.timeout);
     let result = engine.threads.install(|| match &engine.readers {
         Some(readers) => readers.with(hard_deadline, |read| {
             run(read, &query, budget, &engine.cache)

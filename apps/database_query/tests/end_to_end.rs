@@ -451,6 +451,22 @@ async fn bounded_pages_continue_where_they_stopped() {
             body["continuation"] = token.into();
         }
         assert_eq!(rows, 50);
+        // Windows with a 1 ms budget: each page finishes at least one.
+        let mut body = request.clone();
+        body["limit"] = 10_000.into();
+        let mut windows = 0;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages < 1_000, "no progress");
+            let reply = stack.query_on("query.slow", &body).await;
+            windows += success(&reply).len();
+            match reply["continuation"].as_str() {
+                Some(token) => body["continuation"] = token.into(),
+                None => break,
+            }
+        }
+        assert_eq!(windows, 50, "{store:?}: {pages} pages");
 
         // A continuation belongs to its request.
         let first = stack

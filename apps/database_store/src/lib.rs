@@ -24,7 +24,8 @@
 //! let readers = location.open_readers(2, Duration::from_secs(5)).unwrap();
 //! let request = br#"{"measurement": "telemetry.temperature", "range": 0}"#;
 //! let query = parse_query(request, 1000).unwrap();
-//! let budget = query::Budget { deadline: Instant::now() + Duration::from_secs(5), max_bytes: 1 << 20 };
+//! let deadline = Instant::now() + Duration::from_secs(5);
+//! let budget = query::Budget { deadline, hard_deadline: deadline, max_bytes: 1 << 20 };
 //! let cache = query::SeriesCache::default();
 //! let page = readers.with(budget.deadline, |read| query::run(read, &query, budget, &cache)).unwrap();
 //! assert_eq!(page.rows.len(), 1);

@@ -72,6 +72,9 @@ pub struct Budget {
     /// Stop reading at this instant (once the page has moved on by at
     /// least one point or window).
     pub deadline: Instant,
+    /// Give up at this instant, also without progress (an aggregation
+    /// window that takes this long is refused).
+    pub hard_deadline: Instant,
     /// The most bytes of rows (serialised) in the page.
     pub max_bytes: usize,
 }
@@ -523,19 +526,24 @@ fn scan_windows(
         for (i, point) in points.iter().enumerate() {
             if i % 64 == 0 && Instant::now() >= builder.budget.deadline {
                 if builder.rows.is_empty() && !flushed {
-                    return Err(StoreError::Config(
-                        "one aggregation window takes longer than the time budget: use a \
-                         shorter every, fields or filters"
-                            .into(),
-                    ));
+                    // The page's first window must finish (progress), up to
+                    // the hard deadline.
+                    if Instant::now() >= builder.budget.hard_deadline {
+                        return Err(StoreError::Config(
+                            "one aggregation window takes longer than the time budget: use a \
+                             shorter every, fields or filters"
+                                .into(),
+                        ));
+                    }
+                } else {
+                    // The window in progress is left for the next page.
+                    let current = window.unwrap_or_else(|| window_start(point.time, every));
+                    let sent = skip
+                        .as_ref()
+                        .filter(|(w, _)| *w == current)
+                        .and_then(|(_, (s, f))| f.clone().map(|f| (*s, f)));
+                    return Ok(Some(stop_at(current, sent)));
                 }
-                // The window in progress is left for the next page.
-                let current = window.unwrap_or_else(|| window_start(point.time, every));
-                let sent = skip
-                    .as_ref()
-                    .filter(|(w, _)| *w == current)
-                    .and_then(|(_, (s, f))| f.clone().map(|f| (*s, f)));
-                return Ok(Some(stop_at(current, sent)));
             }
             let this_window = window_start(point.time, every);
             if window != Some(this_window) {

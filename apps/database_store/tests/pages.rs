@@ -50,6 +50,7 @@ fn pages_add_up(location: &Location) {
                 .unwrap();
             let budget = Budget {
                 deadline: Instant::now(),
+                hard_deadline: Instant::now() + Duration::from_secs(10),
                 max_bytes: 1 << 20,
             };
             let page = readers
