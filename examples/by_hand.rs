@@ -100,8 +100,10 @@ async fn main() -> ExitCode {
     ];
     // Subscribes the routes, serves until SIGINT/SIGTERM or
     // `service.shutdown()`, then drains (every delivered message is handled).
+    // The exit code says whether everything was confirmed by the server (0)
+    // or not (3), or whether the connection was lost for good (4).
     match service.serve(routes).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(service.exit_code()),
         Err(error) => {
             telestion::tracing::error!("error: {}", telestion::error_chain(&error));
             ExitCode::FAILURE

@@ -156,3 +156,49 @@ async fn quickstart_behaves_as_documented() {
     service.signal(libc::SIGTERM);
     assert_eq!(service.wait_exit(Duration::from_secs(20)), Some(0));
 }
+
+/// The README's section that starts with the heading `heading`, up to the
+/// next heading of the same level.
+fn readme_section(heading: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README lacks {heading:?}"));
+    let level = heading.split(' ').next().unwrap_or("###");
+    let body = &readme[start + heading.len() + 2..];
+    let end = body.find(&format!("\n{level} ")).unwrap_or(body.len());
+    body[..end].to_owned()
+}
+
+/// Issue 23, points 6 and 8: the drain's known limit is stated as it is
+/// (async-nats has had pull request #1504 since 0.46, and a drained
+/// subscription is still forgotten at the next poll, not on the `PONG`),
+/// with the way out (durable handlers), and the exit codes of a stop that
+/// was not confirmed or lost its connection are documented.
+///
+/// Old text: "async-nats 0.51, the newest release on crates.io, does not
+/// have" PR #1504; no exit codes besides 0, 1 and 130.
+#[test]
+fn the_shutdown_section_tells_the_truth() {
+    let shutdown = readme_section("### Shutdown");
+    assert!(
+        !shutdown.contains("does not have it") && !shutdown.contains("newest release"),
+        "{shutdown}"
+    );
+    for claim in ["0.52", "next poll", "PONG", "durable handler"] {
+        assert!(shutdown.contains(claim), "the drain limit lacks {claim:?}");
+    }
+    for code in [
+        telestion::exit_code::SUCCESS,
+        telestion::exit_code::START_FAILED,
+        telestion::exit_code::UNCONFIRMED,
+        telestion::exit_code::CONNECTION_LOST,
+        telestion::exit_code::SECOND_SIGNAL,
+    ] {
+        assert!(
+            shutdown.contains(&format!("| {code} |")),
+            "exit code {code} is not in the table"
+        );
+    }
+}

@@ -205,5 +205,76 @@ fn the_readme_excerpt_is_what_the_sample_prints() {
             }
         }
     }
-    assert_eq!(compared, 5);
+    assert_eq!(compared, 7);
+}
+
+/// The error reply is described as it is (issue 23, point 5): a request
+/// handler's reply lists the message `TelestionError`, and a real error
+/// reply of the running sample (a body it cannot decode) matches its
+/// header and body schemas, while a real reply does not: a typed client
+/// tells them apart.
+///
+/// Old behaviour: the reply's description said a failure is "an empty
+/// message with the headers Nats-Service-Error...", but the body is
+/// `{"error": "..."}`, and no schema described it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_reply_matches_the_documented_error_message() {
+    let document = document(&["--asyncapi"], &[("SERVICE_NAME", "thermal")]);
+    let set_heater = &document["operations"]["set_heater"];
+    let reply_refs: Vec<&str> = set_heater["reply"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|reference| reference["$ref"].as_str().unwrap())
+        .collect();
+    let error_message = reply_refs
+        .iter()
+        .map(|reference| resolve(&document, reference))
+        .find_map(|message| {
+            let reference = message.get("$ref")?.as_str()?;
+            Some(resolve(&document, reference))
+        })
+        .expect("the reply lists the error message");
+    assert_eq!(error_message["name"], "TelestionError");
+    let body_schema = resolve(
+        &document,
+        error_message["payload"]["$ref"].as_str().unwrap(),
+    );
+    let body_validator = jsonschema::validator_for(body_schema).unwrap();
+    let header_validator = jsonschema::validator_for(&error_message["headers"]).unwrap();
+
+    let server = support::NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let cmd = support::service_command(
+        support::workspace_example("telestion-examples", "thermal_api"),
+        &server,
+        "thermal",
+        data.path(),
+    );
+    let _sample = tokio::task::block_in_place(|| support::spawn_ready(cmd));
+    let client = server.client().await;
+    let headers_of = |message: &async_nats::Message| -> Value {
+        let mut object = serde_json::Map::new();
+        for (name, values) in message.headers.iter().flat_map(|headers| headers.iter()) {
+            if let Some(value) = values.first() {
+                object.insert(name.to_string(), value.as_str().into());
+            }
+        }
+        Value::Object(object)
+    };
+
+    let failed = support::request(&client, "thermal.heater.set", "not json").await;
+    let body: Value = serde_json::from_slice(&failed.payload).expect("an error body is JSON");
+    assert!(body_validator.is_valid(&body), "{body}");
+    let headers = headers_of(&failed);
+    assert!(header_validator.is_valid(&headers), "{headers}");
+    assert_eq!(headers["Nats-Service-Error-Code"], "400");
+
+    let replied = support::request(&client, "thermal.heater.set", r#"{"power_percent": 10}"#).await;
+    let body: Value = serde_json::from_slice(&replied.payload).expect("a reply is JSON");
+    assert!(
+        !body_validator.is_valid(&body),
+        "a reply passes as an error: {body}"
+    );
+    assert!(!header_validator.is_valid(&headers_of(&replied)));
 }

@@ -48,6 +48,7 @@ mod logs;
 mod pki;
 mod postgres;
 mod process;
+mod raw;
 mod server;
 mod service;
 
@@ -67,6 +68,7 @@ pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,
 };
+pub use raw::{HostileHeaders, RawPublisher, hostile_header_blocks};
 pub use server::{
     NatsServer, ServerOptions, free_port, nats_server_bin, nats_server_current_bin, wait_for_port,
 };

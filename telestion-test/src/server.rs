@@ -287,48 +287,56 @@ impl NatsServer {
     fn configure(options: ServerOptions) -> NatsServer {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let port = options.port.unwrap_or_else(free_port);
-        let mut conf = String::new();
-        if let Some(name) = &options.name {
-            conf.push_str(&format!("server_name: {name}\n"));
-        }
-        if let Some((user, password)) = &options.auth {
-            conf.push_str(&format!(
-                "authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"
-            ));
-        }
-        if options.jetstream {
-            let store = dir.path().join("jetstream");
-            conf.push_str(&format!(
-                "jetstream {{\n  store_dir: \"{}\"\n}}\n",
-                store.display()
-            ));
-        }
-        if let Some((cluster_port, routes)) = &options.cluster {
-            let routes: Vec<String> = routes
-                .iter()
-                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
-                .collect();
-            conf.push_str(&format!(
-                "cluster {{\n  name: testcluster\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
-                routes.join(", ")
-            ));
-        }
         let monitor_port = options.monitoring.then(free_port);
-        if let Some(monitor_port) = monitor_port {
-            conf.push_str(&format!("http: \"127.0.0.1:{monitor_port}\"\n"));
-        }
-        if let Some(extra) = &options.config {
-            conf.push_str(extra);
-            conf.push('\n');
-        }
+        let config = config_text(&options, dir.path(), monitor_port);
         NatsServer {
             child: None,
             port,
             cluster_port: options.cluster.as_ref().map(|(p, _)| *p),
             monitor_port,
             dir,
-            config: conf,
+            config,
             binary: options.binary.clone(),
+        }
+    }
+
+    /// Changes the configuration of the running server: rewrites its config
+    /// file from `options` (the port, the JetStream store and the
+    /// monitoring port stay) and sends SIGHUP, which makes nats-server
+    /// reload it; returns once it logged the reload. Clients whose
+    /// credentials the new configuration refuses are disconnected and
+    /// cannot connect again.
+    ///
+    /// ```no_run
+    /// use telestion_test::{NatsServer, ServerOptions};
+    ///
+    /// let mut server = NatsServer::start_with(ServerOptions::new().auth("svc", "old"));
+    /// server.reload_with(ServerOptions::new().auth("svc", "new"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the server does not run, or does not log the reload within
+    /// [`WAIT`](crate::WAIT).
+    pub fn reload_with(&mut self, options: ServerOptions) {
+        const RELOADED: &str = "Reloaded server configuration";
+        let pid = self.pid().expect("the server does not run");
+        let before = self.log().matches(RELOADED).count();
+        self.config = config_text(&options, self.dir.path(), self.monitor_port);
+        std::fs::write(self.dir.path().join("server.conf"), &self.config)
+            .expect("cannot write the server config");
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGHUP);
+        }
+        let deadline = Instant::now() + crate::WAIT;
+        while self.log().matches(RELOADED).count() == before {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not reload its configuration; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -499,6 +507,45 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The text of a server's config file for `options`, with its JetStream
+/// store in `dir`.
+fn config_text(options: &ServerOptions, dir: &Path, monitor_port: Option<u16>) -> String {
+    let mut conf = String::new();
+    if let Some(name) = &options.name {
+        conf.push_str(&format!("server_name: {name}\n"));
+    }
+    if let Some((user, password)) = &options.auth {
+        conf.push_str(&format!(
+            "authorization {{\n  user: \"{user}\"\n  password: \"{password}\"\n}}\n"
+        ));
+    }
+    if options.jetstream {
+        let store = dir.join("jetstream");
+        conf.push_str(&format!(
+            "jetstream {{\n  store_dir: \"{}\"\n}}\n",
+            store.display()
+        ));
+    }
+    if let Some((cluster_port, routes)) = &options.cluster {
+        let routes: Vec<String> = routes
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect();
+        conf.push_str(&format!(
+            "cluster {{\n  name: testcluster\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
+            routes.join(", ")
+        ));
+    }
+    if let Some(monitor_port) = monitor_port {
+        conf.push_str(&format!("http: \"127.0.0.1:{monitor_port}\"\n"));
+    }
+    if let Some(extra) = &options.config {
+        conf.push_str(extra);
+        conf.push('\n');
+    }
+    conf
 }
 
 /// Waits until something accepts connections on the port.

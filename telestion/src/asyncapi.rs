@@ -236,9 +236,12 @@ impl Builder<'_> {
         let short = handler.rsplit("::").next().unwrap_or(handler);
         let replies = route.schemas.replies.unwrap_or(true);
         let reply_description = format!(
-            "the return value of `{handler}`; a failure is an empty message with the headers \
-             Nats-Service-Error and Nats-Service-Error-Code"
+            "the return value of `{handler}`; when it fails, the reply is the message \
+             TelestionError instead (headers Nats-Service-Error and Nats-Service-Error-Code, \
+             body {{\"error\": \"...\"}})"
         );
+        let publish_description =
+            format!("the return value of `{handler}` (a failure is not published)");
         let mut kind = "subscription";
         let mut extra = Map::new();
         if route.task {
@@ -331,12 +334,25 @@ impl Builder<'_> {
                     &format!("{short}_reply"),
                     reply,
                 );
+                // A failure is answered with the error message instead.
+                if let Some(messages) = self
+                    .channels
+                    .get_mut(&reply_channel)
+                    .and_then(|channel| channel.get_mut("messages"))
+                    .and_then(Value::as_object_mut)
+                {
+                    messages.insert(
+                        "error".into(),
+                        json!({"$ref": format!("#/components/messages/{ERROR_MESSAGE}")}),
+                    );
+                }
                 operation.insert(
                     "reply".into(),
                     json!({
                         "channel": {"$ref": format!("#/channels/{reply_channel}")},
                         "messages": [
-                            {"$ref": format!("#/channels/{reply_channel}/messages/{reply_id}")}
+                            {"$ref": format!("#/channels/{reply_channel}/messages/{reply_id}")},
+                            {"$ref": format!("#/channels/{reply_channel}/messages/error")},
                         ],
                     }),
                 );
@@ -366,7 +382,7 @@ impl Builder<'_> {
             } else {
                 format!("{short}_publish_{}", index + 1)
             };
-            let message = self.message(&wanted, &reply_description, route.schemas.reply);
+            let message = self.message(&wanted, &publish_description, route.schemas.reply);
             let (channel, message_id) =
                 self.channel(&wanted, address, description.clone(), &wanted, message);
             let mut operation = Map::new();
@@ -436,6 +452,56 @@ impl Builder<'_> {
             );
         }
     }
+}
+
+/// The name of the error reply in `components/messages` (and of its body's
+/// schema in `components/schemas`).
+const ERROR_MESSAGE: &str = "TelestionError";
+
+/// The error reply of every request/reply handler: what a typed client
+/// (generated models, FastStream with pydantic) tells apart from a reply.
+fn error_message() -> Value {
+    json!({
+        "name": ERROR_MESSAGE,
+        "title": "Error reply",
+        "summary": "the handler failed or rejected the request",
+        "description": "Sent instead of the reply when the handler fails (its error), \
+            rejects the request (a body it cannot decode: code 400) or panics (500). Tell it \
+            apart from a reply by the header Nats-Service-Error-Code (always present in an \
+            error reply, never in a reply), or by the body's only member `error`. The \
+            message is one line, at most about 1 KB (a longer one keeps its first and last \
+            256 bytes around `… [N bytes cut] …`).",
+        "contentType": "application/json",
+        "headers": {
+            "type": "object",
+            "required": ["Nats-Service-Error", "Nats-Service-Error-Code"],
+            "properties": {
+                "Nats-Service-Error": {
+                    "type": "string",
+                    "description": "the error message, on one line",
+                },
+                "Nats-Service-Error-Code": {
+                    "type": "string",
+                    "pattern": "^[0-9]{3}$",
+                    "description": "4xx: the request was at fault; 5xx: the handler was",
+                },
+            },
+        },
+        "payload": {"$ref": format!("#/components/schemas/{ERROR_MESSAGE}")},
+    })
+}
+
+/// The JSON schema of an error reply's body.
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "the body of an error reply",
+        "required": ["error"],
+        "additionalProperties": false,
+        "properties": {
+            "error": {"type": "string", "description": "the error message"},
+        },
+    })
 }
 
 /// The JSON schema of a health reply.
@@ -510,6 +576,9 @@ pub fn asyncapi_document(routes: &[Route], config: &Config, name: &str, version:
     definitions
         .entry("TelestionHealthReport")
         .or_insert_with(health_report_schema);
+    definitions
+        .entry(ERROR_MESSAGE)
+        .or_insert_with(error_schema);
     json!({
         "asyncapi": "3.0.0",
         "info": {
@@ -524,7 +593,10 @@ pub fn asyncapi_document(routes: &[Route], config: &Config, name: &str, version:
         "defaultContentType": "application/json",
         "channels": Value::Object(builder.channels),
         "operations": Value::Object(builder.operations),
-        "components": {"schemas": Value::Object(definitions)},
+        "components": {
+            "schemas": Value::Object(definitions),
+            "messages": {ERROR_MESSAGE: error_message()},
+        },
     })
 }
 

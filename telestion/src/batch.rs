@@ -289,7 +289,7 @@ pub(crate) async fn run_batch_route<H, Args>(
                         handle_core_batch(&handler, &context, &service, &info, &pending).await;
                         pending.clear();
                     }
-                    warn_drain_unconfirmed(&info, left);
+                    warn_drain_unconfirmed(&service, &info, left);
                     break;
                 }
             },
@@ -300,7 +300,7 @@ pub(crate) async fn run_batch_route<H, Args>(
                     None => break,
                 },
                 () = &mut stop => {
-                    let limit = Instant::now() + service.shutdown_timeout();
+                    let limit = Instant::now() + service.server_wait();
                     deadline = Some(limit);
                     if let Ok(Err(e)) = tokio::time::timeout_at(limit.into(), subscriber.drain()).await {
                         tracing::warn!(handler = %info.name, error = %e, "cannot drain subscription");
@@ -372,6 +372,7 @@ async fn handle_core_batch<H, Args>(
     match (call.outcome, failure) {
         (None, _) => {}
         (Some(_), Some((error, code))) => {
+            let error = crate::text::bounded(&error);
             let count = accepted().count() as u64;
             for _ in 0..count {
                 service.record_error();

@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
 use crate::config::Config;
+use crate::connection::ConnectionWatch;
 use crate::error::StartError;
 use crate::error_counter::ErrorCounter;
 use crate::nats_url;
@@ -88,12 +89,14 @@ pub(crate) fn reconnect_delay(attempt: usize, servers: usize) -> Duration {
     }
 }
 
-/// Connects with the settings of `config`. Connection events are logged and
-/// slow-consumer events counted in `errors`.
+/// Connects with the settings of `config`. Connection events are logged,
+/// disconnects and slow-consumer events counted in `errors`, and the
+/// connection's condition kept in `watch`.
 pub(crate) async fn connect(
     config: &Config,
     service_name: &str,
     errors: Arc<ErrorCounter>,
+    watch: Arc<ConnectionWatch>,
 ) -> Result<async_nats::Client, StartError> {
     config.check_utf8(&KEYS.map(|(key, _)| key))?;
     let url = non_empty(config, "NATS_URL").unwrap_or_default();
@@ -206,7 +209,8 @@ pub(crate) async fn connect(
     let event_errors = errors.clone();
     options = options.event_callback(move |event| {
         let errors = event_errors.clone();
-        async move { log_event(event, &errors) }
+        let watch = watch.clone();
+        async move { log_event(event, &errors, &watch) }
     });
 
     match tokio::time::timeout(START_TIMEOUT, options.connect(addresses)).await {
@@ -270,10 +274,39 @@ fn check_readable(path: &str, key: &str) -> Result<(), String> {
     }
 }
 
-fn log_event(event: Event, errors: &ErrorCounter) {
+/// Whether a client error says that the server refused the credentials on
+/// a reconnect. async-nats reports a failed reconnect as
+/// `ClientError::Other` holding the text of its `ConnectErrorKind`; this
+/// compares with the text of the two kinds that mean the credentials
+/// (the library's own rendering of those kinds, not a search in free text).
+fn refused_credentials(error: &async_nats::ClientError) -> bool {
+    let async_nats::ClientError::Other(kind) = error else {
+        return false;
+    };
+    [
+        ConnectErrorKind::AuthorizationViolation,
+        ConnectErrorKind::Authentication,
+    ]
+    .iter()
+    .any(|refused| *kind == refused.to_string())
+}
+
+fn log_event(event: Event, errors: &ErrorCounter, watch: &ConnectionWatch) {
     match event {
-        Event::Connected => tracing::info!("connected to NATS"),
-        Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+        Event::Connected => {
+            watch.connected();
+            tracing::info!("connected to NATS");
+        }
+        Event::Disconnected => {
+            // Messages in flight (to and from this service) may be lost
+            // while it reconnects: an error, as health and metrics show.
+            watch.disconnected();
+            errors.record();
+            tracing::warn!(
+                "disconnected from NATS (counted as an error: messages in flight may be lost); \
+                 reconnecting"
+            );
+        }
         Event::LameDuckMode => {
             tracing::warn!("NATS server entered lame duck mode; will move to another server")
         }
@@ -285,18 +318,48 @@ fn log_event(event: Event, errors: &ErrorCounter) {
                  (counted as an error)"
             );
         }
+        Event::ServerError(async_nats::ServerError::AuthorizationViolation) => {
+            watch.rejected();
+            errors.record();
+            tracing::error!(
+                "the NATS server rejected this service's credentials (authorization violation)"
+            );
+        }
         Event::ServerError(e) => {
             tracing::warn!(error = %e, "NATS server error");
         }
-        Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+        Event::ClientError(e) => {
+            if refused_credentials(&e) {
+                watch.rejected();
+            }
+            tracing::warn!(error = %e, "NATS client error");
+        }
         Event::Draining => tracing::debug!("draining the NATS connection"),
-        Event::Closed => tracing::debug!("NATS connection closed"),
+        Event::Closed => {
+            if watch.mark_lost("the NATS client closed its connection".into()) {
+                tracing::debug!("NATS connection closed");
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_credentials_are_told_apart() {
+        let refused =
+            async_nats::ClientError::Other(ConnectErrorKind::AuthorizationViolation.to_string());
+        assert!(refused_credentials(&refused));
+        let refused = async_nats::ClientError::Other(ConnectErrorKind::Authentication.to_string());
+        assert!(refused_credentials(&refused));
+        let io = async_nats::ClientError::Other(ConnectErrorKind::Io.to_string());
+        assert!(!refused_credentials(&io));
+        assert!(!refused_credentials(
+            &async_nats::ClientError::MaxReconnects
+        ));
+    }
 
     #[test]
     fn first_pass_has_no_back_off() {

@@ -150,7 +150,7 @@ async fn serve_route<H, Args>(
                         &permits,
                     )
                     .await;
-                    warn_drain_unconfirmed(&info, left);
+                    warn_drain_unconfirmed(&service, &info, left);
                     break;
                 }
             }
@@ -177,7 +177,7 @@ async fn serve_route<H, Args>(
         let message = match message {
             Some(message) => message,
             None if stopping => {
-                let limit = Instant::now() + service.shutdown_timeout();
+                let limit = Instant::now() + service.server_wait();
                 deadline = Some(limit);
                 // UNSUB + PING: the server stops sending; what it already
                 // sent is still delivered to the stream, which then ends.
@@ -282,7 +282,8 @@ where
 /// The warning when the server did not confirm a route's drain in time:
 /// what had arrived (`left` messages) was handled, what was in flight may
 /// be lost.
-pub(crate) fn warn_drain_unconfirmed(info: &RouteInfo, left: usize) {
+pub(crate) fn warn_drain_unconfirmed(service: &Service, info: &RouteInfo, left: usize) {
+    service.note_unconfirmed();
     tracing::warn!(
         handler = %info.name,
         subject = %info.subject,
@@ -322,14 +323,28 @@ pub(crate) async fn respond(
                     tracing::error!(handler = %info.name, %subject, target = %target, error = %e, "cannot publish the return value");
                 }
             }
-            if let Some(reply_to) = reply_to
-                && let Err(e) = service
-                    .publish_inner(reply_to.to_string(), headers, payload)
-                    .await
+            let Some(reply_to) = reply_to else {
+                return false;
+            };
+            let size = payload.len();
+            match service
+                .publish_inner(reply_to.to_string(), headers, payload)
+                .await
             {
-                tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
+                Ok(()) => return false,
+                // The caller would wait for nothing: tell it why instead.
+                Err(e) if crate::reply::too_large(&e) => (
+                    format!(
+                        "the reply is {size} bytes, more than the NATS server accepts ({} bytes)",
+                        service.client().map_or(0, |client| client.max_payload())
+                    ),
+                    500,
+                ),
+                Err(e) => {
+                    tracing::error!(handler = %info.name, %subject, error = %e, "cannot send reply");
+                    return false;
+                }
             }
-            return false;
         }
         Ok(Ok(Reply::Error { code, message })) => (message, code),
         Ok(Err(error)) => (
@@ -344,6 +359,9 @@ pub(crate) async fn respond(
             500,
         ),
     };
+    // An echo of hostile input (a 1 MB JSON key in a decoder's error) is cut
+    // before it reaches the reply, the log or the statistics.
+    let error = crate::text::bounded(&error);
     service.record_error();
     info.stats.record_error(1, &error);
     info.errors.log(

@@ -430,9 +430,12 @@ pub(crate) async fn prepare(
         )),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait,
-        // Deliveries are counted here: the last failed one is dead-lettered
-        // and terminated, so the server never drops a message silently.
-        max_deliver: -1,
+        // The last failed delivery is dead-lettered and terminated here. A
+        // message the service never gets to settle (the client cannot read
+        // it, or the process dies on it) is given up by the server after as
+        // many deliveries, and dead-lettered from its stored copy when the
+        // server says so (`durable_advisory`): never redelivered forever.
+        max_deliver: i64::from(max_deliver),
         // A batch route needs its whole batch unacknowledged at once.
         max_ack_pending: i64::try_from(batch.map_or(concurrency, |batch| batch.max))
             .unwrap_or(i64::MAX),
@@ -663,7 +666,7 @@ pub(crate) async fn run_durable<H, Args>(
                         hand_back_until = Some(
                             Instant::now()
                                 + (route.pull_expires + Duration::from_millis(500))
-                                    .min(service.shutdown_timeout()),
+                                    .min(service.server_wait()),
                         );
                         continue;
                     }
@@ -960,6 +963,9 @@ async fn publish_result(
 /// Acknowledges a handled delivery and waits for the server to confirm.
 async fn settle_done(service: &Service, route: &DurableRoute, delivery: &Delivery) {
     if let Err(e) = acknowledge(service, &delivery.ack, AckKind::Ack, route.ack_wait).await {
+        if service.is_stopping() {
+            service.note_unconfirmed();
+        }
         tracing::warn!(
             handler = %route.name, subject = %delivery.subject, stream_sequence = delivery.sequence, error = %e,
             "handled, but the acknowledgement was not confirmed; the message may be \
@@ -972,6 +978,7 @@ async fn settle_done(service: &Service, route: &DurableRoute, delivery: &Deliver
 /// from the back-off list, or, after its last delivery, dead-letters and
 /// terminates it.
 async fn settle_failed(service: &Service, route: &DurableRoute, delivery: Delivery, error: &str) {
+    let error = &*crate::text::bounded(error);
     service.record_error();
     route.stats.record_error(1, error);
     let Delivery {
@@ -990,13 +997,6 @@ async fn settle_failed(service: &Service, route: &DurableRoute, delivery: Delive
         );
         let headers = dead_letter_headers(headers, &subject, error, route, sequence, delivered);
         dead_letter(service, route, headers, payload).await;
-        route.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        service
-            .inner
-            .reporter
-            .update_durable(route.health, |entry| {
-                entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
-            });
         if let Err(e) = acknowledge(service, &ack, AckKind::Term, route.ack_wait).await {
             tracing::warn!(handler = %route.name, stream_sequence = sequence, error = %e, "cannot terminate a dead-lettered message; it may be delivered again");
         }
@@ -1054,13 +1054,9 @@ async fn acknowledge(
     Err(last)
 }
 
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-fn dead_letter_headers(
+/// The headers of a dead letter: the original message's own (when it has
+/// readable ones) and what went wrong (see [`dead_letter_headers`](crate::dead_letter_headers)).
+pub(crate) fn dead_letter_headers(
     original: Option<HeaderMap>,
     subject: &Subject,
     error: &str,
@@ -1076,7 +1072,7 @@ fn dead_letter_headers(
         "Nats-Msg-Id",
         format!("{}-{}-{sequence}", route.stream, route.consumer_name).as_str(),
     );
-    headers.insert(h::ERROR, one_line(error).as_str());
+    headers.insert(h::ERROR, crate::text::one_line(error).as_ref());
     headers.insert(h::SUBJECT, subject.as_str());
     headers.insert(h::STREAM, route.stream.as_str());
     headers.insert(h::SEQUENCE, sequence.to_string().as_str());
@@ -1086,7 +1082,14 @@ fn dead_letter_headers(
     headers
 }
 
-async fn dead_letter(service: &Service, route: &DurableRoute, headers: HeaderMap, payload: Bytes) {
+/// Publishes a dead letter (and waits until the server has it), counts it
+/// for health; a failure is logged.
+pub(crate) async fn dead_letter(
+    service: &Service,
+    route: &DurableRoute,
+    headers: HeaderMap,
+    payload: Bytes,
+) {
     let sent = service
         .publish_inner(route.dead_letter.clone(), Some(headers), payload)
         .await;
@@ -1099,8 +1102,18 @@ async fn dead_letter(service: &Service, route: &DurableRoute, headers: HeaderMap
         (Ok(()), None) => Ok(()),
     };
     if let Err(e) = flushed {
+        if service.is_stopping() {
+            service.note_unconfirmed();
+        }
         tracing::error!(handler = %route.name, subject = %route.dead_letter, error = %e, "cannot publish the dead letter");
     }
+    route.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    service
+        .inner
+        .reporter
+        .update_durable(route.health, |entry| {
+            entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
+        });
 }
 
 #[cfg(test)]

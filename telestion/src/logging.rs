@@ -124,6 +124,7 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let message = panic_message(info.payload());
+        let message = crate::text::bounded(&message);
         let location = info
             .location()
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))

@@ -115,9 +115,10 @@ fn exe_name() -> String {
 /// Builds a multi-threaded tokio runtime, installs logging, prints the
 /// configuration keys and exits 0 on `--help`, starts the service, runs
 /// `setup` (the body of `main`), subscribes `routes`, serves until
-/// SIGINT/SIGTERM or [`Service::shutdown`], drains and returns success. A
-/// failed start prints one line `error: ...` (with its causes) to stderr and
-/// returns failure (exit code 1).
+/// SIGINT/SIGTERM or [`Service::shutdown`], drains and returns
+/// [`Service::exit_code`] (0 when everything was confirmed; see
+/// [`exit_code`](crate::exit_code)). A failed start prints one line
+/// `error: ...` (with its causes) to stderr and returns exit code 1.
 pub fn run<F, Fut>(options: Options, routes: Vec<Route>, setup: F) -> ExitCode
 where
     F: FnOnce(Service) -> Fut,
@@ -144,15 +145,16 @@ where
     let result = runtime.block_on(async move {
         let service = Service::start(options).await?;
         setup(service.clone()).await.map_err(StartError::Setup)?;
-        service.serve(routes).await
+        service.serve(routes).await?;
+        Ok::<u8, StartError>(service.exit_code())
     });
     // Do not wait for stray background tasks of the user.
     runtime.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             write_stderr(&format!("error: {}\n", error_chain(&e)));
-            ExitCode::FAILURE
+            ExitCode::from(crate::exit_code::START_FAILED)
         }
     }
 }

@@ -228,7 +228,10 @@ impl Service {
         .await
         .map(Arc::new)?;
         let refresh = durable::spawn_health_refresh(self, &resolved);
-        self.inner.lifecycle.add_health_tasks(vec![refresh]);
+        let given_up = crate::durable_advisory::spawn(self, &resolved).await?;
+        self.inner
+            .lifecycle
+            .add_health_tasks(vec![refresh, given_up]);
         tracing::debug!(
             handler = %route.name,
             %subject,
@@ -289,10 +292,14 @@ impl Service {
     /// client received before its stream ends is handled. Durable routes
     /// stop pulling, finish and acknowledge what they pulled, and hand back
     /// (`-NAK`) what still arrives for their last pull, for immediate
-    /// redelivery to another instance; they are awaited like the others. Known limit of
-    /// async-nats 0.51: messages the server sent just before it processed
-    /// the `UNSUB` can arrive after the client closed the subscription and
-    /// are then dropped by the client (see the README's Shutdown section).
+    /// redelivery to another instance; they are awaited like the others.
+    /// Known limit of async-nats (0.46 to 0.52): the client forgets a drained
+    /// subscription at the next poll of its connection task after writing
+    /// the `UNSUB`, not on the server's `PONG`, so a message the server
+    /// routed here before it processed the `UNSUB` and that arrives after
+    /// that poll is dropped by the client (see the README's Shutdown
+    /// section). What was not confirmed is reported in
+    /// [`Service::exit_code`].
     pub async fn drain(&self) {
         self.shutdown();
         let limit = self.shutdown_timeout();
@@ -306,6 +313,8 @@ impl Service {
                 Ok(Err(e)) => tracing::error!(error = %e, "a route task failed"),
                 Err(_) => {
                     task.abort();
+                    // What the handler held may not be finished.
+                    self.note_unconfirmed();
                     tracing::warn!(
                         "a handler was still running {} s after shutdown began; stopped it",
                         (limit * 2).as_secs_f64()
@@ -316,21 +325,26 @@ impl Service {
         for task in self.inner.lifecycle.take_health_tasks() {
             task.abort();
         }
-        if let Some(client) = self.client() {
+        if self.client().is_some() {
+            // A round trip, not just a flush of the socket: everything sent
+            // before it (publishes, replies, acknowledgements) reached the
+            // server.
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(100))
-                .min(limit);
-            match tokio::time::timeout(left, client.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(
-                    error = %e,
-                    "cannot flush pending publishes and replies; they may be lost"
-                ),
-                Err(_) => tracing::warn!(
-                    "the NATS server did not confirm pending publishes and replies within \
-                     SHUTDOWN_TIMEOUT; they may be lost"
-                ),
+                .min(self.server_wait().max(Duration::from_millis(100)));
+            let confirmed = match tokio::time::timeout(left, self.confirm_with_server()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no answer within SHUTDOWN_TIMEOUT".to_owned()),
+            };
+            if let Some(reason) = confirmed {
+                self.note_unconfirmed();
+                tracing::warn!(
+                    %reason,
+                    "the NATS server did not confirm the pending publishes and replies; they may \
+                     be lost"
+                );
             }
         }
         tracing::info!("drained; stopped");

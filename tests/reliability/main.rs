@@ -16,6 +16,7 @@ mod durable;
 mod durable_batch;
 mod failover;
 mod hostile;
+mod hostile_headers;
 mod secrets;
 mod slow_consumer;
 mod soak;

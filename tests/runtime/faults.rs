@@ -17,7 +17,7 @@ use crate::support::{self, NatsServer, Process, Stream, WAIT};
 
 /// The fixture configured for the server at `url`, with the keys its
 /// handlers need (`ECHO_SUBJECT`, `FACTOR`).
-fn fixture(url: &str, name: &str, data: &Path) -> Command {
+pub(crate) fn fixture(url: &str, name: &str, data: &Path) -> Command {
     let mut cmd = support::clean_command(env!("CARGO_BIN_EXE_e2e_macro_service"));
     cmd.env("NATS_URL", url)
         .env("SERVICE_NAME", name)
@@ -56,13 +56,14 @@ fn accept_within(listener: &TcpListener, timeout: Duration) -> TcpStream {
 
 /// Point 4. SIGTERM while the NATS server is unreachable: the drain cannot
 /// get anything confirmed, so it stops waiting after `SHUTDOWN_TIMEOUT`,
-/// warns about the publishes and replies it could not flush, and exits 0.
+/// warns about the publishes and replies it could not flush, and exits 3
+/// (`exit_code::UNCONFIRMED`: messages may be lost; issue 23, point 8).
 ///
 /// Old behaviour: the drain waited for the server without a bound (each
 /// subscription's drain and the final flush), so the process hung until
-/// it was killed.
+/// it was killed; later it exited 0 although nothing was confirmed.
 #[test]
-fn sigterm_while_the_server_is_unreachable_exits_0_with_a_warning() {
+fn sigterm_while_the_server_is_unreachable_exits_3_with_a_warning() {
     let mut server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
     let mut cmd = fixture(&server.url(), "unreachable", data.path());
@@ -75,7 +76,11 @@ fn sigterm_while_the_server_is_unreachable_exits_0_with_a_warning() {
     // 2 × SHUTDOWN_TIMEOUT at most, plus generous slack.
     let code = proc.wait_exit(Duration::from_secs(15));
     let stderr = proc.stderr();
-    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert_eq!(
+        code,
+        Some(telestion::exit_code::UNCONFIRMED.into()),
+        "stderr:\n{stderr}"
+    );
     assert!(
         stderr.contains("pending publishes and replies"),
         "no warning about what could not be flushed; stderr:\n{stderr}"
@@ -84,12 +89,12 @@ fn sigterm_while_the_server_is_unreachable_exits_0_with_a_warning() {
 
 /// Point 4. The server dies while a drain waits for a handler holding a
 /// message: the handler still finishes that message, and the process
-/// exits 0.
+/// exits 3 (nothing after that could be confirmed; issue 23, point 8).
 ///
 /// Old behaviour: once the server was gone, the drain waited for it
-/// forever (hang).
+/// forever (hang); later it exited 0.
 #[tokio::test(flavor = "multi_thread")]
-async fn server_dying_during_a_drain_still_finishes_the_held_message() {
+async fn server_dying_during_a_drain_still_finishes_the_held_message_and_exits_3() {
     let mut server = NatsServer::start();
     let data = tempfile::tempdir().unwrap();
     let mut cmd = fixture(&server.url(), "drain-dies", data.path());
@@ -111,7 +116,11 @@ async fn server_dying_during_a_drain_still_finishes_the_held_message() {
         let code = proc.wait_exit(Duration::from_secs(20));
         (code, proc.stderr())
     });
-    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert_eq!(
+        code,
+        Some(telestion::exit_code::UNCONFIRMED.into()),
+        "stderr:\n{stderr}"
+    );
     assert!(
         stderr
             .lines()

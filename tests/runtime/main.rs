@@ -12,6 +12,7 @@ use telestion_test as support;
 mod batches;
 mod config;
 mod connect;
+mod connection_lost;
 mod data_dir;
 mod dispatch;
 mod faults;

@@ -41,7 +41,7 @@ async fn try_get(addr: &str, path: &str) -> Option<(u16, String)> {
 }
 
 /// One sample of the exposition text: metric name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+pub(crate) type Sample = (String, BTreeMap<String, String>, f64);
 
 /// Parses the Prometheus text format (the subset the endpoint writes).
 fn parse(text: &str) -> Vec<Sample> {
@@ -78,7 +78,7 @@ fn parse(text: &str) -> Vec<Sample> {
 }
 
 /// The value of the sample `name` whose labels include `labels`.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
         .find(|(n, l, _)| {
@@ -90,13 +90,13 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|(_, _, value)| *value)
 }
 
-async fn scrape(addr: &str) -> Vec<Sample> {
+pub(crate) async fn scrape(addr: &str) -> Vec<Sample> {
     let (status, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200, "{body}");
     parse(&body)
 }
 
-fn metrics_addr() -> String {
+pub(crate) fn metrics_addr() -> String {
     format!("127.0.0.1:{}", support::free_port())
 }
 

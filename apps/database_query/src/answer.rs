@@ -101,7 +101,14 @@ pub fn answer(
             headers: None,
         },
         Err(error @ (StoreError::Missing(_) | StoreError::NoSchema(_))) => {
-            failure(engine, &service, 503, &error.to_string())
+            // The reply never names the server's files; the log does.
+            tracing::debug!(error = %error, "no data to answer from");
+            failure(
+                engine,
+                &service,
+                503,
+                "the database has no data yet (has the database writer run?)",
+            )
         }
         Err(StoreError::Config(message)) => failure(engine, &service, 400, &message),
         Err(error) => failure(

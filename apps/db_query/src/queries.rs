@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use serde::{Deserialize, Serialize};
-use telestion::HandlerError;
+use telestion::{HandlerError, tracing};
 
 /// The most rows or points one reply carries.
 pub const MAX_ROWS: u32 = 1000;
@@ -227,10 +227,12 @@ impl Reader {
         }
     }
 
+    /// A 503 for the requester, which never names the server's files; the
+    /// path goes to the log.
     fn unavailable(&self, what: impl std::fmt::Display) -> HandlerError {
+        tracing::warn!(path = %self.path.display(), "the telemetry database {what}");
         HandlerError::server(format!(
-            "the telemetry database {} {what} (has db_writer run?)",
-            self.path.display()
+            "the telemetry database {what} (has db_writer run?)"
         ))
         .with_code(503)
     }
@@ -266,10 +268,10 @@ impl Reader {
             Err(e) if e.to_string().contains("no such table") => {
                 Err(self.unavailable("has no telemetry table yet"))
             }
-            Err(e) => Err(HandlerError::server(format!(
-                "query on {} failed: {e}",
-                self.path.display()
-            ))),
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "query failed");
+                Err(HandlerError::server(format!("the query failed: {e}")))
+            }
         }
     }
 

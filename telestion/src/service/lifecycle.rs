@@ -27,6 +27,9 @@ pub(crate) struct Lifecycle {
     pub(crate) handlers: Mutex<Vec<Arc<HandlerStats>>>,
     /// Told of every handled message (metrics), when set before serving.
     pub(crate) observer: std::sync::OnceLock<Observer>,
+    /// Something was not confirmed by the server while stopping (messages
+    /// may be lost): the exit code says so.
+    unconfirmed: AtomicBool,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -44,6 +47,7 @@ impl Lifecycle {
             subscribed: Mutex::new(HashMap::new()),
             handlers: Mutex::new(Vec::new()),
             observer: std::sync::OnceLock::new(),
+            unconfirmed: AtomicBool::new(false),
         }
     }
 
@@ -84,6 +88,44 @@ impl Service {
     /// Asks the service to shut down (as SIGTERM does).
     pub fn shutdown(&self) {
         self.inner.lifecycle.stop.send_replace(true);
+    }
+
+    /// Records that the server did not confirm something while the service
+    /// stopped (a drain, a publish, an acknowledgement): messages may be
+    /// lost, and [`Service::exit_code`] is
+    /// [`exit_code::UNCONFIRMED`](crate::exit_code::UNCONFIRMED). The caller
+    /// logs what it was.
+    pub(crate) fn note_unconfirmed(&self) {
+        self.inner
+            .lifecycle
+            .unconfirmed
+            .store(true, Ordering::Relaxed);
+    }
+
+    /// The exit code for the way this service ended (see
+    /// [`exit_code`](crate::exit_code)): [`CONNECTION_LOST`](crate::exit_code::CONNECTION_LOST)
+    /// when the NATS connection was gone for good,
+    /// [`UNCONFIRMED`](crate::exit_code::UNCONFIRMED) when the server did not
+    /// confirm everything while it stopped, else
+    /// [`SUCCESS`](crate::exit_code::SUCCESS). What the generated `main`
+    /// returns; a hand-written one returns it too:
+    ///
+    /// ```no_run
+    /// # async fn example(service: telestion::Service, routes: Vec<telestion::Route>)
+    /// # -> Result<std::process::ExitCode, telestion::StartError> {
+    /// service.serve(routes).await?;
+    /// Ok(std::process::ExitCode::from(service.exit_code()))
+    /// # }
+    /// ```
+    pub fn exit_code(&self) -> u8 {
+        use crate::exit_code::{CONNECTION_LOST, SUCCESS, UNCONFIRMED};
+        if self.connection_lost().is_some() {
+            CONNECTION_LOST
+        } else if self.inner.lifecycle.unconfirmed.load(Ordering::Relaxed) {
+            UNCONFIRMED
+        } else {
+            SUCCESS
+        }
     }
 
     /// Whether shutdown has been requested.
@@ -147,7 +189,7 @@ impl Service {
                         "received {} again while draining; exiting now\n",
                         signal.name()
                     ));
-                    std::process::exit(130);
+                    std::process::exit(crate::exit_code::SECOND_SIGNAL.into());
                 }
                 tracing::info!(signal = signal.name(), "received a stop signal");
                 lifecycle.stop.send_replace(true);

@@ -213,11 +213,7 @@ impl Collector for ServiceCollector {
             &mut encoder,
             "telestion_connected",
             "1 while the NATS connection is up, else 0.",
-            u64::from(
-                inner.client.as_ref().is_some_and(|c| {
-                    c.connection_state() == async_nats::connection::State::Connected
-                }),
-            ),
+            u64::from(inner.is_connected()),
         )?;
         let durable = inner.reporter.report().durable;
         let labelled = |value: fn(&crate::health::DurableHealth) -> u64| -> Vec<_> {

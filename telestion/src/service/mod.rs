@@ -9,6 +9,7 @@ pub mod micro;
 mod publish;
 mod start;
 mod state;
+mod watchdog;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use async_nats::connection::State as ConnectionState;
 
 use crate::config::Config;
+use crate::connection::ConnectionWatch;
 use crate::error::ServiceError;
 use crate::error_counter::ErrorCounter;
 use crate::health::Reporter;
@@ -48,12 +50,24 @@ pub(crate) struct Inner {
     pub(crate) version: String,
     pub(crate) data_root: PathBuf,
     pub(crate) client: Option<async_nats::Client>,
+    pub(crate) connection: Arc<ConnectionWatch>,
     pub(crate) errors: Arc<ErrorCounter>,
     pub(crate) reporter: Arc<Reporter>,
     pub(crate) states: RwLock<state::StateMap>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) data_dirs: data_dir::Created,
     pub(crate) shutdown_timeout: Duration,
+}
+
+impl Inner {
+    /// Connected right now, and the connection is not gone for good.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connection.lost().is_none()
+            && self
+                .client
+                .as_ref()
+                .is_some_and(|c| c.connection_state() == ConnectionState::Connected)
+    }
 }
 
 impl fmt::Debug for Service {
@@ -104,12 +118,25 @@ impl Service {
             .ok_or(ServiceError::NoNats("use"))
     }
 
-    /// Whether the client is connected right now.
+    /// Whether the client is connected right now (never again once the
+    /// connection is gone for good, see [`Service::connection_lost`]).
     pub fn is_connected(&self) -> bool {
-        self.inner
-            .client
-            .as_ref()
-            .is_some_and(|c| c.connection_state() == ConnectionState::Connected)
+        self.inner.is_connected()
+    }
+
+    /// Why the NATS connection is gone for good, once it is: the client's
+    /// connection task ended (it was closed, or failed), or the server
+    /// rejected the service's credentials and did not accept them again
+    /// within 5 s. The service then stops, and exits with
+    /// [`exit_code::CONNECTION_LOST`](crate::exit_code::CONNECTION_LOST).
+    pub fn connection_lost(&self) -> Option<&str> {
+        self.inner.connection.lost()
+    }
+
+    /// How often the NATS connection dropped since start (each drop is also
+    /// counted as an error in health).
+    pub fn disconnects(&self) -> u64 {
+        self.inner.connection.disconnects()
     }
 
     /// Time since start.
@@ -136,5 +163,16 @@ impl Service {
     /// (`SHUTDOWN_TIMEOUT`, seconds, default 10).
     pub fn shutdown_timeout(&self) -> Duration {
         self.inner.shutdown_timeout
+    }
+
+    /// How long a drain waits for the server to confirm something:
+    /// `SHUTDOWN_TIMEOUT`, or nothing once the connection is gone for good
+    /// (no server will answer).
+    pub(crate) fn server_wait(&self) -> Duration {
+        if self.inner.connection.lost().is_some() {
+            Duration::ZERO
+        } else {
+            self.inner.shutdown_timeout
+        }
     }
 }

@@ -94,6 +94,10 @@ impl Service {
             Some(result) => Ok(result),
             None => tokio::time::timeout(wait, send).await,
         };
+        if !matches!(outcome, Ok(Ok(()))) && self.is_stopping() {
+            // Not sent while stopping: the exit code says so.
+            self.note_unconfirmed();
+        }
         match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => {

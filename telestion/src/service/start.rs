@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Inner, Lifecycle, Service, data_dir, state};
 use crate::config::Config;
 use crate::connect;
+use crate::connection::ConnectionWatch;
 use crate::error::{ConfigError, StartError};
 use crate::error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
 use crate::health::{self, Reporter};
@@ -239,6 +240,7 @@ impl Service {
                 source,
             })?;
             service.inner.lifecycle.add_health_tasks(vec![task]);
+            super::watchdog::start(&service);
         }
         super::metrics::start(&service).await?;
         if let Some(signals) = signals {
@@ -291,8 +293,9 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         ));
     }
     let errors = Arc::new(ErrorCounter::new(Duration::from_secs(window)));
+    let connection = Arc::new(ConnectionWatch::default());
     let client = if options.nats {
-        Some(connect::connect(&config, &name, errors.clone()).await?)
+        Some(connect::connect(&config, &name, errors.clone(), connection.clone()).await?)
     } else {
         None
     };
@@ -310,6 +313,7 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         version,
         data_root,
         client,
+        connection,
         errors,
         reporter,
         states: RwLock::new(state::StateMap::default()),
