@@ -76,7 +76,6 @@
 mod args;
 mod func;
 mod service;
-mod subject;
 mod subscribe;
 
 use proc_macro::TokenStream;

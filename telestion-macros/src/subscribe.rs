@@ -13,7 +13,10 @@ use syn::{Expr, FnArg, Ident, LitStr, Path, ReturnType, Signature, Type};
 
 use crate::args::{self, Errors, Key, Positional, Spec};
 use crate::func::{self, Function};
-use crate::subject;
+use telestion_rules::names::{is_config_key, is_queue_group, is_stream_or_consumer_name};
+use telestion_rules::shape::{Misuse, Shape};
+use telestion_rules::subject::SubjectError;
+use telestion_rules::{limits, period as periods, subject};
 
 /// The most parameters a handler may take (`Handler` is implemented for
 /// functions of up to 12 arguments).
@@ -260,20 +263,6 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
     if !SPEC.parse(tokens, &mut args, errors) {
         return None;
     }
-    if let (Some(_), Some(queue)) = (&args.durable, &args.queue_tokens) {
-        errors.spanned(
-            queue,
-            "`queue` does not apply to a durable handler: every instance shares its durable \
-             consumer, so each message reaches one of them; remove `queue`",
-        );
-    }
-    if let (None, Some((key, _))) = (&args.durable, &args.stream) {
-        errors.spanned(
-            key,
-            "`stream` names the JetStream stream of a durable handler; add `durable` \
-             (`#[subscribe(\"cmd.>\", durable, stream = \"COMMANDS\")]`) or remove `stream`",
-        );
-    }
     if let (Some((key, _)), Some(SubjectArg::Literal(_)) | None) = (&args.default, &args.subject) {
         errors.spanned(
             key,
@@ -289,44 +278,6 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
              add `publish_config = \"KEY\"` or remove `publish_default`",
         );
     }
-    if let (Some((key, _)), None) = (&args.batch_window, &args.batch) {
-        errors.spanned(
-            key,
-            "`batch_window` is how long a batch waits for more messages; add `batch = N` \
-             (`#[subscribe(\"a.b\", batch = 100, batch_window = \"50ms\")]`) or remove \
-             `batch_window`",
-        );
-    }
-    if let Some((key, _)) = &args.batch {
-        if args.every.is_some() || args.every_config.is_some() || args.task.is_some() {
-            errors.spanned(
-                key,
-                "timers and tasks are not called per message, so they take no batch; remove \
-                 `batch`",
-            );
-        } else if args.concurrency.is_some_and(|n| n > 1) {
-            errors.spanned(
-                key,
-                "a batch handler handles one batch at a time; remove `concurrency` (a larger \
-                 `batch` handles more at once)",
-            );
-        }
-    }
-    if let Some(key) = &args.task
-        && (args.subject.is_some()
-            || args.every.is_some()
-            || args.every_config.is_some()
-            || args.durable.is_some()
-            || args.queue_tokens.is_some()
-            || args.concurrency.is_some())
-    {
-        errors.spanned(
-            key,
-            "a task runs once after start, not per message or periodically; remove the \
-             subject, `every`, `queue`, `concurrency` and `durable`, or remove `task`",
-        );
-    }
-    let timer = args.every.is_some() || args.every_config.is_some() || args.task.is_some();
     if let (Some((key, _)), None) = (&args.every_default, &args.every_config) {
         errors.spanned(
             key,
@@ -340,34 +291,47 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<SubscribeArgs>
             "give either `every = \"100ms\"` or `every_config = \"KEY\"`, not both",
         );
     }
-    if args.every.is_some() || args.every_config.is_some() {
-        let key = args
-            .every
-            .as_ref()
-            .map(|(key, _)| key)
-            .or(args.every_config.as_ref().map(|(key, _)| key));
-        if args.subject.is_some() {
-            errors.spanned(
-                key,
-                "a timer (`every`) is called periodically, not per message; remove the subject \
-                 (or `config`), or remove `every` for a message handler",
-            );
+    // Which settings go together: the rule the runtime applies to routes
+    // built by hand, reported here at the argument it is about.
+    let shape = Shape {
+        subject: args.subject.is_some(),
+        timer: args.every.is_some() || args.every_config.is_some(),
+        task: args.task.is_some(),
+        durable: args.durable.is_some(),
+        stream: args.stream.is_some(),
+        queue: args.queue_tokens.is_some(),
+        concurrency: args.concurrency,
+        batch: args.batch.is_some(),
+        batch_window: args.batch_window.is_some(),
+        takes_batch: None,
+    };
+    for misuse in shape.misuses() {
+        let at: Option<TokenStream> = match misuse.setting() {
+            "queue" => args.queue_tokens.clone(),
+            "stream" => args.stream.as_ref().map(|(key, _)| key.to_token_stream()),
+            "batch_window" => args
+                .batch_window
+                .as_ref()
+                .map(|(key, _)| key.to_token_stream()),
+            "batch" => args.batch.as_ref().map(|(key, _)| key.to_token_stream()),
+            "task" => args.task.as_ref().map(ToTokens::to_token_stream),
+            "every" => args
+                .every
+                .as_ref()
+                .map(|(key, _)| key.to_token_stream())
+                .or_else(|| {
+                    args.every_config
+                        .as_ref()
+                        .map(|(key, _)| key.to_token_stream())
+                }),
+            _ => None,
+        };
+        match (misuse, at) {
+            (_, Some(tokens)) => errors.spanned(tokens, misuse),
+            // With other errors, one of them (e.g. `config = 3`) may be why.
+            (Misuse::NoSubject, None) if errors.is_empty() => errors.at(Span::call_site(), misuse),
+            _ => {}
         }
-        if args.durable.is_some() || args.queue_tokens.is_some() || args.concurrency.is_some() {
-            errors.spanned(
-                key,
-                "a timer (`every`) takes no `queue`, `concurrency` or `durable`; its calls never \
-                 overlap; remove them",
-            );
-        }
-    }
-    // With other errors, one of them (e.g. `config = 3`) may be why.
-    if args.subject.is_none() && !timer && errors.is_empty() {
-        errors.at(
-            Span::call_site(),
-            "missing subject; write `#[subscribe(\"sensors.temperature\")]`, or \
-             `#[subscribe(config = \"KEY\")]` to read the subject from config",
-        );
     }
     Some(args)
 }
@@ -382,10 +346,19 @@ fn parse_subject(args: &mut SubscribeArgs, value: &Expr, errors: &mut Errors) {
         );
         return;
     };
-    if let Err(message) = subject::validate(&lit.value()) {
+    if let Err(message) = subject_error(&lit.value()) {
         errors.spanned(lit, message);
     }
     set_subject(args, SubjectArg::Literal(lit.clone()), lit, errors);
+}
+
+/// Why a subject literal is not one (the rule of `telestion-rules`, with
+/// the macro's own hint for an empty one).
+fn subject_error(text: &str) -> Result<(), String> {
+    subject::validate(text).map_err(|error| match error {
+        SubjectError::Empty => format!("{error}, or `config = \"KEY\"` to read it from config"),
+        other => other.to_string(),
+    })
 }
 
 /// `config = "KEY"`: the subject is the value of a config key.
@@ -415,7 +388,7 @@ fn parse_default(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &m
         );
         return;
     };
-    if let Err(message) = subject::validate(&lit.value()) {
+    if let Err(message) = subject_error(&lit.value()) {
         errors.spanned(lit, message);
     }
     args.default = Some((key.clone(), lit.clone()));
@@ -430,19 +403,8 @@ fn publish_subject(value: &Expr, key: &str, errors: &mut Errors) -> Option<LitSt
         );
         return None;
     };
-    let subject = lit.value();
-    if let Err(message) = subject::validate(&subject) {
-        errors.spanned(lit, message);
-        return None;
-    }
-    if subject.split('.').any(|token| token == "*" || token == ">") {
-        errors.spanned(
-            lit,
-            format!(
-                "the publish target `{subject}` contains a wildcard (`*` or `>`), which cannot \
-                 be published to; write a concrete subject"
-            ),
-        );
+    if let Err(error) = subject::validate_publish(&lit.value()) {
+        errors.spanned(lit, error);
         return None;
     }
     Some(lit.clone())
@@ -490,43 +452,43 @@ fn parse_publish_default(args: &mut SubscribeArgs, key: &Ident, value: &Expr, er
 }
 
 /// A period literal such as `"100ms"`, `"2s"`, `"5m"`, `"1h"`, in
-/// nanoseconds (the rule of `telestion::parse_period`).
+/// nanoseconds (the rule of `telestion::parse_period`, within the bounds of
+/// a timer's period).
 fn period(value: &Expr, key: &str, errors: &mut Errors) -> Option<u64> {
-    let parsed = args::lit_str(value).and_then(|lit| {
-        let text = lit.value();
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let factor = match unit {
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" | "min" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        let nanos = number * factor;
-        (nanos >= 1.0 && nanos < u64::MAX as f64).then_some(nanos as u64)
+    let parsed = args::lit_str(value).map(|lit| {
+        periods::parse_within(&lit.value(), periods::TIMER_BOUNDS)
+            .map(|period| u64::try_from(period.as_nanos()).unwrap_or(u64::MAX))
     });
-    if parsed.is_none() {
-        errors.spanned(
-            value,
-            format!(
-                "`{key}` takes a period more than 0 as a string: a number and a unit (`ms`, \
-                 `s`, `m`, `h`); write `{key} = \"100ms\"`"
-            ),
-        );
+    match parsed {
+        Some(Ok(nanos)) => Some(nanos),
+        Some(Err(error)) => {
+            errors.spanned(value, format!("`{key}` takes a period: {error}"));
+            None
+        }
+        None => {
+            errors.spanned(
+                value,
+                format!(
+                    "`{key}` takes a period more than 0 as a string: a number and a unit (`ms`, \
+                     `s`, `m`, `h`); write `{key} = \"100ms\"`"
+                ),
+            );
+            None
+        }
     }
-    parsed
 }
 
-/// `batch = N` with `1 <= N <= 10000`.
+/// `batch = N` with `1 <= N <= limits::MAX_BATCH`.
 fn parse_batch(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
     match args::lit_int(value).map(|lit| lit.base10_parse::<usize>()) {
-        Some(Ok(n)) if (1..=10_000).contains(&n) => args.batch = Some((key.clone(), n)),
+        Some(Ok(n)) if limits::is_batch_size(n) => args.batch = Some((key.clone(), n)),
         _ => errors.spanned(
             value,
-            "`batch` takes the largest number of messages per call, from 1 to 10000; write \
-             `batch = 100`",
+            format!(
+                "`batch` takes the largest number of messages per call, from 1 to {}; write \
+                 `batch = 100`",
+                limits::MAX_BATCH
+            ),
         ),
     }
 }
@@ -600,7 +562,7 @@ fn parse_durable(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut
     if let Some(lit) = args::lit_bool(value) {
         args.durable = lit.value.then_some(DurableArg { consumer: None });
     } else if let Some(lit) = args::lit_str(value)
-        && is_consumer_name(&lit.value())
+        && is_stream_or_consumer_name(&lit.value())
     {
         args.durable = Some(DurableArg {
             consumer: Some(lit.clone()),
@@ -618,7 +580,7 @@ fn parse_durable(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut
 /// `stream = "NAME"`.
 fn parse_stream(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
     match args::lit_str(value) {
-        Some(lit) if is_consumer_name(&lit.value()) => {
+        Some(lit) if is_stream_or_consumer_name(&lit.value()) => {
             args.stream = Some((key.clone(), lit.clone()));
         }
         _ => errors.spanned(
@@ -627,15 +589,6 @@ fn parse_stream(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mu
              `/`, `\\` or whitespace; write `stream = \"COMMANDS\"`",
         ),
     }
-}
-
-/// A consumer or stream name: no `.`, wildcards, path separators or
-/// whitespace.
-fn is_consumer_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
-        })
 }
 
 /// `queue = false`, `queue = true` (the default) or `queue = "name"`.
@@ -648,7 +601,7 @@ fn parse_queue(args: &mut SubscribeArgs, key: &Ident, value: &Expr, errors: &mut
             QueueArg::Broadcast
         };
     } else if let Some(lit) = args::lit_str(value)
-        && is_queue_name(&lit.value())
+        && is_queue_group(&lit.value())
     {
         args.queue = QueueArg::Named(lit.clone());
     } else {
@@ -683,14 +636,6 @@ fn parse_crate(args: &mut SubscribeArgs, _: &Ident, value: &Expr, errors: &mut E
     if let Some(path) = args::crate_path(value, errors) {
         args.krate = path;
     }
-}
-
-fn is_config_key(key: &str) -> bool {
-    !key.is_empty() && !key.chars().any(char::is_whitespace)
-}
-
-fn is_queue_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(char::is_whitespace)
 }
 
 /// Checks the signature: async, no receiver, not generic, at most

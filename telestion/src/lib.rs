@@ -62,75 +62,53 @@
 
 #![warn(missing_docs)]
 
-mod asyncapi;
-mod batch;
-mod blocking;
 mod config;
-mod connect;
-mod connection;
 pub mod data_log;
-mod dispatch;
-mod durable;
-mod durable_advisory;
-mod durable_publish;
+mod engine;
 mod error;
-mod error_counter;
-mod error_log;
 pub mod exit_code;
-mod extract;
 mod handler;
-mod handler_error;
-pub mod health;
-mod logging;
-mod nats_url;
-mod payload_schema;
-mod publish_target;
-mod registry;
-mod reply;
+mod jetstream;
+mod observe;
 mod route;
 mod run;
-mod secret;
 mod serve;
 mod service;
-mod signals;
-mod stats;
-mod stream;
-mod subject;
-mod task;
 mod text;
-mod timer;
 
-pub use asyncapi::asyncapi_document;
-pub use batch::{Batch, DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
-pub use blocking::{Blocking, BlockingCall};
+pub use config::secret::{REDACTED, is_secret_key};
 pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
-pub use durable::{
+pub use engine::batch::Batch;
+pub use engine::batch::{DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
+pub use engine::task::{TASK_FIRST_BACKOFF_MS, TASK_MAX_BACKOFF_SECS};
+pub use engine::timer::parse_period;
+pub use error::{BoxError, ConfigError, ExtractError, ServiceError, StartError, error_chain};
+pub use handler::Handler;
+pub use handler::blocking::{Blocking, BlockingCall};
+pub use handler::error::HandlerError;
+pub use handler::extract::{
+    DataDir, FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig,
+};
+pub use handler::reply::{IntoReply, Reply};
+pub use jetstream::durable::{
     DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
     DURABLE_KEYS, Durable, dead_letter_headers,
 };
-pub use durable_publish::{DurableAck, MESSAGE_ID_HEADER};
-pub use error::{BoxError, ConfigError, ExtractError, ServiceError, StartError, error_chain};
-pub use error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
-pub use error_log::REPEATED_ERROR_LOG_SECS;
-pub use extract::{
-    DataDir, FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig,
-};
-pub use handler::Handler;
-pub use handler_error::HandlerError;
-pub use logging::{dropped_log_writes, init_logging};
-pub use payload_schema::PayloadSchema;
-pub use publish_target::PublishTarget;
-pub use registry::collected_routes;
-pub use reply::{IntoReply, Reply};
+pub use jetstream::publish::{DurableAck, MESSAGE_ID_HEADER};
+pub use jetstream::stream::{StreamRetention, StreamSpec, StreamStorage};
+pub use observe::error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
+pub use observe::error_log::REPEATED_ERROR_LOG_SECS;
+pub use observe::health;
+pub use observe::logging::{dropped_log_writes, init_logging};
+pub use observe::micro;
+pub use route::asyncapi::asyncapi_document;
+pub use route::publish_target::PublishTarget;
+pub use route::registry::collected_routes;
+pub use route::schema::PayloadSchema;
+pub use route::subject::validate_subject;
 pub use route::{QueueGroup, Route, SubjectSource};
 pub use run::help_text;
-pub use secret::{REDACTED, is_secret_key};
-pub use service::micro;
 pub use service::{Hangups, Options, Service};
-pub use stream::{StreamRetention, StreamSpec, StreamStorage};
-pub use subject::validate_subject;
-pub use task::{TASK_FIRST_BACKOFF_MS, TASK_MAX_BACKOFF_SECS};
-pub use timer::parse_period;
 
 pub use async_nats::{self, HeaderMap, Message};
 pub use bytes::{self, Bytes};
@@ -150,8 +128,8 @@ pub use telestion_macros::{service, subscribe};
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    use crate::extract::FromMessage;
-    pub use crate::registry::{ROUTES, collected_routes};
+    use crate::handler::extract::FromMessage;
+    pub use crate::route::registry::{ROUTES, collected_routes};
     pub use crate::run::{SetupResult, run};
     pub use linkme;
 
@@ -163,7 +141,7 @@ pub mod __private {
         reply: Option<crate::PayloadSchema>,
         replies: bool,
     ) -> crate::Route {
-        crate::asyncapi::with_schemas(route, params, reply, replies)
+        crate::route::asyncapi::with_schemas(route, params, reply, replies)
     }
 
     /// Used by `#[subscribe]`: `SchemaProbe::<T>::NEW.payload_schema()`
@@ -223,7 +201,7 @@ pub mod __private {
     pub const fn assert_extractor<T: FromMessage>() {}
 
     /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
-    pub const fn assert_into_reply<T: crate::reply::IntoReply>() {}
+    pub const fn assert_into_reply<T: crate::handler::reply::IntoReply>() {}
 
     /// Used by `#[telestion::service]`: the version of the user's crate
     /// (`CARGO_PKG_VERSION`, absent outside Cargo) for discovery replies.

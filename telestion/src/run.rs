@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::error::{BoxError, DetachedError, StartError, error_chain};
-use crate::logging::{init_logging, write_stderr};
+use crate::observe::logging::{init_logging, write_stderr};
 use crate::route::Route;
 use crate::service::{Options, STANDARD_KEYS, Service};
 
@@ -50,7 +50,10 @@ pub fn help_text(routes: &[Route]) -> String {
          SERVICE_NAME={exe} and DATA_DIR=./data.\n\nStandard keys:\n"
     );
     let width = 28;
-    for (key, meaning) in STANDARD_KEYS.iter().chain(crate::connect::KEYS.iter()) {
+    for (key, meaning) in STANDARD_KEYS
+        .iter()
+        .chain(crate::service::connect::KEYS.iter())
+    {
         text.push_str(&format!("  {key:width$}{meaning}\n"));
     }
     let mut custom: Vec<(String, String)> = Vec::new();
@@ -82,7 +85,7 @@ pub fn help_text(routes: &[Route]) -> String {
 /// `SERVICE_NAME` (else the executable's name), versioned by
 /// `SERVICE_VERSION` (else the crate's version), without connecting.
 fn print_asyncapi(options: &Options, routes: &[Route]) -> ExitCode {
-    let config = crate::asyncapi::lenient_config();
+    let config = crate::route::asyncapi::lenient_config();
     let name = config
         .get_str("SERVICE_NAME")
         .filter(|name| !name.is_empty())
@@ -92,7 +95,7 @@ fn print_asyncapi(options: &Options, routes: &[Route]) -> ExitCode {
         .filter(|version| !version.is_empty())
         .or_else(|| options.version.clone())
         .unwrap_or_else(|| "0.0.0".into());
-    let document = crate::asyncapi::asyncapi_document(routes, &config, &name, &version);
+    let document = crate::route::asyncapi::asyncapi_document(routes, &config, &name, &version);
     let text = serde_json::to_string_pretty(&document).unwrap_or_default() + "\n";
     match std::io::stdout().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,7 +131,7 @@ where
         let _ = std::io::stdout().write_all(help_text(&routes).as_bytes());
         return ExitCode::SUCCESS;
     }
-    if crate::asyncapi::asyncapi_in_args() {
+    if crate::route::asyncapi::asyncapi_in_args() {
         return print_asyncapi(&options, &routes);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

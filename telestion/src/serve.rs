@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use crate::dispatch::RouteInfo;
-use crate::durable::{self, Durable};
+use crate::engine::core::RouteInfo;
 use crate::error::StartError;
+use crate::jetstream::durable::{self, Durable};
+use crate::observe::stats::{HandlerStats, RouteKind};
+use crate::route::subject::validate_subject;
 use crate::route::{PreparedHandler, QueueGroup, Route, SubjectSource};
 use crate::service::Service;
-use crate::stats::{HandlerStats, RouteKind};
-use crate::subject::validate_subject;
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -164,9 +164,9 @@ impl Service {
             queue,
             kind,
             publish.clone(),
-            self.inner.lifecycle.observer.get().cloned(),
+            self.inner.instance.observer.get().cloned(),
         ));
-        lock(&self.inner.lifecycle.handlers).push(stats.clone());
+        self.inner.instance.add_handler(stats.clone());
         RouteInfo {
             name,
             subject,
@@ -228,7 +228,7 @@ impl Service {
         .await
         .map(Arc::new)?;
         let refresh = durable::spawn_health_refresh(self, &resolved);
-        let given_up = crate::durable_advisory::spawn(self, &resolved).await?;
+        let given_up = crate::jetstream::advisory::spawn(self, &resolved).await?;
         self.inner
             .lifecycle
             .add_health_tasks(vec![refresh, given_up]);

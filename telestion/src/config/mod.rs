@@ -10,6 +10,8 @@
 mod cli;
 mod fields;
 mod file;
+pub(crate) mod nats_url;
+pub mod secret;
 mod typed;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,8 +21,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::config::secret::{REDACTED, is_secret_key};
 use crate::error::ConfigError;
-use crate::secret::{REDACTED, is_secret_key};
 
 pub(crate) use fields::field_names;
 pub use file::MAX_FILE_BYTES;
@@ -304,7 +306,7 @@ impl Config {
                     let v = match v {
                         _ if is_secret_key(k) => Value::String(REDACTED.into()),
                         Value::String(url) if k == "NATS_URL" => {
-                            Value::String(crate::nats_url::display(url))
+                            Value::String(crate::config::nats_url::display(url))
                         }
                         _ => v.clone(),
                     };

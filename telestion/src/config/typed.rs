@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Config, value_to_string};
+use crate::config::secret::{REDACTED, is_secret_key};
 use crate::error::ConfigError;
-use crate::secret::{REDACTED, is_secret_key};
 
 impl Config {
     /// Decodes one key into `T`: the JSON value itself, or, for strings, the

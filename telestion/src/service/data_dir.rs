@@ -23,7 +23,7 @@ impl Service {
     /// It touches the filesystem (once per directory), so it is a blocking
     /// call.
     pub fn data_dir(&self) -> Result<PathBuf, ServiceError> {
-        let dir = self.inner.data_root.join(&self.inner.name);
+        let dir = self.inner.data_root.join(self.name());
         self.ensure_dir(&dir)?;
         Ok(dir)
     }

@@ -11,8 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Inner, Service};
-use crate::signals::{Signal, Signals};
-use crate::stats::{HandlerStats, Observer};
+use crate::service::signals::{Signal, Signals};
 
 /// The shared state of a service's life.
 pub(crate) struct Lifecycle {
@@ -23,10 +22,6 @@ pub(crate) struct Lifecycle {
     pub(crate) route_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// (subject, queue group) -> handler, to refuse conflicting routes.
     pub(crate) subscribed: Mutex<HashMap<(String, String), String>>,
-    /// Every subscribed route's counters, in subscription order.
-    pub(crate) handlers: Mutex<Vec<Arc<HandlerStats>>>,
-    /// Told of every handled message (metrics), when set before serving.
-    pub(crate) observer: std::sync::OnceLock<Observer>,
     /// Something was not confirmed by the server while stopping (messages
     /// may be lost): the exit code says so.
     unconfirmed: AtomicBool,
@@ -45,8 +40,6 @@ impl Lifecycle {
             health_tasks: Mutex::new(Vec::new()),
             route_tasks: Mutex::new(Vec::new()),
             subscribed: Mutex::new(HashMap::new()),
-            handlers: Mutex::new(Vec::new()),
-            observer: std::sync::OnceLock::new(),
             unconfirmed: AtomicBool::new(false),
         }
     }
@@ -57,11 +50,6 @@ impl Lifecycle {
 
     pub(crate) fn take_health_tasks(&self) -> Vec<JoinHandle<()>> {
         std::mem::take(&mut *lock(&self.health_tasks))
-    }
-
-    /// Every subscribed route's counters, in subscription order.
-    pub(crate) fn handlers(&self) -> Vec<Arc<HandlerStats>> {
-        lock(&self.handlers).clone()
     }
 }
 
@@ -185,7 +173,7 @@ impl Service {
                     continue;
                 }
                 if *lifecycle.stop.borrow() {
-                    crate::logging::write_stderr(&format!(
+                    crate::observe::logging::write_stderr(&format!(
                         "received {} again while draining; exiting now\n",
                         signal.name()
                     ));

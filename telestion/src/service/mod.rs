@@ -2,11 +2,11 @@
 //! publish/request, the data directory and the stop signal. Subscribing and
 //! serving routes is in `serve.rs`, one layer up.
 
+pub(crate) mod connect;
 mod data_dir;
 mod lifecycle;
-mod metrics;
-pub mod micro;
 mod publish;
+pub(crate) mod signals;
 mod start;
 mod state;
 mod watchdog;
@@ -16,13 +16,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_nats::connection::State as ConnectionState;
-
 use crate::config::Config;
-use crate::connection::ConnectionWatch;
 use crate::error::ServiceError;
-use crate::error_counter::ErrorCounter;
-use crate::health::Reporter;
+use crate::observe::error_counter::ErrorCounter;
+use crate::observe::instance::Instance;
 
 pub use lifecycle::Hangups;
 pub(crate) use lifecycle::Lifecycle;
@@ -45,36 +42,21 @@ pub struct Service {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) name: String,
-    pub(crate) id: String,
-    pub(crate) version: String,
+    /// Identity, counters and statistics, shared with the observers.
+    pub(crate) instance: Arc<Instance>,
     pub(crate) data_root: PathBuf,
     pub(crate) client: Option<async_nats::Client>,
-    pub(crate) connection: Arc<ConnectionWatch>,
-    pub(crate) errors: Arc<ErrorCounter>,
-    pub(crate) reporter: Arc<Reporter>,
     pub(crate) states: RwLock<state::StateMap>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) data_dirs: data_dir::Created,
     pub(crate) shutdown_timeout: Duration,
 }
 
-impl Inner {
-    /// Connected right now, and the connection is not gone for good.
-    pub(crate) fn is_connected(&self) -> bool {
-        self.connection.lost().is_none()
-            && self
-                .client
-                .as_ref()
-                .is_some_and(|c| c.connection_state() == ConnectionState::Connected)
-    }
-}
-
 impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Service")
-            .field("name", &self.inner.name)
-            .field("id", &self.inner.id)
+            .field("name", &self.inner.instance.name)
+            .field("id", &self.inner.instance.id)
             .field("nats", &self.inner.client.is_some())
             .field("config", &self.inner.config)
             .finish()
@@ -84,20 +66,20 @@ impl fmt::Debug for Service {
 impl Service {
     /// `SERVICE_NAME`.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.instance.name
     }
 
     /// The instance id: `SERVICE_ID` when set, else a NUID generated at
     /// start (unique across processes and containers).
     pub fn id(&self) -> &str {
-        &self.inner.id
+        &self.inner.instance.id
     }
 
     /// The semantic version reported in discovery replies
     /// (`SERVICE_VERSION`, else [`Options::version`], else
     /// [`crate::micro::DEFAULT_VERSION`]).
     pub fn version(&self) -> &str {
-        &self.inner.version
+        &self.inner.instance.version
     }
 
     /// The merged configuration.
@@ -121,7 +103,7 @@ impl Service {
     /// Whether the client is connected right now (never again once the
     /// connection is gone for good, see [`Service::connection_lost`]).
     pub fn is_connected(&self) -> bool {
-        self.inner.is_connected()
+        self.inner.instance.is_connected()
     }
 
     /// Why the NATS connection is gone for good, once it is: the client's
@@ -130,33 +112,33 @@ impl Service {
     /// within 5 s. The service then stops, and exits with
     /// [`exit_code::CONNECTION_LOST`](crate::exit_code::CONNECTION_LOST).
     pub fn connection_lost(&self) -> Option<&str> {
-        self.inner.connection.lost()
+        self.inner.instance.connection.lost()
     }
 
     /// How often the NATS connection dropped since start (each drop is also
     /// counted as an error in health).
     pub fn disconnects(&self) -> u64 {
-        self.inner.connection.disconnects()
+        self.inner.instance.connection.disconnects()
     }
 
     /// Time since start.
     pub fn uptime(&self) -> Duration {
-        self.inner.reporter.started.elapsed()
+        self.inner.instance.started.elapsed()
     }
 
     /// The error counter behind the health replies.
     pub fn error_counter(&self) -> &ErrorCounter {
-        &self.inner.errors
+        &self.inner.instance.errors
     }
 
     /// Counts one error (reported in health as recent errors).
     pub fn record_error(&self) {
-        self.inner.errors.record();
+        self.inner.instance.errors.record();
     }
 
     /// What this instance would answer on the health subjects right now.
-    pub fn health(&self) -> crate::health::HealthReport {
-        self.inner.reporter.report()
+    pub fn health(&self) -> crate::observe::health::HealthReport {
+        self.inner.instance.report()
     }
 
     /// How long a drain may take before the service stops waiting
@@ -169,7 +151,7 @@ impl Service {
     /// `SHUTDOWN_TIMEOUT`, or nothing once the connection is gone for good
     /// (no server will answer).
     pub(crate) fn server_wait(&self) -> Duration {
-        if self.inner.connection.lost().is_some() {
+        if self.inner.instance.connection.lost().is_some() {
             Duration::ZERO
         } else {
             self.inner.shutdown_timeout

@@ -4,16 +4,17 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Inner, Lifecycle, Service, data_dir, state};
 use crate::config::Config;
-use crate::connect;
-use crate::connection::ConnectionWatch;
 use crate::error::{ConfigError, StartError};
-use crate::error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
-use crate::health::{self, Reporter};
-use crate::signals::Signals;
+use crate::observe::connection::ConnectionWatch;
+use crate::observe::error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
+use crate::observe::health;
+use crate::observe::instance::Instance;
+use crate::service::connect;
+use crate::service::signals::Signals;
 
 /// Default of `SHUTDOWN_TIMEOUT`, in seconds.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
@@ -216,39 +217,36 @@ impl Service {
         let service = Service {
             inner: Arc::new(prepared),
         };
+        let instance = &service.inner.instance;
         if let Some(client) = &service.inner.client {
-            let tasks = health::start(client, service.inner.reporter.clone())
+            let tasks =
+                health::start(client, instance.clone())
+                    .await
+                    .map_err(|(subject, source)| StartError::Subscribe {
+                        handler: "health".into(),
+                        subject: subject.into(),
+                        source,
+                    })?;
+            service.inner.lifecycle.add_health_tasks(tasks);
+            let task = crate::observe::micro::start(client, instance)
                 .await
                 .map_err(|(subject, source)| StartError::Subscribe {
-                    handler: "health".into(),
-                    subject: subject.into(),
+                    handler: "discovery".into(),
+                    subject,
                     source,
                 })?;
-            service.inner.lifecycle.add_health_tasks(tasks);
-            let inner = &service.inner;
-            let task = super::micro::start(
-                client,
-                Arc::downgrade(inner),
-                &inner.name,
-                &inner.id,
-                &inner.version,
-            )
-            .await
-            .map_err(|(subject, source)| StartError::Subscribe {
-                handler: "discovery".into(),
-                subject,
-                source,
-            })?;
             service.inner.lifecycle.add_health_tasks(vec![task]);
             super::watchdog::start(&service);
         }
-        super::metrics::start(&service).await?;
+        if let Some(task) = crate::observe::metrics::start(service.config(), instance).await? {
+            service.inner.lifecycle.add_health_tasks(vec![task]);
+        }
         if let Some(signals) = signals {
             service.watch_signals(signals);
         }
         tracing::info!(
-            name = %service.inner.name,
-            id = %service.inner.id,
+            name = %service.name(),
+            id = %service.id(),
             nats = service.inner.client.is_some(),
             "service started"
         );
@@ -269,9 +267,9 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
         Some(version) => version,
         None => options
             .version
-            .unwrap_or_else(|| super::micro::DEFAULT_VERSION.to_owned()),
+            .unwrap_or_else(|| crate::observe::micro::DEFAULT_VERSION.to_owned()),
     };
-    super::micro::check_version(&version)
+    crate::observe::micro::check_version(&version)
         .map_err(|e| invalid("SERVICE_VERSION", format!("key SERVICE_VERSION: {e}")))?;
     let data_root = config.get_path("DATA_DIR")?.unwrap_or_else(PathBuf::new);
     let window = config
@@ -299,23 +297,15 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
     } else {
         None
     };
-    let reporter = Arc::new(Reporter {
-        name: name.clone(),
-        id: id.clone(),
-        started: Instant::now(),
-        errors: errors.clone(),
-        durable: Default::default(),
-    });
+    let instance = Arc::new(Instance::new(name, id, version, errors, connection));
+    if let Some(client) = &client {
+        let _ = instance.client.set(client.clone());
+    }
     Ok(Inner {
         config,
-        name,
-        id,
-        version,
+        instance,
         data_root,
         client,
-        connection,
-        errors,
-        reporter,
         states: RwLock::new(state::StateMap::default()),
         lifecycle: Lifecycle::new(),
         data_dirs: data_dir::Created::default(),

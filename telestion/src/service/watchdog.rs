@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_nats::connection::State as ConnectionState;
 
 use super::Service;
-use crate::connection::{ConnectionWatch, REJECTED_GRACE, WATCH_INTERVAL};
 use crate::error::error_chain;
+use crate::observe::connection::{ConnectionWatch, REJECTED_GRACE, WATCH_INTERVAL};
 
 /// Starts the watchdog of `service`; it ends with the service (it is one of
 /// the tasks a drain stops last).
@@ -19,7 +19,7 @@ pub(super) fn start(service: &Service) {
     let Some(client) = service.inner.client.clone() else {
         return;
     };
-    let watch = service.inner.connection.clone();
+    let watch = service.inner.instance.connection.clone();
     let weak = Arc::downgrade(&service.inner);
     let task = tokio::spawn(async move {
         loop {
@@ -31,7 +31,7 @@ pub(super) fn start(service: &Service) {
             }
             let Some(cause) = watch.lost() else { continue };
             let Some(inner) = weak.upgrade() else { return };
-            inner.errors.record();
+            inner.instance.errors.record();
             tracing::error!(
                 %cause,
                 "the NATS connection is gone for good; stopping the service (exit code {}) so \

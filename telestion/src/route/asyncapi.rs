@@ -13,9 +13,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::payload_schema::PayloadSchema;
+use crate::engine::timer::Period;
+use crate::route::schema::PayloadSchema;
 use crate::route::{QueueGroup, Route, SubjectSource};
-use crate::timer::Period;
 
 #[cfg(feature = "schemas")]
 impl Route {
@@ -272,7 +272,9 @@ impl Builder<'_> {
                     durable
                         .consumer
                         .clone()
-                        .unwrap_or_else(|| crate::durable::default_consumer(self.service, handler))
+                        .unwrap_or_else(|| {
+                            crate::jetstream::durable::default_consumer(self.service, handler)
+                        })
                         .into(),
                 );
                 extra.insert("x-telestion-durable".into(), Value::Object(info));
@@ -420,8 +422,8 @@ impl Builder<'_> {
             reply,
         );
         for (id, subject) in [
-            ("health", crate::health::SUBJECT_DOTTED),
-            ("health_spec", crate::health::SUBJECT),
+            ("health", crate::observe::health::SUBJECT_DOTTED),
+            ("health_spec", crate::observe::health::SUBJECT),
         ] {
             let request = json!({
                 "name": "health_request",
@@ -681,7 +683,7 @@ mod tests {
         assert_eq!(channels["execute"]["address"], "cmd.{rest}");
         assert_eq!(
             operations["execute"]["x-telestion-durable"],
-            json!({"stream": "COMMANDS", "consumer": crate::durable::default_consumer("svc", "svc::execute")})
+            json!({"stream": "COMMANDS", "consumer": crate::jetstream::durable::default_consumer("svc", "svc::execute")})
         );
         assert!(operations["execute"].get("reply").is_none());
         assert_eq!(channels["watch"]["address"], "events.{token1}.{token2}");

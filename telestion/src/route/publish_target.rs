@@ -2,7 +2,6 @@
 //! to (besides answering a request), fixed or from config.
 
 use crate::config::Config;
-use crate::subject::validate_subject;
 
 /// A subject a route publishes its handler's return value to (see
 /// [`Route::publish_to`](crate::Route::publish_to)): a fixed subject (from
@@ -131,9 +130,5 @@ impl From<String> for PublishTarget {
 
 /// A subject to publish to: a valid subject without wildcards.
 fn validate_publish_subject(subject: &str) -> Result<(), String> {
-    validate_subject(subject)?;
-    if subject.split('.').any(|token| token == "*" || token == ">") {
-        return Err("a subject to publish to cannot contain the wildcards `*` or `>`".into());
-    }
-    Ok(())
+    telestion_rules::subject::validate_publish(subject).map_err(|error| error.to_string())
 }

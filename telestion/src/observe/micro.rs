@@ -27,16 +27,16 @@
 //! endpoint's metadata keeps the name as written (`telestion.handler`).
 
 use std::collections::BTreeMap;
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Inner;
-use crate::health::DurableHealth;
-use crate::stats::{HandlerStats, RouteKind};
+use super::instance::Instance;
+use crate::observe::health::DurableHealth;
+use crate::observe::stats::{HandlerStats, RouteKind};
 
 /// The subject prefix of the protocol.
 pub const PREFIX: &str = "$SRV";
@@ -75,7 +75,7 @@ fn subjects(verb: Verb, name: &str, id: &str) -> Vec<String> {
     let all = format!("{PREFIX}.{}", verb.as_str());
     let mut subjects = vec![all.clone()];
     let literal = |s: &str| {
-        crate::subject::validate_subject(s).is_ok()
+        telestion_rules::subject::validate(s).is_ok()
             && !s.split('.').any(|token| token == "*" || token == ">")
     };
     if literal(name) {
@@ -241,8 +241,8 @@ impl Identity {
         }
     }
 
-    fn reply(&self, verb: Verb, inner: &Inner) -> serde_json::Result<Vec<u8>> {
-        let handlers = inner.lifecycle.handlers();
+    fn reply(&self, verb: Verb, inner: &Instance) -> serde_json::Result<Vec<u8>> {
+        let handlers = inner.handlers();
         let endpoints = handlers
             .iter()
             .filter(|h| matches!(h.kind, RouteKind::Subscription | RouteKind::Durable));
@@ -251,7 +251,7 @@ impl Identity {
                 serde_json::to_vec(&self.common("io.nats.micro.v1.ping_response", &handlers))
             }
             Verb::Info => {
-                let durable = inner.reporter.report().durable;
+                let durable = inner.report().durable;
                 serde_json::to_vec(&InfoReply {
                     common: self.common("io.nats.micro.v1.info_response", &handlers),
                     description: format!("Telestion service {}", self.name),
@@ -266,7 +266,7 @@ impl Identity {
                 })
             }
             Verb::Stats => {
-                let durable = inner.reporter.report().durable;
+                let durable = inner.report().durable;
                 serde_json::to_vec(&StatsReply {
                     common: self.common("io.nats.micro.v1.stats_response", &handlers),
                     started: &self.started,
@@ -333,15 +333,14 @@ fn durable_data(durable: Option<&DurableHealth>) -> Value {
 /// health replies). A request without a reply subject is ignored.
 pub(crate) async fn start(
     client: &async_nats::Client,
-    inner: Weak<Inner>,
-    name: &str,
-    id: &str,
-    version: &str,
+    instance: &Arc<Instance>,
 ) -> Result<tokio::task::JoinHandle<()>, (String, async_nats::SubscribeError)> {
+    let inner = Arc::downgrade(instance);
+    let (name, id) = (instance.name.as_str(), instance.id.as_str());
     let identity = Identity {
         name: name.to_owned(),
         id: id.to_owned(),
-        version: version.to_owned(),
+        version: instance.version.clone(),
         started: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
     };
     let mut subscribers = Vec::new();

@@ -9,9 +9,9 @@ use std::task::{Context, Poll};
 use tokio::task::JoinHandle;
 
 use crate::error::{BoxError, ExtractError};
-use crate::extract::{FromMessage, Incoming};
 use crate::handler::Handler;
-use crate::reply::IntoReply;
+use crate::handler::extract::{FromMessage, Incoming};
+use crate::handler::reply::IntoReply;
 use crate::service::Service;
 
 /// A plain `fn` handler that runs on the blocking thread pool

@@ -23,17 +23,17 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::batch::{BatchSpec, call_batch};
 use crate::config::Config;
+use crate::engine::batch::{BatchSpec, call_batch};
 use crate::error::{BoxError, ExtractError, StartError, error_chain};
-use crate::extract::Incoming;
 use crate::handler::Handler;
-use crate::health::DurableHealth;
-use crate::logging::Scoped;
-use crate::reply::{IntoReply, Reply};
+use crate::handler::extract::Incoming;
+use crate::handler::reply::{IntoReply, Reply};
+use crate::jetstream::stream;
+use crate::observe::health::DurableHealth;
+use crate::observe::logging::Scoped;
+use crate::observe::stats::HandlerStats;
 use crate::service::Service;
-use crate::stats::HandlerStats;
-use crate::stream;
 
 /// Default of `DURABLE_ACK_WAIT`, in seconds.
 pub const DEFAULT_ACK_WAIT_SECS: f64 = 30.0;
@@ -388,7 +388,7 @@ pub(crate) async fn prepare(
             default_dead_letter(&prefix, service.name(), handler)
         }
     };
-    crate::subject::validate_subject(&dead_letter).map_err(|reason| {
+    telestion_rules::subject::validate(&dead_letter).map_err(|reason| {
         handler_error(
             handler,
             format!("invalid dead-letter subject `{dead_letter}`: {reason}"),
@@ -404,11 +404,7 @@ pub(crate) async fn prepare(
         .consumer
         .clone()
         .unwrap_or_else(|| default_consumer(service.name(), handler));
-    if consumer_name.is_empty()
-        || consumer_name.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
-        })
-    {
+    if !telestion_rules::names::is_stream_or_consumer_name(&consumer_name) {
         return Err(handler_error(
             handler,
             format!(
@@ -446,7 +442,7 @@ pub(crate) async fn prepare(
     let pull_expires = (service.shutdown_timeout() / 2)
         .min(Duration::from_secs(2))
         .max(Duration::from_millis(100));
-    let health = service.inner.reporter.add_durable(DurableHealth {
+    let health = service.inner.instance.add_durable(DurableHealth {
         handler: handler.to_owned(),
         stream: stream_name.clone(),
         consumer: consumer_name.clone(),
@@ -547,7 +543,7 @@ pub(crate) fn spawn_health_refresh(
     service: &Service,
     route: &Arc<DurableRoute>,
 ) -> tokio::task::JoinHandle<()> {
-    let reporter = service.inner.reporter.clone();
+    let reporter = service.inner.instance.clone();
     let route = route.clone();
     tokio::spawn(async move {
         loop {
@@ -635,42 +631,35 @@ pub(crate) async fn run_durable<H, Args>(
             }
         };
         let mut first = Some(first);
-        let mut hand_back_until: Option<Instant> = None;
         // A batch route's messages waiting for their call, and when the
         // window of the first of them closes.
         let mut pending: Vec<async_nats::Message> = Vec::new();
         let mut window_end = Instant::now();
         loop {
-            let item = match hand_back_until {
-                Some(limit) => match tokio::time::timeout_at(limit, batch.next()).await {
-                    Ok(item) => item,
-                    Err(_) => break,
-                },
-                None => tokio::select! {
-                    biased;
-                    () = tokio::time::sleep_until(window_end), if !pending.is_empty() => {
+            let item = tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(window_end), if !pending.is_empty() => {
+                    let messages = std::mem::take(&mut pending);
+                    handle_batch(&handler, &context, &service, messages, &route).await;
+                    continue;
+                }
+                item = batch.next() => item,
+                () = &mut stop => {
+                    stopping = true;
+                    // What was pulled for the batch is handled first.
+                    if !pending.is_empty() {
                         let messages = std::mem::take(&mut pending);
                         handle_batch(&handler, &context, &service, messages, &route).await;
-                        continue;
                     }
-                    item = batch.next() => item,
-                    () = &mut stop => {
-                        stopping = true;
-                        // What was pulled for the batch is handled first.
-                        if !pending.is_empty() {
-                            let messages = std::mem::take(&mut pending);
-                            handle_batch(&handler, &context, &service, messages, &route).await;
-                        }
-                        // The open pull ends within its expiry; what the
-                        // server still sends for it goes back at once.
-                        hand_back_until = Some(
-                            Instant::now()
-                                + (route.pull_expires + Duration::from_millis(500))
-                                    .min(service.server_wait()),
-                        );
-                        continue;
+                    // What has arrived for the open pull goes back; then the
+                    // pull is closed (its inbox unsubscribed, when `batch`
+                    // is dropped below), so the server sends no more here
+                    // while the handlers still running finish.
+                    while let Some(Some(Ok(message))) = batch.next().now_or_never() {
+                        hand_back(&service, &route, message.message).await;
                     }
-                },
+                    break;
+                }
             };
             let Some(item) = item else { break };
             let message = match item {
@@ -689,10 +678,6 @@ pub(crate) async fn run_durable<H, Args>(
                 }
             };
             failures = 0;
-            if stopping {
-                hand_back(&service, message.message).await;
-                continue;
-            }
             if let Some(spec) = route.batch {
                 if pending.is_empty() {
                     window_end = Instant::now() + spec.window;
@@ -736,12 +721,17 @@ pub(crate) async fn run_durable<H, Args>(
     tracing::debug!(handler = %route.name, subject = %route.subject, stream = %route.stream, "durable route stopped");
 }
 
-/// Gives a message back to the stream for immediate redelivery (to another
-/// instance, or to this one after a restart).
-async fn hand_back(service: &Service, mut message: async_nats::Message) {
+/// Gives a message back to the stream for redelivery (to another instance,
+/// or to this one after a restart) once this instance's last pull has
+/// expired: a negative acknowledgement without a delay would be
+/// redelivered at once into that still open pull, handed back again, and
+/// so on, each time counting as a delivery until the server gives up on the
+/// message.
+async fn hand_back(service: &Service, route: &DurableRoute, mut message: async_nats::Message) {
+    let delay = route.pull_expires + Duration::from_millis(500);
     if let Some(ack) = message.reply.take()
         && let Some(client) = service.client()
-        && let Err(e) = client.publish(ack, AckKind::Nak(None).into()).await
+        && let Err(e) = client.publish(ack, AckKind::Nak(Some(delay)).into()).await
     {
         tracing::debug!(error = %e, "cannot hand a message back; it is redelivered after DURABLE_ACK_WAIT");
     }
@@ -847,7 +837,7 @@ async fn handle<H, Args>(
         )),
         Err(panic) => Err(format!(
             "handler panicked: {}",
-            crate::logging::panic_message(&*panic)
+            crate::observe::logging::panic_message(&*panic)
         )),
     };
     route.stats.record(1, started.elapsed(), result.is_err());
@@ -1110,7 +1100,7 @@ pub(crate) async fn dead_letter(
     route.dead_lettered.fetch_add(1, Ordering::Relaxed);
     service
         .inner
-        .reporter
+        .instance
         .update_durable(route.health, |entry| {
             entry.dead_lettered = route.dead_lettered.load(Ordering::Relaxed);
         });

@@ -25,9 +25,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::{Inner, Service};
+use super::instance::Instance;
+use crate::config::Config;
 use crate::error::{ConfigError, StartError};
-use crate::stats::{HandlerStats, Observer};
+use crate::observe::stats::{HandlerStats, Observer};
 
 /// The configuration key naming the endpoint's address (`host:port`).
 pub(crate) const KEY: &str = "METRICS_ADDR";
@@ -108,7 +109,7 @@ impl Timings {
 /// the error counter, the durable consumers, the uptime and the connection.
 #[derive(Debug)]
 struct ServiceCollector {
-    service: Weak<Inner>,
+    service: Weak<Instance>,
 }
 
 fn counter(
@@ -163,8 +164,7 @@ impl Collector for ServiceCollector {
         let Some(inner) = self.service.upgrade() else {
             return Ok(());
         };
-        let handlers: Vec<(HandlerLabels, crate::stats::StatsSnapshot)> = inner
-            .lifecycle
+        let handlers: Vec<(HandlerLabels, crate::observe::stats::StatsSnapshot)> = inner
             .handlers()
             .iter()
             .map(|stats| (HandlerLabels::of(stats), stats.snapshot()))
@@ -207,7 +207,7 @@ impl Collector for ServiceCollector {
             &mut encoder,
             "telestion_uptime_seconds",
             "Seconds since the service started.",
-            inner.reporter.started.elapsed().as_secs_f64(),
+            inner.started.elapsed().as_secs_f64(),
         )?;
         gauge(
             &mut encoder,
@@ -215,8 +215,8 @@ impl Collector for ServiceCollector {
             "1 while the NATS connection is up, else 0.",
             u64::from(inner.is_connected()),
         )?;
-        let durable = inner.reporter.report().durable;
-        let labelled = |value: fn(&crate::health::DurableHealth) -> u64| -> Vec<_> {
+        let durable = inner.report().durable;
+        let labelled = |value: fn(&crate::observe::health::DurableHealth) -> u64| -> Vec<_> {
             durable
                 .iter()
                 .map(|entry| {
@@ -287,13 +287,12 @@ fn invalid(message: String) -> StartError {
 /// Starts the endpoint when `METRICS_ADDR` is set: binds it (a failure
 /// fails the start, naming the key), installs the handling-time observer
 /// (before any route is subscribed) and serves until the drain ends.
-pub(crate) async fn start(service: &Service) -> Result<(), StartError> {
-    let Some(addr) = service
-        .config()
-        .get_str(KEY)
-        .filter(|a| !a.trim().is_empty())
-    else {
-        return Ok(());
+pub(crate) async fn start(
+    config: &Config,
+    instance: &Arc<Instance>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, StartError> {
+    let Some(addr) = config.get_str(KEY).filter(|a| !a.trim().is_empty()) else {
+        return Ok(None);
     };
     let addr = addr.trim().to_owned();
     if !addr.contains(':') {
@@ -313,7 +312,7 @@ pub(crate) async fn start(service: &Service) -> Result<(), StartError> {
     let mut registry = Registry::with_labels(
         [(
             std::borrow::Cow::Borrowed("service"),
-            std::borrow::Cow::Owned(service.name().to_owned()),
+            std::borrow::Cow::Owned(instance.name.clone()),
         )]
         .into_iter(),
     );
@@ -323,20 +322,19 @@ pub(crate) async fn start(service: &Service) -> Result<(), StartError> {
         timings.family.clone(),
     );
     registry.register_collector(Box::new(ServiceCollector {
-        service: Arc::downgrade(&service.inner),
+        service: Arc::downgrade(instance),
     }));
     let observer_timings = timings.clone();
     let observer: Observer = Arc::new(move |stats: &HandlerStats, elapsed, _failed| {
         observer_timings.observe(stats, elapsed);
     });
-    if service.inner.lifecycle.observer.set(observer).is_err() {
+    if instance.observer.set(observer).is_err() {
         tracing::warn!("a handler observer was already set; handling times are not measured");
     }
     let metrics = Arc::new(Metrics { registry });
     let task = tokio::spawn(serve(listener, metrics));
-    service.inner.lifecycle.add_health_tasks(vec![task]);
     tracing::info!(addr = ?local, "metrics at http://{}/metrics", local.map_or(addr, |a| a.to_string()));
-    Ok(())
+    Ok(Some(task))
 }
 
 /// Accepts connections until aborted (after the drain).
@@ -422,7 +420,7 @@ fn answer<B>(request: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::RouteKind;
+    use crate::observe::stats::RouteKind;
 
     fn timings() -> Timings {
         Timings {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::reply::{IntoReply, Reply};
+use crate::handler::reply::{IntoReply, Reply};
 
 /// An error a handler returns (as `Result<T, HandlerError>`) to choose the
 /// error reply's `Nats-Service-Error-Code`: [`HandlerError::client`] (400,

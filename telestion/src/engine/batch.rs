@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use async_nats::{Message, Subscriber};
 use futures::{FutureExt, StreamExt};
 
-use crate::dispatch::{RouteInfo, respond, warn_drain_unconfirmed};
+use crate::engine::core::{RouteInfo, respond, warn_drain_unconfirmed};
 use crate::error::{BoxError, ExtractError, error_chain};
-use crate::error_log::Severity;
-use crate::extract::{BatchParts, FromMessage, Incoming};
 use crate::handler::Handler;
-use crate::logging::Scoped;
-use crate::reply::{IntoReply, Reply, send_error_reply};
+use crate::handler::extract::{BatchParts, FromMessage, Incoming};
+use crate::handler::reply::{IntoReply, Reply, send_error_reply};
+use crate::observe::error_log::Severity;
+use crate::observe::logging::Scoped;
 use crate::service::Service;
 
 /// The window a batch waits for more messages after its first one, when
@@ -27,14 +27,14 @@ use crate::service::Service;
 /// ```
 /// assert_eq!(telestion::DEFAULT_BATCH_WINDOW_MS, 100);
 /// ```
-pub const DEFAULT_BATCH_WINDOW_MS: u64 = 100;
+pub const DEFAULT_BATCH_WINDOW_MS: u64 = telestion_rules::limits::DEFAULT_BATCH_WINDOW_MS;
 
 /// The largest batch size: 10,000 messages.
 ///
 /// ```
 /// assert_eq!(telestion::MAX_BATCH, 10_000);
 /// ```
-pub const MAX_BATCH: usize = 10_000;
+pub const MAX_BATCH: usize = telestion_rules::limits::MAX_BATCH;
 
 /// Several messages handled in one call: the parameter of a batch handler,
 /// each message extracted as `T` (`Json<X>`, `Bytes`, `Message`, ...), in
@@ -176,7 +176,7 @@ impl BatchCall {
             Err(panic) => Some((
                 format!(
                     "handler panicked: {}",
-                    crate::logging::panic_message(&**panic)
+                    crate::observe::logging::panic_message(&**panic)
                 ),
                 500,
             )),
@@ -203,7 +203,7 @@ where
     let total = messages.len();
     // What the other parameters see: the first message's subject, no body,
     // no headers, no reply subject.
-    let mut first = crate::timer::tick_message("");
+    let mut first = crate::engine::timer::tick_message("");
     if let Some(message) = messages.first() {
         first.subject = message.subject.clone();
     }

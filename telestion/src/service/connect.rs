@@ -27,10 +27,10 @@ use std::time::Duration;
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 
 use crate::config::Config;
-use crate::connection::ConnectionWatch;
+use crate::config::nats_url;
 use crate::error::StartError;
-use crate::error_counter::ErrorCounter;
-use crate::nats_url;
+use crate::observe::connection::ConnectionWatch;
+use crate::observe::error_counter::ErrorCounter;
 
 /// How long the first connection may take before the start fails.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);

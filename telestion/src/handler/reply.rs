@@ -7,7 +7,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::extract::Json;
+use crate::handler::extract::Json;
 use crate::service::Service;
 
 /// What a handler's return value means for a message.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::dispatch::{RouteInfo, handle};
-use crate::extract::Incoming;
+use crate::engine::core::{RouteInfo, handle};
 use crate::handler::Handler;
+use crate::handler::extract::Incoming;
 use crate::service::Service;
 
 /// How often a timer route runs: a fixed period or one from config.
@@ -29,7 +29,11 @@ impl Period {
             Period::Fixed(period) => *period,
             Period::Config { key, default } => {
                 match config.get_str(key).filter(|s| !s.is_empty()) {
-                    Some(text) => parse_period(&text).map_err(|reason| {
+                    Some(text) => telestion_rules::period::parse_within(
+                        &text,
+                        telestion_rules::period::TIMER_BOUNDS,
+                    )
+                    .map_err(|reason| {
                         format!("config key {key} = `{text}` is not a period: {reason}")
                     })?,
                     None => default.ok_or_else(|| {
@@ -67,26 +71,7 @@ impl Period {
 /// assert!(telestion::parse_period("fast").is_err());
 /// ```
 pub fn parse_period(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit; write e.g. `100ms`, `2s`, `5m` or `1h`"))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a number; write e.g. `100ms`"))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; write `ms`, `s`, `m` or `h`"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    telestion_rules::period::parse(text).map_err(|error| error.to_string())
 }
 
 /// Runs a timer route until shutdown: calls the handler every `period`

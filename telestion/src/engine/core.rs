@@ -12,13 +12,13 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::error::{ExtractError, error_chain};
-use crate::error_log::{ErrorLog, Severity};
-use crate::extract::Incoming;
 use crate::handler::Handler;
-use crate::logging::Scoped;
-use crate::reply::{IntoReply, Reply, send_error_reply};
+use crate::handler::extract::Incoming;
+use crate::handler::reply::{IntoReply, Reply, send_error_reply};
+use crate::observe::error_log::{ErrorLog, Severity};
+use crate::observe::logging::Scoped;
+use crate::observe::stats::HandlerStats;
 use crate::service::Service;
-use crate::stats::HandlerStats;
 
 /// Handles one message (an `&mut Incoming`): extract, call, catch panics,
 /// reply, count errors. A macro rather than an `async fn`: on the hot path
@@ -333,7 +333,7 @@ pub(crate) async fn respond(
             {
                 Ok(()) => return false,
                 // The caller would wait for nothing: tell it why instead.
-                Err(e) if crate::reply::too_large(&e) => (
+                Err(e) if crate::handler::reply::too_large(&e) => (
                     format!(
                         "the reply is {size} bytes, more than the NATS server accepts ({} bytes)",
                         service.client().map_or(0, |client| client.max_payload())
@@ -354,7 +354,7 @@ pub(crate) async fn respond(
         Err(panic) => (
             format!(
                 "handler panicked: {}",
-                crate::logging::panic_message(&*panic)
+                crate::observe::logging::panic_message(&*panic)
             ),
             500,
         ),

@@ -10,7 +10,7 @@
 //! form redacts the doubtful part too. Percent-encoding (`%2C`, `%40`)
 //! always works.
 
-use crate::secret::REDACTED;
+use crate::config::secret::REDACTED;
 
 /// One server of `NATS_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::durable::{DurableRoute, dead_letter, dead_letter_headers};
 use crate::error::StartError;
+use crate::jetstream::durable::{DurableRoute, dead_letter, dead_letter_headers};
 use crate::service::Service;
 
 /// The header of a dead letter given up by the server that carries the

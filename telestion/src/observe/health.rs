@@ -14,12 +14,11 @@
 //! they answer at once even when every handler is busy or backlogged.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::error_counter::ErrorCounter;
+use super::instance::Instance;
 
 /// The health subject of the Telestion spec.
 pub const SUBJECT: &str = "__telestion__/health";
@@ -100,65 +99,22 @@ pub struct DurableHealth {
     pub dead_lettered: u64,
 }
 
-/// What a health reply is made from.
-#[derive(Debug)]
-pub(crate) struct Reporter {
-    pub(crate) name: String,
-    pub(crate) id: String,
-    pub(crate) started: Instant,
-    pub(crate) errors: Arc<ErrorCounter>,
-    pub(crate) durable: std::sync::Mutex<Vec<DurableHealth>>,
-}
-
-impl Reporter {
-    /// The report as of now.
-    pub(crate) fn report(&self) -> HealthReport {
-        HealthReport {
-            errors: self.errors.recent(),
-            service: self.id.clone(),
-            name: self.name.clone(),
-            errors_total: self.errors.total(),
-            error_window_s: self.errors.window().as_secs(),
-            uptime_s: self.started.elapsed().as_secs_f64(),
-            durable: self.durable_entries().clone(),
-        }
-    }
-
-    fn durable_entries(&self) -> std::sync::MutexGuard<'_, Vec<DurableHealth>> {
-        self.durable.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adds a durable handler's entry; returns its index.
-    pub(crate) fn add_durable(&self, entry: DurableHealth) -> usize {
-        let mut entries = self.durable_entries();
-        entries.push(entry);
-        entries.len() - 1
-    }
-
-    /// Changes a durable handler's entry.
-    pub(crate) fn update_durable(&self, index: usize, change: impl FnOnce(&mut DurableHealth)) {
-        if let Some(entry) = self.durable_entries().get_mut(index) {
-            change(entry);
-        }
-    }
-}
-
 /// Subscribes the health subjects; the returned tasks answer until they are
 /// aborted, after every handler has drained at shutdown. A request without
 /// a reply subject is ignored.
 pub(crate) async fn start(
     client: &async_nats::Client,
-    reporter: Arc<Reporter>,
+    instance: Arc<Instance>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, (&'static str, async_nats::SubscribeError)> {
     let mut tasks = Vec::new();
     for subject in [SUBJECT, SUBJECT_DOTTED] {
         let mut subscriber = client.subscribe(subject).await.map_err(|e| (subject, e))?;
-        let reporter = reporter.clone();
+        let instance = instance.clone();
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
                 let Some(reply) = message.reply else { continue };
-                let body = match serde_json::to_vec(&reporter.report()) {
+                let body = match serde_json::to_vec(&instance.report()) {
                     Ok(body) => body,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot encode the health reply");

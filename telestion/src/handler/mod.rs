@@ -1,10 +1,17 @@
-//! The [`Handler`] trait over functions of up to 12 extractor arguments.
+//! Handlers: the [`Handler`] trait over functions of up to 12 extractor
+//! arguments, the extractors (`extract`), return values and replies
+//! (`reply`), handler errors (`error`) and blocking handlers (`blocking`).
+
+pub(crate) mod blocking;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod reply;
 
 use std::future::Future;
 
 use crate::error::{BoxError, ExtractError};
-use crate::extract::{FromMessage, Incoming};
-use crate::reply::IntoReply;
+use crate::handler::extract::{FromMessage, Incoming};
+use crate::handler::reply::IntoReply;
 use crate::service::Service;
 
 /// A function usable as a message handler: `async fn` (or a closure

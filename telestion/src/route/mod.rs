@@ -2,6 +2,12 @@
 //! group, concurrency, name). Built by `#[subscribe]` or by hand; run by
 //! the dispatch engine.
 
+pub(crate) mod asyncapi;
+pub(crate) mod publish_target;
+pub(crate) mod registry;
+pub(crate) mod schema;
+pub(crate) mod subject;
+
 use std::any::type_name;
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,16 +16,16 @@ use std::sync::Arc;
 use async_nats::Subscriber;
 use tokio::task::JoinHandle;
 
-use crate::batch::{BatchSpec, run_batch_route};
-use crate::blocking::Blocking;
-use crate::dispatch::{RouteInfo, run_route};
-use crate::durable::{Durable, DurableRoute, run_durable};
+use crate::engine::batch::{BatchSpec, run_batch_route};
+use crate::engine::core::{RouteInfo, run_route};
+use crate::engine::task::run_task;
+use crate::engine::timer::{Period, run_timer};
 use crate::error::BoxError;
 use crate::handler::Handler;
-use crate::publish_target::PublishTarget;
+use crate::handler::blocking::Blocking;
+use crate::jetstream::durable::{Durable, DurableRoute, run_durable};
+use crate::route::publish_target::PublishTarget;
 use crate::service::Service;
-use crate::task::run_task;
-use crate::timer::{Period, run_timer};
 
 /// Where a route's subject comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +75,7 @@ pub struct Route {
     pub(crate) period: Option<Period>,
     pub(crate) task: bool,
     pub(crate) batch: Option<BatchSpec>,
-    pub(crate) schemas: crate::payload_schema::RouteSchemas,
+    pub(crate) schemas: crate::route::schema::RouteSchemas,
 }
 
 impl fmt::Debug for Route {
@@ -386,7 +392,7 @@ impl Route {
     /// ```
     pub fn batch(mut self, max: usize, window: std::time::Duration) -> Route {
         self.batch = Some(BatchSpec {
-            max: max.clamp(1, crate::batch::MAX_BATCH),
+            max: max.clamp(1, crate::engine::batch::MAX_BATCH),
             window,
         });
         self
@@ -468,7 +474,7 @@ impl Route {
         keys.extend(self.handler.config_keys());
         if self.durable.is_some() {
             keys.extend(
-                crate::durable::DURABLE_KEYS
+                crate::jetstream::durable::DURABLE_KEYS
                     .iter()
                     .map(|(key, _)| (*key).to_owned()),
             );

@@ -12,10 +12,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::dispatch::{RouteInfo, respond};
-use crate::extract::Incoming;
+use crate::engine::core::{RouteInfo, respond};
 use crate::handler::Handler;
-use crate::reply::IntoReply;
+use crate::handler::extract::Incoming;
+use crate::handler::reply::IntoReply;
 use crate::service::Service;
 
 /// The first wait before a failed task is restarted; doubled after each
@@ -50,8 +50,10 @@ pub(crate) async fn run_task<H, Args>(
     let mut backoff = first;
     loop {
         let started = Instant::now();
-        let mut incoming =
-            Incoming::new(crate::timer::tick_message(&info.subject), service.clone());
+        let mut incoming = Incoming::new(
+            crate::engine::timer::tick_message(&info.subject),
+            service.clone(),
+        );
         let outcome = AssertUnwindSafe(async {
             let args = H::extract(&mut incoming, &context)?;
             Ok(handler.invoke(args).await.into_reply())

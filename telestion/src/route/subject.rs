@@ -10,22 +10,7 @@
 /// assert!(telestion::validate_subject("a..b").is_err());
 /// ```
 pub fn validate_subject(subject: &str) -> Result<(), String> {
-    if subject.is_empty() {
-        return Err("the subject is empty".into());
-    }
-    if subject.chars().any(char::is_whitespace) {
-        return Err("it contains whitespace".into());
-    }
-    let tokens: Vec<&str> = subject.split('.').collect();
-    if tokens.iter().any(|t| t.is_empty()) {
-        return Err("it has an empty token (leading, trailing or double `.`)".into());
-    }
-    if let Some(pos) = tokens.iter().position(|t| *t == ">")
-        && pos + 1 != tokens.len()
-    {
-        return Err("`>` must be the last token".into());
-    }
-    Ok(())
+    telestion_rules::subject::validate(subject).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
