@@ -213,7 +213,7 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
         },
     };
     let setup = quote! {
-        |#binding: #krate::Service| async move { #result }
+        |#binding: #krate::__private::Service| async move { #result }
     };
     quote! {
         #(#attrs)*
@@ -221,7 +221,7 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
             #inner_fn
             #krate::__private::run(
                 #krate::__private::with_crate_version(
-                    #krate::Options::new().nats(#nats),
+                    #krate::__private::Options::new().nats(#nats),
                     ::core::option_env!("CARGO_PKG_VERSION"),
                 ),
                 #krate::__private::collected_routes(),

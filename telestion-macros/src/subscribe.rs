@@ -834,7 +834,7 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
     };
     let route = match subject {
         None => match (&args.every, &args.every_config) {
-            (Some((_, nanos)), _) => quote!(#krate::Route::every(
+            (Some((_, nanos)), _) => quote!(#private::Route::every(
                 ::core::time::Duration::from_nanos(#nanos),
                 #handler
             )),
@@ -842,17 +842,17 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
                 let default = args.every_default.as_ref().map(|(_, nanos)| {
                     quote!(.default_period(::core::time::Duration::from_nanos(#nanos)))
                 });
-                quote!(#krate::Route::every_config(#key, #handler) #default)
+                quote!(#private::Route::every_config(#key, #handler) #default)
             }
-            (None, None) => quote!(#krate::Route::task(#handler)),
+            (None, None) => quote!(#private::Route::task(#handler)),
         },
-        Some(SubjectArg::Literal(subject)) => quote!(#krate::Route::new(#subject, #handler)),
+        Some(SubjectArg::Literal(subject)) => quote!(#private::Route::new(#subject, #handler)),
         Some(SubjectArg::Config(key)) => {
             let default = args
                 .default
                 .as_ref()
                 .map(|(_, subject)| quote!(.default_subject(#subject)));
-            quote!(#krate::Route::from_config(#key, #handler) #default)
+            quote!(#private::Route::from_config(#key, #handler) #default)
         }
     };
     let queue = match &args.queue {
@@ -868,7 +868,7 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
         let n = Literal::usize_unsuffixed(*n);
         let window = match &args.batch_window {
             Some((_, nanos)) => quote!(::core::time::Duration::from_nanos(#nanos)),
-            None => quote!(::core::time::Duration::from_millis(#krate::DEFAULT_BATCH_WINDOW_MS)),
+            None => quote!(::core::time::Duration::from_millis(#private::DEFAULT_BATCH_WINDOW_MS)),
         };
         quote!(.batch(#n, #window))
     });
@@ -878,7 +878,7 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
             .as_ref()
             .map(|name| quote!(.consumer(#name)));
         let stream = args.stream.as_ref().map(|(_, name)| quote!(.stream(#name)));
-        quote!(.durable(#krate::Durable::new() #consumer #stream))
+        quote!(.durable(#private::Durable::new() #consumer #stream))
     });
 
     let publish = args
@@ -891,7 +891,7 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
             .publish_default
             .as_ref()
             .map(|(_, subject)| quote!(.or_default(#subject)));
-        quote!(.publish_to(#krate::PublishTarget::config(#key) #default))
+        quote!(.publish_to(#private::PublishTarget::config(#key) #default))
     });
 
     // The payload schemas for the AsyncAPI document: a runtime call per
@@ -913,7 +913,7 @@ fn generate(subject: Option<&SubjectArg>, args: &SubscribeArgs, sig: &HandlerSig
             use #private::NoSchema as _;
             #[#private::linkme::distributed_slice(#private::ROUTES)]
             #[linkme(crate = #private::linkme)]
-            static __TELESTION_ROUTE: fn() -> #krate::Route = || {
+            static __TELESTION_ROUTE: fn() -> #private::Route = || {
                 #private::with_schemas(
                     #route
                         .name(::core::concat!(::core::module_path!(), "::", #name))

@@ -98,7 +98,12 @@ fn build(package: &str, kind: &str, name: &str) {
             cmd.env_remove(key);
         }
     }
-    let status = cmd.status().expect("cannot run cargo");
+    // In a process group of the test's own: a test process that is killed
+    // takes the build (cargo and its compilers) with it.
+    let (_, spawned) = crate::process_group::spawn(cmd);
+    let mut cargo = spawned.expect("cannot run cargo");
+    let status = cargo.wait().expect("cannot wait for cargo");
+    crate::process_group::kill(&mut cargo);
     assert!(
         status.success(),
         "building {kind} {name} of {package} failed ({})",

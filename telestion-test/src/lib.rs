@@ -13,6 +13,12 @@
 //! this process (from your `#[subscribe]` handlers or an explicit route
 //! list) or as their real binaries.
 //!
+//! A test leaves nothing running, also when it fails: every process the
+//! kit starts ([`Process`], [`NatsServer`]) runs in a process group of its
+//! own that is killed as a whole on drop (also while a panic unwinds) and
+//! when the test process dies, even by `SIGKILL`; [`ProcessMark`] checks
+//! that nothing a command started is left.
+//!
 //! ```no_run
 //! use telestion::{Json, subscribe};
 //! use telestion_test::{NatsServer, TestService, request_json};
@@ -45,9 +51,12 @@ mod client;
 mod files;
 mod limits;
 mod logs;
+mod mark;
 mod pki;
 mod postgres;
 mod process;
+mod process_group;
+mod procs;
 mod raw;
 mod server;
 mod service;
@@ -62,6 +71,7 @@ pub use client::{
 pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
+pub use mark::{MARK_VAR, MarkedProcess, ProcessMark};
 pub use pki::Pki;
 pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::{

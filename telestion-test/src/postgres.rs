@@ -5,17 +5,18 @@
 //! cluster belongs to the `postgres` user (created by Debian's `postgresql`
 //! package) and `initdb` and `postgres` run as that user; otherwise as the
 //! current user. The server is the test's own child process (no `pg_ctl`
-//! daemon): it gets `SIGQUIT` (immediate shutdown) and then `SIGKILL` when
-//! the [`PostgresServer`] is dropped, also when the test panics, and the
-//! kernel sends it `SIGKILL` when the thread that started it ends
-//! (`PR_SET_PDEATHSIG`), so a test killed from outside leaves no server
-//! behind either.
+//! daemon), started like every child of the kit: the leader of a process
+//! group of its own (its backends stay in it), killed with the whole group
+//! when the [`PostgresServer`] is dropped (after `SIGQUIT`, PostgreSQL's
+//! immediate shutdown, had 5 s), also while a panic unwinds, and killed by
+//! the kernel and the kit's watchdog when the test process dies.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process_group;
 use crate::server::free_port;
 
 /// The install hint of a missing PostgreSQL.
@@ -87,8 +88,7 @@ fn cluster_owner() -> Option<(u32, u32)> {
     }))
 }
 
-/// A command that runs as `owner` (when given) and is killed when the
-/// thread that spawned it ends.
+/// A command that runs as `owner` (when given).
 fn owned_command(program: &Path, owner: Option<(u32, u32)>) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
@@ -99,14 +99,6 @@ fn owned_command(program: &Path, owner: Option<(u32, u32)>) -> Command {
     if let Some((uid, gid)) = owner {
         // std also drops root's supplementary groups (setgroups) here.
         cmd.uid(uid).gid(gid);
-    }
-    // SAFETY: prctl(2) between fork and exec, after the uid change (which
-    // would clear it).
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
     }
     cmd
 }
@@ -203,7 +195,10 @@ impl PostgresServer {
             ])
             .stdout(log.try_clone().expect("cannot share the initdb log"))
             .stderr(log);
-        let status = initdb.status().expect("cannot run initdb");
+        let (_, initdb) = process_group::spawn(initdb);
+        let mut initdb = initdb.expect("cannot run initdb");
+        let status = initdb.wait().expect("cannot wait for initdb");
+        process_group::kill(&mut initdb);
         assert!(
             status.success(),
             "initdb failed ({status}); its log:\n{}",
@@ -251,13 +246,15 @@ impl PostgresServer {
             cmd.arg("-c").arg(format!("{key}={value}"));
         }
         cmd.stdout(Stdio::null()).stderr(log);
-        let mut child = cmd.spawn().expect("cannot start postgres");
+        let (_, child) = process_group::spawn(cmd);
+        let mut child = child.expect("cannot start postgres");
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port)
             .parse()
             .expect("loopback address");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if child.try_wait().ok().flatten().is_some() {
+                process_group::kill(&mut child);
                 return false;
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
@@ -268,8 +265,7 @@ impl PostgresServer {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        process_group::kill(&mut child);
         panic!(
             "postgres did not get ready on port {} within 30 s; its log:\n{}",
             self.port,
@@ -292,9 +288,9 @@ impl PostgresServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Stops the server at once (`SIGQUIT`, then `SIGKILL` after 5 s); the
-    /// cluster stays and [`PostgresServer::restart`] starts it again on the
-    /// same port.
+    /// Stops the server at once (`SIGQUIT`, then `SIGKILL` to its whole
+    /// process group after 5 s); the cluster stays and
+    /// [`PostgresServer::restart`] starts it again on the same port.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -304,14 +300,11 @@ impl PostgresServer {
             libc::kill(child.id() as i32, libc::SIGQUIT);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
-            }
+        while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        // Whatever is left of its group (backends) goes with it.
+        process_group::kill(&mut child);
     }
 
     /// Starts it again on the same port with the same cluster.

@@ -1,5 +1,6 @@
 //! Service binaries as child processes: a clean environment, output
-//! collected in the background, signals, bounded waits, killed on drop.
+//! collected in the background, signals, bounded waits, killed with their
+//! whole process group on drop.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::WAIT;
+use crate::process_group;
 
 /// A command for the binary at `path` with a clean environment (only `PATH`
 /// and `HOME` kept, `RUST_LOG=info`), so the host's variables do not leak
@@ -24,8 +26,23 @@ pub fn clean_command(path: impl AsRef<Path>) -> Command {
     cmd
 }
 
-/// A child process, killed on drop, with its stdout and stderr collected
-/// in the background.
+/// A child process with its stdout and stderr collected in the background,
+/// that leaves nothing running:
+///
+/// - it runs as the leader of a process group of its own, and when the
+///   `Process` is dropped (also while a panic unwinds, so a failing test
+///   too) the whole group is killed with `SIGKILL`: the process and
+///   everything it started that stayed in its group (a shell's commands, a
+///   script's services); the drop returns once none of them runs (at most
+///   5 s later);
+/// - when the test process itself dies without dropping it (killed, even
+///   with `SIGKILL`), the kernel kills the process (`PR_SET_PDEATHSIG`) and
+///   a watchdog (one `sh` per test process) kills its group.
+///
+/// A process that leaves its group (`setsid`, a daemon) is not followed.
+/// Signals from a terminal (Ctrl-C) or `timeout` sent to the test's group
+/// no longer reach the child directly; it dies with the test process.
+/// [`Process::signal`] signals the process alone, not its group.
 ///
 /// ```no_run
 /// use telestion_test::{NatsServer, Process, clean_command};
@@ -121,9 +138,9 @@ impl Process {
         cmd.stdin(Stdio::null())
             .stdout(output(Stream::Stdout))
             .stderr(output(Stream::Stderr));
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {:?}: {e}", cmd.get_program()));
+        let (cmd, spawned) = process_group::spawn(cmd);
+        let mut child =
+            spawned.unwrap_or_else(|e| panic!("cannot spawn {:?}: {e}", cmd.get_program()));
         let stderr = child.stderr.take().map(collect).unwrap_or_default();
         let stdout = child.stdout.take().map(collect).unwrap_or_default();
         Process {
@@ -231,9 +248,9 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// Kills the process's whole group (see [`Process`]).
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process_group::kill(&mut self.child);
     }
 }
 

@@ -1,9 +1,12 @@
-//! Real `nats-server` processes on free loopback ports, killed on drop.
+//! Real `nats-server` processes on free loopback ports, killed on drop and
+//! with the test process (like a [`Process`](crate::Process)).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::process_group;
 
 /// The `nats-server` binary: `NATS_SERVER_BIN` when set, else the first on
 /// `PATH` (or in `/usr/sbin`, `/usr/local/bin`, `/usr/bin`).
@@ -174,7 +177,9 @@ impl ServerOptions {
     }
 }
 
-/// A running `nats-server`; killed when dropped.
+/// A running `nats-server`; killed when dropped (also while a panic
+/// unwinds) and when the test process dies, even by `SIGKILL`, as a
+/// [`Process`](crate::Process) is.
 ///
 /// ```no_run
 /// let server = telestion_test::NatsServer::start();
@@ -373,13 +378,14 @@ impl NatsServer {
         let log = std::fs::File::create(self.dir.path().join("server.log"))
             .expect("cannot create the server log");
         let binary = self.binary.clone().unwrap_or_else(nats_server_bin);
-        let mut child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut cmd = Command::new(binary);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+            .stderr(log);
+        let mut child = process_group::spawn(cmd)
+            .1
             .expect("cannot start nats-server");
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port)
@@ -387,6 +393,7 @@ impl NatsServer {
             .expect("loopback address");
         while Instant::now() < deadline {
             if child.try_wait().ok().flatten().is_some() {
+                process_group::kill(&mut child);
                 return false;
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
@@ -395,12 +402,12 @@ impl NatsServer {
                     self.child = Some(child);
                     return true;
                 }
+                process_group::kill(&mut child);
                 return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        process_group::kill(&mut child);
         panic!(
             "nats-server did not listen on port {} within 10 s",
             self.port
@@ -430,8 +437,7 @@ impl NatsServer {
     /// Kills the server (it can be restarted on the same port).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            process_group::kill(&mut child);
         }
     }
 

@@ -340,7 +340,10 @@ pub enum ServiceError {
     },
 }
 
-/// Why a message could not be turned into a handler's arguments.
+/// Why a message could not be turned into a handler's arguments: the
+/// message is rejected (code 400 unless an extractor chose another),
+/// counted, logged at WARN (4xx) and answered with an error reply, like a
+/// handler's error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExtractError {
@@ -350,15 +353,103 @@ pub enum ExtractError {
     /// The body is not valid UTF-8 text.
     #[error("body is not valid UTF-8")]
     Utf8(#[source] std::str::Utf8Error),
-    /// A `State<T>` was asked for, but no `T` was provided.
+    /// Never constructed (a missing state fails the start instead); kept so
+    /// that code matching it still compiles.
+    #[doc(hidden)]
+    #[deprecated(note = "never constructed: a missing state fails the start")]
     #[error("no state of type `{type_name}` was provided")]
     MissingState {
         /// The type's name.
         type_name: &'static str,
     },
-    /// The typed configuration cannot be decoded.
+    /// Never constructed (invalid typed configuration fails the start
+    /// instead); kept so that code matching it still compiles.
+    #[doc(hidden)]
+    #[deprecated(note = "never constructed: invalid typed configuration fails the start")]
     #[error("invalid typed configuration")]
     Config(#[source] ConfigError),
+    /// An extractor (a user's, typically) rejected the message with its own
+    /// code and message; see [`ExtractError::reject`].
+    #[error("{message}")]
+    Rejected {
+        /// The reply code (`Nats-Service-Error-Code`): 4xx when the message
+        /// is at fault (logged at WARN), 5xx otherwise (logged at ERROR).
+        code: u16,
+        /// What is wrong with the message.
+        message: String,
+        /// The cause, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl ExtractError {
+    /// A rejection by an extractor with reply code `code` (for example
+    /// 401 for a missing token, 400 for a malformed field) and `message`.
+    ///
+    /// ```
+    /// use telestion::{BoxError, ExtractError, FromMessage, Incoming, Service};
+    ///
+    /// /// The caller's token, from the `Authorization` header.
+    /// struct Token(String);
+    ///
+    /// impl FromMessage for Token {
+    ///     type Context = ();
+    ///     fn prepare(_: &Service) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    ///     fn from_message(incoming: &mut Incoming, _: &()) -> Result<Self, ExtractError> {
+    ///         incoming
+    ///             .message
+    ///             .headers
+    ///             .as_ref()
+    ///             .and_then(|headers| headers.get("Authorization"))
+    ///             .map(|value| Token(value.to_string()))
+    ///             .ok_or_else(|| ExtractError::reject(401, "no Authorization header"))
+    ///     }
+    /// }
+    ///
+    /// assert_eq!(ExtractError::reject(401, "no token").code(), 401);
+    /// ```
+    pub fn reject(code: u16, message: impl Into<String>) -> ExtractError {
+        ExtractError::Rejected {
+            code,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Like [`ExtractError::reject`], keeping `source` as the cause.
+    ///
+    /// ```
+    /// let cause = "x".parse::<u32>().unwrap_err();
+    /// let error = telestion::ExtractError::reject_with(400, "bad count", cause);
+    /// assert!(telestion::error_chain(&error).contains("invalid digit"));
+    /// ```
+    pub fn reject_with(
+        code: u16,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> ExtractError {
+        ExtractError::Rejected {
+            code,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The reply code of the rejection: the extractor's own, else 400.
+    ///
+    /// ```
+    /// let error = telestion::ExtractError::Utf8(std::str::from_utf8(b"\xff").unwrap_err());
+    /// assert_eq!(error.code(), 400);
+    /// ```
+    pub fn code(&self) -> u16 {
+        match self {
+            ExtractError::Rejected { code, .. } => *code,
+            _ => 400,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,12 @@
 //! `#[subscribe]` handler in a queue group named `SERVICE_NAME`, counts and
 //! logs every handler error, and drains on SIGINT/SIGTERM.
 //!
+//! Handlers are called the same way for every kind of route (core,
+//! request/reply, batch, durable, timer, task): one call step, one outcome,
+//! recorded in health, statistics and metrics and logged at the level its
+//! code says; see [`extract`] for the parameters a handler can take, and
+//! [`IntoReply`] for what it can return.
+//!
 //! Everything the macros do is available by hand:
 //!
 //! ```no_run
@@ -44,25 +50,42 @@
 //! ## How the crate is built
 //!
 //! Data flows one way, and so do the imports between the modules:
-//! configuration (`config`, with `secret` and `nats_url` below it) →
-//! connection (`connect`) → the [`Service`] handle (`service`: identity,
-//! state, publish/request, data directory, stop signal; `health` and
-//! `error_counter` below it) → extractors (`extract`) and replies (`reply`)
-//! → [`Handler`] (`handler`) → the dispatch engine (`dispatch`) → [`Route`]
-//! (`route`, collected by `registry`) → serving and draining (`serve`) →
-//! what generated `main` calls (`run`). `signals` and `logging` sit at the
-//! bottom. `service` also holds what watches a running instance from
-//! outside: discovery (`micro`, the NATS micro protocol) and the
-//! Prometheus endpoint (`metrics`), both reading every route's counters
-//! from `stats`, which sits below `service`. `asyncapi` (the `--asyncapi`
-//! document) looks at the routes from above them; a route keeps its
-//! payload schemas in `payload_schema`, below it. The public API is what
-//! this page re-exports, plus the [`health`], [`micro`] and [`data_log`]
-//! modules.
+//!
+//! - `config`: the configuration (CLI, environment, file, `--dev`), its
+//!   secrets and `NATS_URL` parsing;
+//! - `observe`: what watches a running instance: logging and the call
+//!   context of every log line, the error counter, per-handler statistics,
+//!   the connection's condition, health replies, discovery ([`micro`]) and
+//!   the Prometheus endpoint;
+//! - `service`: the [`Service`] handle (start, connection, identity, state,
+//!   publish and request, the data directory, the stop signal, the
+//!   watchdog);
+//! - `handler`: the [`Handler`] trait, the [`extract`]ors, replies
+//!   ([`IntoReply`]), [`HandlerError`], [`Batch`], [`Blocking`];
+//! - `engine`: the one call step and the one outcome every route kind
+//!   uses, and the loops of core, batch, timer and task routes;
+//! - `jetstream`: streams, durable routes (their consumers, loop,
+//!   settlement and dead letters) and durable publishing;
+//! - `route`: the [`Route`] builder with its one kind, the registry of
+//!   `#[subscribe]` handlers, publish targets, payload schemas and the
+//!   AsyncAPI document;
+//! - `serve`: subscribing routes, the one path from a route's kind to its
+//!   engine loop, the drain; `run`: what the generated `main` calls.
+//!
+//! The rules the macros check at compile time and the runtime at start
+//! (subjects, periods, names, limits, which route settings go together)
+//! live once, in the `telestion-rules` crate.
+//!
+//! ## Features
+//!
+//! - `metrics` (on by default): the Prometheus endpoint (`METRICS_ADDR`);
+//!   without it, setting `METRICS_ADDR` fails the start.
+//! - `schemas` (on by default): JSON schemas of `Json<T>` payloads (types
+//!   that derive `schemars::JsonSchema`) in the AsyncAPI document.
 
 #![warn(missing_docs)]
 
-mod config;
+pub mod config;
 pub mod data_log;
 mod engine;
 mod error;
@@ -76,268 +99,111 @@ mod serve;
 mod service;
 mod text;
 
-pub use config::secret::{REDACTED, is_secret_key};
-pub use config::{CONFIG_FILE, CONFIG_KEY, Config, MAX_FILE_BYTES, REQUIRED_KEYS};
-pub use engine::batch::Batch;
-pub use engine::batch::{DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
-pub use engine::task::{TASK_FIRST_BACKOFF_MS, TASK_MAX_BACKOFF_SECS};
-pub use engine::timer::parse_period;
+#[doc(hidden)]
+pub mod __private;
+
+pub use telestion_macros::{service, subscribe};
+
+pub use config::Config;
 pub use error::{BoxError, ConfigError, ExtractError, ServiceError, StartError, error_chain};
 pub use handler::Handler;
+pub use handler::batch::Batch;
 pub use handler::blocking::{Blocking, BlockingCall};
 pub use handler::error::HandlerError;
+pub use handler::extract;
 pub use handler::extract::{
     DataDir, FromMessage, Headers, Incoming, Json, ReplyTo, State, Subject, TypedConfig,
 };
 pub use handler::reply::{IntoReply, Reply};
-pub use jetstream::durable::{
-    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
-    DURABLE_KEYS, Durable, dead_letter_headers,
-};
-pub use jetstream::publish::{DurableAck, MESSAGE_ID_HEADER};
+pub use jetstream::publish::DurableAck;
+pub use jetstream::settings::Durable;
 pub use jetstream::stream::{StreamRetention, StreamSpec, StreamStorage};
-pub use observe::error_counter::{DEFAULT_ERROR_WINDOW_SECS, ErrorCounter};
-pub use observe::error_log::REPEATED_ERROR_LOG_SECS;
-pub use observe::health;
-pub use observe::logging::{dropped_log_writes, init_logging};
-pub use observe::micro;
+pub use observe::error_counter::ErrorCounter;
+pub use observe::logging::init_logging;
+pub use observe::{health, micro};
 pub use route::asyncapi::asyncapi_document;
 pub use route::publish_target::PublishTarget;
 pub use route::registry::collected_routes;
+pub use route::rules::{parse_period, validate_subject};
 pub use route::schema::PayloadSchema;
-pub use route::subject::validate_subject;
 pub use route::{QueueGroup, Route, SubjectSource};
 pub use run::help_text;
 pub use service::{Hangups, Options, Service};
 
-pub use async_nats::{self, HeaderMap, Message};
-pub use bytes::{self, Bytes};
-pub use serde;
-pub use serde_json;
-pub use tokio;
-pub use tracing;
+/// The NATS message type (the [`extract`]or of the whole message) and its
+/// headers, and the body type, from the crates below.
+pub use async_nats::{HeaderMap, Message};
+pub use bytes::Bytes;
 
-/// The `schemars` crate the `schemas` feature uses (derive
-/// `schemars::JsonSchema` with the same version: `schemars = "1"`).
-#[cfg(feature = "schemas")]
-pub use schemars;
-
-pub use telestion_macros::{service, subscribe};
-
-/// What generated code uses, and nothing else. Not a public API: may
-/// change in any release.
-#[doc(hidden)]
-pub mod __private {
-    use crate::handler::extract::FromMessage;
-    pub use crate::route::registry::{ROUTES, collected_routes};
-    pub use crate::run::{SetupResult, run};
-    pub use linkme;
-
-    /// Used by `#[subscribe]`: the payload schemas and whether the handler
-    /// returns a value (for the AsyncAPI document).
-    pub fn with_schemas(
-        route: crate::Route,
-        params: &[Option<crate::PayloadSchema>],
-        reply: Option<crate::PayloadSchema>,
-        replies: bool,
-    ) -> crate::Route {
-        crate::route::asyncapi::with_schemas(route, params, reply, replies)
-    }
-
-    /// Used by `#[subscribe]`: `SchemaProbe::<T>::NEW.payload_schema()`
-    /// is the JSON schema of `U` when `T` is `Json<U>` (or a `Result` or
-    /// `Option` of it), the crate feature `schemas` is on and `U` derives
-    /// `schemars::JsonSchema`; otherwise, through [`NoSchema`], `None`.
-    pub struct SchemaProbe<T: ?Sized>(core::marker::PhantomData<T>);
-
-    impl<T: ?Sized> SchemaProbe<T> {
-        /// The probe.
-        pub const NEW: Self = SchemaProbe(core::marker::PhantomData);
-    }
-
-    #[cfg(feature = "schemas")]
-    impl<T: schemars::JsonSchema> SchemaProbe<crate::Json<T>> {
-        /// The schema of `T`.
-        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
-            Some(crate::PayloadSchema::of::<T>())
-        }
-    }
-
-    #[cfg(feature = "schemas")]
-    impl<T: schemars::JsonSchema, E> SchemaProbe<Result<crate::Json<T>, E>> {
-        /// The schema of `T`.
-        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
-            Some(crate::PayloadSchema::of::<T>())
-        }
-    }
-
-    #[cfg(feature = "schemas")]
-    impl<T: schemars::JsonSchema> SchemaProbe<Option<crate::Json<T>>> {
-        /// The schema of `T`.
-        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
-            Some(crate::PayloadSchema::of::<T>())
-        }
-    }
-
-    #[cfg(feature = "schemas")]
-    impl<T: schemars::JsonSchema> SchemaProbe<crate::Batch<crate::Json<T>>> {
-        /// The schema of `T`: a batch handler receives one message per `T`.
-        pub fn payload_schema(&self) -> Option<crate::PayloadSchema> {
-            Some(crate::PayloadSchema::of::<T>())
-        }
-    }
-
-    /// The fallback of [`SchemaProbe`]: no schema.
-    pub trait NoSchema {
-        /// No schema.
-        fn payload_schema(&self) -> Option<crate::PayloadSchema> {
-            None
-        }
-    }
-
-    impl<T: ?Sized> NoSchema for SchemaProbe<T> {}
-
-    /// Compile-time check used by `#[subscribe]`: a type is an extractor.
-    pub const fn assert_extractor<T: FromMessage>() {}
-
-    /// Compile-time check used by `#[subscribe]`: the return type makes a reply.
-    pub const fn assert_into_reply<T: crate::handler::reply::IntoReply>() {}
-
-    /// Used by `#[telestion::service]`: the version of the user's crate
-    /// (`CARGO_PKG_VERSION`, absent outside Cargo) for discovery replies.
-    pub fn with_crate_version(options: crate::Options, version: Option<&str>) -> crate::Options {
-        match version {
-            Some(version) => options.version(version),
-            None => options,
-        }
-    }
-
-    /// Used by `#[telestion::service]`: the result of the body of `main`
-    /// (an unsupported return type is reported at the user's return type).
-    pub fn setup_result<T: SetupResult>(value: T) -> Result<(), crate::BoxError> {
-        value.into_result()
-    }
-
-    /// Used by `#[subscribe]`'s check for a second body extractor:
-    /// `<BodyProbe<T>>::BODY` is `T::BODY` for an extractor and, through
-    /// [`NotAnExtractor`], `false` otherwise (a non-extractor is reported
-    /// once, by [`assert_extractor`], not again here).
-    pub struct BodyProbe<T: ?Sized>(core::marker::PhantomData<T>);
-
-    impl<T: FromMessage> BodyProbe<T> {
-        /// Whether `T` consumes the body.
-        pub const BODY: bool = T::BODY;
-    }
-
-    /// The fallback of [`BodyProbe`] for types that are not extractors.
-    pub trait NotAnExtractor {
-        /// Not a body extractor.
-        const BODY: bool = false;
-    }
-
-    impl<T: ?Sized> NotAnExtractor for BodyProbe<T> {}
-
-    /// Used by `#[subscribe]`: the number of body extractors among a
-    /// handler's parameters, as a type (`N` is the sum of their
-    /// [`BodyProbe`]s).
-    pub struct BodyCount<const N: usize>;
-
-    /// Holds for a [`BodyCount`] of 0 or 1; checked by
-    /// [`assert_at_most_one_body`].
-    #[diagnostic::on_unimplemented(
-        message = "a handler takes at most one body extractor",
-        label = "more than one of these parameters consumes the message body",
-        note = "take at most one of `Json<T>`, `Bytes`, `Vec<u8>`, `String`, `Message`, `Batch<T>`; the \
-                other extractors (`Subject`, `Headers`, `ReplyTo`, `Service`, `State<T>`, \
-                `TypedConfig<T>`, `DataDir`) can be combined freely"
-    )]
-    pub trait AtMostOneBody {}
-
-    #[diagnostic::do_not_recommend]
-    impl AtMostOneBody for BodyCount<0> {}
-
-    #[diagnostic::do_not_recommend]
-    impl AtMostOneBody for BodyCount<1> {}
-
-    /// Compile-time check used by `#[subscribe]`: at most one parameter
-    /// consumes the body (a plain error, not a panic in a `const`).
-    pub const fn assert_at_most_one_body<T: AtMostOneBody>() {}
-
-    /// Implemented for the tuples (up to 12) of [`FromMessage`] types: the
-    /// parameter types of a handler are all extractors.
-    pub trait Extractors {}
-
-    macro_rules! impl_extractors {
-        ($($ty:ident),*) => {
-            impl<$($ty: FromMessage),*> Extractors for ($($ty,)*) {}
-        };
-    }
-
-    impl_extractors!();
-    impl_extractors!(T1);
-    impl_extractors!(T1, T2);
-    impl_extractors!(T1, T2, T3);
-    impl_extractors!(T1, T2, T3, T4);
-    impl_extractors!(T1, T2, T3, T4, T5);
-    impl_extractors!(T1, T2, T3, T4, T5, T6);
-    impl_extractors!(T1, T2, T3, T4, T5, T6, T7);
-    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8);
-    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
-    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
-    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
-    impl_extractors!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
-
-    /// Used by `#[subscribe]` to pass the handler to `Route::new` only
-    /// when its parameter types (`Args`, a tuple) are [`Extractors`] and
-    /// its return type (`Out`) is [`IntoReply`](crate::IntoReply): then
-    /// [`Checked::handler`] returns it. Otherwise that mistake is already
-    /// reported at the parameter or return type (by [`assert_extractor`]
-    /// or [`assert_into_reply`]), and [`Unchecked::handler`] returns a
-    /// stand-in, so that `Route::new` does not report it a second time.
-    /// Any other reason for not being a handler (a future that is not
-    /// `Send`, ...) is still reported by `Route::new`.
-    pub struct Checked<Args, Out, H> {
-        handler: H,
-        types: core::marker::PhantomData<fn() -> (Args, Out)>,
-    }
-
-    impl<Args, Out, H> Checked<Args, Out, H> {
-        /// Wraps the handler.
-        pub const fn new(handler: H) -> Self {
-            Checked {
-                handler,
-                types: core::marker::PhantomData,
-            }
-        }
-    }
-
-    impl<Args: Extractors, Out: crate::IntoReply, H> Checked<Args, Out, H> {
-        /// The handler.
-        pub fn handler(self) -> H {
-            self.handler
-        }
-    }
-
-    impl<Args: Extractors, Out: crate::IntoReply, H> Checked<Args, Out, H> {
-        /// The plain `fn` handler, to run on the blocking thread pool.
-        pub fn blocking(self) -> crate::Blocking<H> {
-            crate::Blocking(self.handler)
-        }
-    }
-
-    /// The fallback of [`Checked`] when a parameter or the return type is
-    /// wrong (a compile error already).
-    pub trait Unchecked: Sized {
-        /// A stand-in handler, never run (the crate does not compile).
-        fn handler(self) -> fn() -> core::future::Ready<()> {
-            || core::future::ready(())
-        }
-
-        /// A stand-in for a blocking handler, never run.
-        fn blocking(self) -> fn() -> core::future::Ready<()> {
-            || core::future::ready(())
-        }
-    }
-
-    impl<Args, Out, H> Unchecked for Checked<Args, Out, H> {}
+/// Batch handlers' limits.
+pub mod batch {
+    pub use crate::handler::batch::{DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
 }
+
+/// Durable handlers' defaults, configuration keys and dead-letter headers;
+/// the settings themselves are [`Durable`].
+pub mod durable {
+    pub use crate::jetstream::publish::MESSAGE_ID_HEADER;
+    pub use crate::jetstream::settings::{
+        DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX,
+        DEFAULT_MAX_DELIVER, DURABLE_KEYS, dead_letter_headers,
+    };
+}
+
+/// Logging: [`init_logging`], how repeated handler
+/// errors are summarised, and the count of log writes that failed.
+pub mod logging {
+    pub use crate::observe::error_log::REPEATED_ERROR_LOG_SECS;
+    pub use crate::observe::logging::{dropped_log_writes, init_logging};
+}
+
+/// Tasks: how a failed task is restarted.
+pub mod task {
+    pub use crate::engine::task::{FIRST_BACKOFF, MAX_BACKOFF};
+}
+
+/// The crates a service may need besides `telestion` and `serde`, in the
+/// versions telestion uses: a service's `Cargo.toml` does not have to name
+/// them (`telestion::deps::tokio::time::sleep`, ...).
+pub mod deps {
+    pub use async_nats;
+    pub use bytes;
+    #[cfg(feature = "schemas")]
+    pub use schemars;
+    pub use serde;
+    pub use serde_json;
+    pub use tokio;
+    pub use tracing;
+}
+
+// The paths of earlier releases, kept so that existing code compiles; the
+// documented paths are the modules above.
+#[doc(hidden)]
+pub use async_nats;
+#[doc(hidden)]
+pub use bytes;
+#[doc(hidden)]
+pub use config::{CONFIG_FILE, CONFIG_KEY, MAX_FILE_BYTES, REQUIRED_KEYS};
+#[doc(hidden)]
+pub use config::{REDACTED, is_secret_key};
+#[doc(hidden)]
+pub use durable::*;
+#[doc(hidden)]
+pub use engine::task::{TASK_FIRST_BACKOFF_MS, TASK_MAX_BACKOFF_SECS};
+#[doc(hidden)]
+pub use handler::batch::{DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};
+#[doc(hidden)]
+pub use logging::{REPEATED_ERROR_LOG_SECS, dropped_log_writes};
+#[doc(hidden)]
+pub use observe::error_counter::DEFAULT_ERROR_WINDOW_SECS;
+#[cfg(feature = "schemas")]
+#[doc(hidden)]
+pub use schemars;
+#[doc(hidden)]
+pub use serde;
+#[doc(hidden)]
+pub use serde_json;
+#[doc(hidden)]
+pub use tokio;
+#[doc(hidden)]
+pub use tracing;

@@ -1,133 +1,140 @@
-//! Serving: subscribing routes (subject resolution, validation, conflict
-//! checks, the extractors' per-route context), waiting for the stop signal,
-//! and the drain bounded by `SHUTDOWN_TIMEOUT`.
-
-use std::time::{Duration, Instant};
+//! Serving: subscribing routes (the settings checked with the rule the
+//! macro applies, subjects resolved and validated, conflicts refused, the
+//! extractors' context prepared), the one path from a route's kind to the
+//! engine loop that runs it, and the drain bounded by `SHUTDOWN_TIMEOUT`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::engine::core::RouteInfo;
+use crate::engine::RouteInfo;
 use crate::error::StartError;
-use crate::jetstream::durable::{self, Durable};
+use crate::jetstream::{advisory, consumer};
+use crate::observe::error_log::ErrorLog;
 use crate::observe::stats::{HandlerStats, RouteKind};
-use crate::route::subject::validate_subject;
-use crate::route::{PreparedHandler, QueueGroup, Route, SubjectSource};
+use crate::route::erased::Plan;
+use crate::route::kind::{Delivery, Kind, Messages};
+use crate::route::{QueueGroup, Route, SubjectSource};
 use crate::service::Service;
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn handler_error(route: &Route, source: impl Into<crate::error::BoxError>) -> StartError {
+    StartError::Handler {
+        handler: route.name.clone(),
+        source: source.into(),
+    }
+}
+
 impl Service {
-    /// Subscribes `route` and starts its dispatch task. Fails when its
-    /// subject is invalid or missing from config, when it conflicts with an
-    /// earlier route (same subject in the same queue group), or when a
-    /// handler argument cannot be provided.
+    /// Subscribes `route` and starts its loop. Fails when its settings do
+    /// not go together, when its subject is invalid or missing from config,
+    /// when it conflicts with an earlier route (same subject in the same
+    /// queue group, or the same durable consumer), or when a handler
+    /// argument cannot be provided.
     pub async fn subscribe(&self, route: Route) -> Result<(), StartError> {
-        let client = self.client().ok_or_else(|| StartError::Handler {
-            handler: route.name.clone(),
-            source: "handlers need NATS, but the service runs in no-NATS mode".into(),
-        })?;
-        let subject = match &route.subject {
-            SubjectSource::Literal(subject) => subject.clone(),
-            SubjectSource::ConfigKey(key) => self
-                .config()
-                .get_str(key)
-                .filter(|s| !s.is_empty())
-                .or_else(|| route.default_subject.clone())
-                .ok_or_else(|| StartError::Handler {
-                    handler: route.name.clone(),
-                    source: format!(
-                        "its subject comes from config key {key}, which is not set; set \
-                         `{key}=...` in the environment or pass `--{key}=...`"
-                    )
-                    .into(),
-                })?,
-        };
-        validate_subject(&subject).map_err(|reason| StartError::InvalidSubject {
-            handler: route.name.clone(),
-            subject: subject.clone(),
-            reason,
-        })?;
+        if self.client().is_none() {
+            return Err(handler_error(
+                &route,
+                "handlers need NATS, but the service runs in no-NATS mode",
+            ));
+        }
+        if let Some(misuse) = route.misuses().first() {
+            return Err(handler_error(&route, misuse.to_string()));
+        }
         let publish = route
             .publish
             .iter()
             .map(|target| target.resolve(self.config()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| StartError::Handler {
-                handler: route.name.clone(),
-                source: reason.into(),
-            })?;
-        if let Some(reason) = batch_mismatch(&route) {
-            return Err(StartError::Handler {
-                handler: route.name.clone(),
-                source: reason.into(),
-            });
-        }
-        if route.task {
-            let prepared = route
-                .handler
-                .prepare(self)
-                .map_err(|source| StartError::Handler {
-                    handler: route.name.clone(),
-                    source,
-                })?;
-            tracing::debug!(handler = %route.name, "task started");
-            let info = self.route_info(&route, subject, None, RouteKind::Task, publish);
-            let task = prepared.spawn_task(self.clone(), info);
-            lock(&self.inner.lifecycle.route_tasks).push(task);
-            return Ok(());
-        }
-        if let Some(period) = &route.period {
-            let period = period
-                .resolve(self.config())
-                .map_err(|reason| StartError::Handler {
-                    handler: route.name.clone(),
-                    source: reason.into(),
-                })?;
-            let prepared = route
-                .handler
-                .prepare(self)
-                .map_err(|source| StartError::Handler {
-                    handler: route.name.clone(),
-                    source,
-                })?;
-            tracing::debug!(handler = %route.name, ?period, "timer started");
-            let info = self.route_info(&route, subject, None, RouteKind::Timer, publish);
-            let task = prepared.spawn_timer(self.clone(), period, info);
-            lock(&self.inner.lifecycle.route_tasks).push(task);
-            return Ok(());
-        }
-        let queue = match &route.queue {
-            QueueGroup::ServiceName => Some(self.name().to_owned()),
-            QueueGroup::Broadcast => None,
-            QueueGroup::Named(name) => Some(name.clone()),
-        };
+            .map_err(|reason| handler_error(&route, reason))?;
         let prepared = route
             .handler
             .prepare(self)
-            .map_err(|source| StartError::Handler {
-                handler: route.name.clone(),
-                source,
-            })?;
-        if let Some(durable) = &route.durable {
-            return self
-                .subscribe_durable(&route, durable, subject, publish, prepared)
-                .await;
-        }
-        if let Some(group) = &queue {
-            let mut subscribed = lock(&self.inner.lifecycle.subscribed);
-            let key = (subject.clone(), group.clone());
-            if let Some(other) = subscribed.get(&key) {
-                return Err(StartError::Conflict(format!(
-                    "`{other}` and `{}` both subscribe to `{subject}` in queue group `{group}`, \
-                     so each message would reach only one of them; give one of them another \
-                     subject, `queue = false` or its own queue group",
-                    route.name
-                )));
+            .map_err(|source| handler_error(&route, source))?;
+        let plan = match &route.kind {
+            Kind::Task => {
+                tracing::debug!(handler = %route.name, "task started");
+                Plan::Task(self.route_info(
+                    &route,
+                    "task".into(),
+                    None,
+                    RouteKind::Task,
+                    1,
+                    publish,
+                ))
             }
-            subscribed.insert(key, route.name.clone());
+            Kind::Timer(period) => {
+                let period = period
+                    .resolve(self.config())
+                    .map_err(|reason| handler_error(&route, reason))?;
+                tracing::debug!(handler = %route.name, ?period, "timer started");
+                let info =
+                    self.route_info(&route, "timer".into(), None, RouteKind::Timer, 1, publish);
+                Plan::Timer(period, info)
+            }
+            Kind::Messages(messages) => self.messages_plan(&route, messages, publish).await?,
+        };
+        let task = prepared.spawn(self.clone(), plan);
+        lock(&self.inner.lifecycle.route_tasks).push(task);
+        Ok(())
+    }
+
+    /// A message handler's subject (literal or from config, validated), and
+    /// its subscription or durable consumer.
+    async fn messages_plan(
+        &self,
+        route: &Route,
+        messages: &Messages,
+        publish: Vec<String>,
+    ) -> Result<Plan, StartError> {
+        let subject = match &messages.subject {
+            SubjectSource::Literal(subject) => subject.clone(),
+            SubjectSource::ConfigKey(key) => self
+                .config()
+                .get_str(key)
+                .filter(|s| !s.is_empty())
+                .or_else(|| messages.default_subject.clone())
+                .ok_or_else(|| {
+                    handler_error(
+                        route,
+                        format!(
+                            "its subject comes from config key {key}, which is not set; set \
+                             `{key}=...` in the environment or pass `--{key}=...`"
+                        ),
+                    )
+                })?,
+        };
+        telestion_rules::subject::validate(&subject).map_err(|reason| {
+            StartError::InvalidSubject {
+                handler: route.name.clone(),
+                subject: subject.clone(),
+                reason: reason.to_string(),
+            }
+        })?;
+        let queue = match &messages.delivery {
+            Delivery::Durable(settings) => {
+                return self
+                    .durable_plan(route, messages, settings, subject, publish)
+                    .await;
+            }
+            Delivery::Core(QueueGroup::ServiceName) => Some(self.name().to_owned()),
+            Delivery::Core(QueueGroup::Broadcast) => None,
+            Delivery::Core(QueueGroup::Named(name)) => Some(name.clone()),
+        };
+        if let Some(group) = &queue {
+            self.claim(
+                (subject.clone(), group.clone()),
+                route,
+                format!(
+                    "both subscribe to `{subject}` in queue group `{group}`, so each message \
+                     would reach only one of them; give one of them another subject, `queue = \
+                     false` or its own queue group"
+                ),
+            )?;
         }
+        let client = self.client().expect("checked by subscribe");
         let subscriber = match &queue {
             Some(group) => client.queue_subscribe(subject.clone(), group.clone()).await,
             None => client.subscribe(subject.clone()).await,
@@ -138,25 +145,46 @@ impl Service {
             source,
         })?;
         tracing::debug!(handler = %route.name, %subject, queue = ?queue, "subscribed");
-        let info = self.route_info(&route, subject, queue, RouteKind::Subscription, publish);
-        let task = match route.batch {
-            Some(spec) => prepared.spawn_batch(self.clone(), subscriber, info, spec),
-            None => prepared.spawn(self.clone(), subscriber, info),
-        };
-        lock(&self.inner.lifecycle.route_tasks).push(task);
+        let info = self.route_info(
+            route,
+            subject,
+            queue,
+            RouteKind::Subscription,
+            messages.concurrency,
+            publish,
+        );
+        Ok(match messages.batch {
+            Some(spec) => Plan::Batch(subscriber, info, spec),
+            None => Plan::Core(subscriber, info),
+        })
+    }
+
+    /// Refuses a second route with the same `key` (subject and queue group,
+    /// or durable consumer).
+    fn claim(&self, key: (String, String), route: &Route, why: String) -> Result<(), StartError> {
+        let mut subscribed = lock(&self.inner.lifecycle.subscribed);
+        if let Some(other) = subscribed.get(&key) {
+            return Err(StartError::Conflict(format!(
+                "`{other}` and `{}` {why}",
+                route.name
+            )));
+        }
+        subscribed.insert(key, route.name.clone());
         Ok(())
     }
 
-    /// What the dispatch engine keeps for a route; its counters are listed
-    /// for discovery and metrics.
+    /// What the engine keeps for a route; its counters are listed for
+    /// discovery and metrics.
     fn route_info(
         &self,
         route: &Route,
         subject: String,
         queue: Option<String>,
         kind: RouteKind,
+        concurrency: usize,
         publish: Vec<String>,
-    ) -> RouteInfo {
+    ) -> Arc<RouteInfo> {
+        let instance = &self.inner.instance;
         let name: Arc<str> = route.name.as_str().into();
         let stats = Arc::new(HandlerStats::new(
             name.clone(),
@@ -164,71 +192,59 @@ impl Service {
             queue,
             kind,
             publish.clone(),
-            self.inner.instance.observer.get().cloned(),
+            instance.observer.get().cloned(),
         ));
-        self.inner.instance.add_handler(stats.clone());
-        RouteInfo {
+        instance.add_handler(stats.clone());
+        Arc::new(RouteInfo {
             name,
+            service: self.name().into(),
             subject,
-            concurrency: if kind == RouteKind::Subscription {
-                route.concurrency
-            } else {
-                1
-            },
-            errors: Default::default(),
+            concurrency,
             publish,
             stats,
-        }
+            log: ErrorLog::default(),
+            errors: instance.errors.clone(),
+        })
     }
 
     /// The durable part of [`Service::subscribe`]: refuses a second route
     /// with the same consumer, resolves the stream and creates the consumer,
-    /// then starts the route's loop (awaited by the drain like every route)
-    /// and its health refresh.
-    async fn subscribe_durable(
+    /// and starts its health refresh and the handling of what the server
+    /// gives up on.
+    async fn durable_plan(
         &self,
         route: &Route,
-        settings: &Durable,
+        messages: &Messages,
+        settings: &crate::jetstream::settings::Durable,
         subject: String,
         publish: Vec<String>,
-        prepared: Box<dyn PreparedHandler>,
-    ) -> Result<(), StartError> {
-        let consumer = settings
-            .consumer
-            .clone()
-            .unwrap_or_else(|| durable::default_consumer(self.name(), &route.name));
-        {
-            let mut subscribed = lock(&self.inner.lifecycle.subscribed);
-            let key = ("$durable consumer".to_owned(), consumer.clone());
-            if let Some(other) = subscribed.get(&key) {
-                return Err(StartError::Conflict(format!(
-                    "`{other}` and `{}` both consume through durable consumer `{consumer}`, so \
-                     each message would reach only one of them; give one of them another \
-                     consumer name (`durable = \"name\"`, `Durable::consumer`) or handler name",
-                    route.name
-                )));
-            }
-            subscribed.insert(key, route.name.clone());
-        }
+    ) -> Result<Plan, StartError> {
+        let consumer = settings.consumer.clone().unwrap_or_else(|| {
+            crate::jetstream::settings::default_consumer(self.name(), &route.name)
+        });
+        self.claim(
+            ("$durable consumer".to_owned(), consumer.clone()),
+            route,
+            format!(
+                "both consume through durable consumer `{consumer}`, so each message would \
+                 reach only one of them; give one of them another consumer name (`durable = \
+                 \"name\"`, `Durable::consumer`) or handler name"
+            ),
+        )?;
         let info = self.route_info(
             route,
             subject.clone(),
-            Some(consumer.clone()),
+            Some(consumer),
             RouteKind::Durable,
-            publish.clone(),
-        );
-        let resolved = durable::prepare(
-            self,
-            &route.name,
-            &subject,
-            (settings, route.concurrency, route.batch),
+            messages.concurrency,
             publish,
-            info.stats,
-        )
-        .await
-        .map(Arc::new)?;
-        let refresh = durable::spawn_health_refresh(self, &resolved);
-        let given_up = crate::jetstream::advisory::spawn(self, &resolved).await?;
+        );
+        let resolved =
+            consumer::prepare(self, info, (settings, messages.concurrency, messages.batch))
+                .await
+                .map(Arc::new)?;
+        let refresh = consumer::spawn_health_refresh(self, &resolved);
+        let given_up = advisory::spawn(self, &resolved).await?;
         self.inner
             .lifecycle
             .add_health_tasks(vec![refresh, given_up]);
@@ -239,9 +255,7 @@ impl Service {
             consumer = %resolved.consumer_name,
             "consuming durably"
         );
-        let task = prepared.spawn_durable(self.clone(), resolved);
-        lock(&self.inner.lifecycle.route_tasks).push(task);
-        Ok(())
+        Ok(Plan::Durable(resolved))
     }
 
     /// Subscribes every route, serves until SIGINT/SIGTERM (when the service
@@ -257,7 +271,7 @@ impl Service {
         let mut count = 0;
         // Tasks start after every handler is subscribed.
         let (tasks, handlers): (Vec<Route>, Vec<Route>) =
-            routes.into_iter().partition(|route| route.task);
+            routes.into_iter().partition(Route::is_task);
         for route in handlers.into_iter().chain(tasks) {
             self.subscribe(route).await?;
             count += 1;
@@ -280,26 +294,26 @@ impl Service {
     }
 
     /// Stops taking new messages, finishes every message the client already
-    /// received, stops the health replies and flushes pending publishes.
-    /// Every wait is bounded by `SHUTDOWN_TIMEOUT` (10 s by default): at
-    /// most that long for the server to confirm the drain (while it is
-    /// unreachable it cannot, so what has arrived is handled and a warning
-    /// names the route), handlers still running one more `SHUTDOWN_TIMEOUT`
-    /// later are stopped, and the final flush takes what time is left; so
-    /// this returns at the latest about 2 × `SHUTDOWN_TIMEOUT` after it began.
+    /// received, stops the health replies and confirms pending publishes
+    /// with the server. Every wait is bounded by `SHUTDOWN_TIMEOUT` (10 s by
+    /// default): at most that long for the server to confirm the drain
+    /// (while it is unreachable it cannot, so what has arrived is handled
+    /// and a warning names the route), handlers still running one more
+    /// `SHUTDOWN_TIMEOUT` later are stopped, and the final round trip takes
+    /// what time is left; so this returns at the latest about 2 ×
+    /// `SHUTDOWN_TIMEOUT` after it began.
     ///
     /// Each subscription is drained: the server is sent `UNSUB` and what the
     /// client received before its stream ends is handled. Durable routes
     /// stop pulling, finish and acknowledge what they pulled, and hand back
-    /// (`-NAK`) what still arrives for their last pull, for immediate
-    /// redelivery to another instance; they are awaited like the others.
-    /// Known limit of async-nats (0.46 to 0.52): the client forgets a drained
-    /// subscription at the next poll of its connection task after writing
-    /// the `UNSUB`, not on the server's `PONG`, so a message the server
-    /// routed here before it processed the `UNSUB` and that arrives after
-    /// that poll is dropped by the client (see the README's Shutdown
-    /// section). What was not confirmed is reported in
-    /// [`Service::exit_code`].
+    /// what has arrived for their last pull, for redelivery to another
+    /// instance; they are awaited like the others. Known limit of
+    /// async-nats (0.46 to 0.52): the client forgets a drained subscription
+    /// at the next poll of its connection task after writing the `UNSUB`,
+    /// not on the server's `PONG`, so a message the server routed here
+    /// before it processed the `UNSUB` and that arrives after that poll is
+    /// dropped by the client (see the README's Shutdown section). What was
+    /// not confirmed is reported in [`Service::exit_code`].
     pub async fn drain(&self) {
         self.shutdown();
         let limit = self.shutdown_timeout();
@@ -348,29 +362,5 @@ impl Service {
             }
         }
         tracing::info!("drained; stopped");
-    }
-}
-
-/// Why a route's batch setting does not fit its handler, if it does not.
-fn batch_mismatch(route: &Route) -> Option<&'static str> {
-    let takes_batch = route.handler.takes_batch();
-    match &route.batch {
-        None if takes_batch => Some(
-            "it takes `Batch<T>`, but its route has no batch size; add `batch = N` to \
-             `#[subscribe]` (by hand: `Route::batch(n, window)`)",
-        ),
-        None => None,
-        Some(_) if !takes_batch => Some(
-            "its route is a batch route (`batch = N`), but it takes no `Batch<T>` parameter; \
-             take the messages as `Batch<Json<T>>` (or `Batch<Bytes>`, ...)",
-        ),
-        Some(_) if route.task || route.period.is_some() => {
-            Some("timers and tasks are not called per message, so they take no batch")
-        }
-        Some(_) if route.concurrency > 1 => Some(
-            "a batch route handles one batch at a time; remove `concurrency` (a larger batch \
-             handles more at once)",
-        ),
-        Some(_) => None,
     }
 }

@@ -682,3 +682,85 @@ async fn stream_mismatch_or_missing_fails_the_start() {
         println!("[{label}] missing, mismatched and JetStream-less streams fail the start");
     }
 }
+
+/// A durable handler's failure with a 4xx code.
+async fn unprocessable(_body: String) -> Result<(), telestion::HandlerError> {
+    Err(telestion::HandlerError::client("unprocessable reading").with_code(422))
+}
+
+/// Issue 24, point 1: a durable handler's failure is recorded like a core
+/// one: a 4xx code is logged at WARN with its code, identical failures are
+/// logged once and then summarised, and every one is counted.
+///
+/// Old behaviour: the durable copy of the outcome handling dropped the code
+/// (`Reply::Error { message, .. }`), logged every failure at ERROR and
+/// wrote one line per delivery.
+#[tokio::test(flavor = "current_thread")]
+async fn durable_failures_are_logged_like_core_ones() {
+    let (logs, _guard) = crate::support::capture_logs();
+    for (label, bin) in server_binaries() {
+        let logged_before = logs.text().len();
+        let server = jetstream_server(&bin);
+        let data = tempfile::tempdir().unwrap();
+        let publisher = publisher(&server.url(), data.path()).await;
+        publisher
+            .declare_stream(telestion::StreamSpec::new("READINGS").subjects(["readings.>"]))
+            .await
+            .unwrap();
+        let route = telestion::Route::new("readings.>", unprocessable)
+            .name(format!("unprocessable_{}", label.len()))
+            .durable(
+                telestion::Durable::new()
+                    .max_deliver(1)
+                    .dead_letter("dead.readings"),
+            );
+        let config = crate::support::service_config(&server.url(), "readings", data.path(), &[]);
+        let service = crate::support::TestService::start_with(config, vec![route])
+            .await
+            .unwrap();
+        for n in 0..4 {
+            publisher
+                .publish_durable(format!("readings.{n}"), "x")
+                .await
+                .unwrap();
+        }
+        crate::support::eventually(Duration::from_secs(30), "four failures counted", || {
+            service.service().error_counter().total() >= 4
+        })
+        .await;
+        // The summary comes at the end of the interval.
+        tokio::time::sleep(Duration::from_secs(
+            telestion::logging::REPEATED_ERROR_LOG_SECS + 1,
+        ))
+        .await;
+        let text = logs.text()[logged_before..].to_owned();
+        let failures: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                line.contains("unprocessable reading") && line.contains("handler rejected")
+            })
+            .collect();
+        assert_eq!(
+            failures.len(),
+            1,
+            "[{label}] one line, then a summary:\n{text}"
+        );
+        assert!(
+            failures[0].contains("WARN") && failures[0].contains("code=422"),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|line| line.contains("WARN")
+                && line.contains("repeated 3 more times")
+                && line.contains("code=422")),
+            "[{label}] no summary line:\n{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.contains("ERROR") && line.contains("unprocessable")),
+            "[{label}] a 4xx failure was logged at ERROR:\n{text}"
+        );
+        service.stop().await.unwrap();
+    }
+}

@@ -528,3 +528,140 @@ async fn tasks_restart_after_failure_and_finish_at_shutdown() {
         "{stderr}"
     );
 }
+
+/// Issue 24, point 3: every line a handler logs carries the call's
+/// context: the service, the handler and the message's subject, in the
+/// text format and in JSON (as a `span` object), from an `async fn` and
+/// from a blocking handler alike; a line logged outside a call carries
+/// none.
+///
+/// Old behaviour: a handler's `tracing::info!` carried neither the handler
+/// nor the subject.
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_logged_in_a_handler_carry_the_call() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let data = tempfile::tempdir().unwrap();
+    for json in [false, true] {
+        let mut cmd = features(&server, "noting", data.path());
+        if json {
+            cmd.env("LOG_FORMAT", "json");
+        }
+        let mut proc = tokio::task::block_in_place(|| {
+            let mut proc = support::Process::spawn(cmd);
+            let ready = if json {
+                "\"message\":\"ready\""
+            } else {
+                " ready"
+            };
+            proc.wait_for_stderr(ready, WAIT);
+            proc
+        });
+        for (subject, body) in [
+            ("features.noted.sensor7", "hello"),
+            ("features.noted_blocking", "heavy"),
+        ] {
+            client.publish(subject, body.into()).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        let needle = "noting on the blocking pool";
+        tokio::task::block_in_place(|| proc.wait_for_stderr(needle, WAIT));
+        let stderr = proc.stderr();
+        let line = |note: &str| {
+            stderr
+                .lines()
+                .find(|line| line.contains(note) && line.contains("noting"))
+                .unwrap_or_else(|| panic!("no line with {note}:\n{stderr}"))
+                .to_owned()
+        };
+        for (note, handler, subject) in [
+            ("hello", "noted", "features.noted.sensor7"),
+            ("heavy", "noted_blocking", "features.noted_blocking"),
+        ] {
+            let line = line(note);
+            if json {
+                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let span = &value["span"];
+                assert_eq!(span["service"], "noting", "{line}");
+                assert!(
+                    span["handler"].as_str().unwrap_or("").ends_with(handler),
+                    "{line}"
+                );
+                assert_eq!(span["subject"], subject, "{line}");
+                assert_eq!(value["fields"]["note"], note, "{line}");
+            } else {
+                assert!(line.contains(" service=noting"), "{line}");
+                assert!(line.contains(&format!("::{handler} ")), "{line}");
+                assert!(line.contains(&format!(" subject={subject}")), "{line}");
+            }
+        }
+        let started = stderr
+            .lines()
+            .find(|line| line.contains("service started"))
+            .expect("a start line");
+        assert!(!started.contains("subject="), "{started}");
+        assert!(!started.contains("\"span\""), "{started}");
+        drop(proc);
+    }
+}
+
+/// An extractor of the test's own: the caller's token from the
+/// `Authorization` header; a message without one is rejected with 401.
+struct Token(String);
+
+impl telestion::FromMessage for Token {
+    type Context = ();
+    fn prepare(_: &telestion::Service) -> Result<(), telestion::BoxError> {
+        Ok(())
+    }
+    fn from_message(
+        incoming: &mut telestion::Incoming,
+        _: &(),
+    ) -> Result<Self, telestion::ExtractError> {
+        incoming
+            .message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get("Authorization"))
+            .map(|value| Token(value.to_string()))
+            .ok_or_else(|| telestion::ExtractError::reject(401, "no Authorization header"))
+    }
+}
+
+async fn whoami(Token(token): Token) -> String {
+    format!("you are {token}")
+}
+
+/// Issue 24, point 4: a user's extractor rejects a message with its own
+/// message and code, and the rejection is counted, answered and logged
+/// like the built-in ones.
+///
+/// Old behaviour: `ExtractError` had no variant an extractor could return
+/// with its own code; every rejection was a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_extractor_rejects_with_its_own_code() {
+    let server = NatsServer::start();
+    let service =
+        TestService::start(&server, "tokens", vec![Route::new("tokens.whoami", whoami)]).await;
+    let client = server.client().await;
+    let reply = crate::request(&client, "tokens.whoami", "").await;
+    assert_eq!(
+        support::error_header(&reply).as_deref(),
+        Some("cannot handle the message: no Authorization header")
+    );
+    let code = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.to_string());
+    assert_eq!(code.as_deref(), Some("401"));
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", "ada");
+    let reply = client
+        .request_with_headers("tokens.whoami", headers, "".into())
+        .await
+        .unwrap();
+    assert_eq!(&reply.payload[..], b"you are ada");
+    assert_eq!(service.service().error_counter().total(), 1);
+    service.stop().await.unwrap();
+}

@@ -446,8 +446,7 @@ pub async fn database(ctx: &mut Ctx) -> Res<Value> {
     let sqlite_direct = Location::Sqlite(dir.join("ingest-direct.sqlite3"));
     let value = ingest(ctx, "SQLite", sqlite, sqlite_direct, None, &sizes).await?;
     results.insert("ingest_sqlite".into(), value);
-    // Started on a runtime thread, which lives as long as the run: the
-    // kit's servers die with the thread that started them.
+    // (Starting and stopping a server blocks: off the async scheduling.)
     let (pg, pg_direct) = tokio::task::block_in_place(|| {
         (
             PostgresServer::start_durable(),

@@ -11,7 +11,7 @@ mod cli;
 mod fields;
 mod file;
 pub(crate) mod nats_url;
-pub mod secret;
+mod secret;
 mod typed;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,11 +21,11 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::config::secret::{REDACTED, is_secret_key};
 use crate::error::ConfigError;
 
 pub(crate) use fields::field_names;
 pub use file::MAX_FILE_BYTES;
+pub use secret::{REDACTED, is_secret_key};
 
 /// The key naming the JSON config file.
 pub const CONFIG_FILE: &str = "CONFIG_FILE";
@@ -38,7 +38,7 @@ pub const REQUIRED_KEYS: [&str; 3] = ["NATS_URL", "SERVICE_NAME", "DATA_DIR"];
 ///
 /// `Debug` output and [`Config::to_redacted_json`] hide secrets
 /// (`NATS_PASSWORD` and every key containing `PASSWORD`, `SECRET`, `TOKEN`,
-/// `SEED` or `NKEY`, see [`is_secret_key`](crate::is_secret_key)).
+/// `SEED` or `NKEY`, see [`is_secret_key`]).
 ///
 /// ```
 /// let config = telestion::Config::from_pairs([("MY_NUMBER", "42")]);

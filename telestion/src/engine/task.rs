@@ -5,38 +5,46 @@
 //! the task should return (it sees `service.stopped()`); the drain awaits
 //! it within the shutdown limit, like a running handler.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::engine::core::{RouteInfo, respond};
 use crate::handler::Handler;
 use crate::handler::extract::Incoming;
-use crate::handler::reply::IntoReply;
 use crate::service::Service;
 
+use super::RouteInfo;
+use super::core::handle_one;
+use super::timer::tick_message;
+
 /// The first wait before a failed task is restarted; doubled after each
-/// failure up to [`TASK_MAX_BACKOFF_SECS`], and back to this after a run
-/// that lasted longer than that.
+/// failure up to [`MAX_BACKOFF`], and back to this after a run that lasted
+/// longer than that. A constant of the runtime, not a config key.
 ///
 /// ```
-/// assert!(telestion::TASK_FIRST_BACKOFF_MS <= telestion::TASK_MAX_BACKOFF_SECS * 1000);
+/// assert!(telestion::task::FIRST_BACKOFF <= telestion::task::MAX_BACKOFF);
 /// ```
-pub const TASK_FIRST_BACKOFF_MS: u64 = 500;
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The longest wait before a failed task is restarted.
 ///
 /// ```
-/// assert_eq!(telestion::TASK_MAX_BACKOFF_SECS, 30);
+/// assert_eq!(telestion::task::MAX_BACKOFF.as_secs(), 30);
 /// ```
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// [`FIRST_BACKOFF`] in milliseconds (the name of earlier releases).
+#[doc(hidden)]
+pub const TASK_FIRST_BACKOFF_MS: u64 = 500;
+
+/// [`MAX_BACKOFF`] in seconds (the name of earlier releases).
+#[doc(hidden)]
 pub const TASK_MAX_BACKOFF_SECS: u64 = 30;
 
 /// Runs a task until it returns `Ok` or the service stops: restarts it
 /// with back-off after each failure.
-pub(crate) async fn run_task<H, Args>(
+pub(crate) async fn run<H, Args>(
     handler: H,
     context: Arc<H::Context>,
     service: Service,
@@ -45,24 +53,22 @@ pub(crate) async fn run_task<H, Args>(
     H: Handler<Args>,
     Args: 'static,
 {
-    let first = Duration::from_millis(TASK_FIRST_BACKOFF_MS);
-    let max = Duration::from_secs(TASK_MAX_BACKOFF_SECS);
+    let (first, max) = (FIRST_BACKOFF, MAX_BACKOFF);
     let mut backoff = first;
+    let call_context = info.call_context();
     loop {
         let started = Instant::now();
-        let mut incoming = Incoming::new(
-            crate::engine::timer::tick_message(&info.subject),
-            service.clone(),
-        );
-        let outcome = AssertUnwindSafe(async {
-            let args = H::extract(&mut incoming, &context)?;
-            Ok(handler.invoke(args).await.into_reply())
-        })
-        .catch_unwind()
-        .await;
-        let failed = respond(&service, outcome, &incoming.message, &info).await;
-        info.stats.record(1, started.elapsed(), failed);
-        if !failed {
+        let mut incoming = Incoming::new(tick_message(&info.subject), service.clone());
+        let outcome = call_context
+            .scope(handle_one(
+                &handler,
+                &context,
+                &mut incoming,
+                &info,
+                &call_context,
+            ))
+            .await;
+        if outcome.failure().is_none() {
             tracing::debug!(handler = %info.name, "task ended");
             return;
         }

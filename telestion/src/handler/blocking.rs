@@ -84,7 +84,12 @@ macro_rules! impl_blocking {
             #[allow(unused_variables, clippy::unused_unit)]
             fn invoke(&self, args: Self::Extracted) -> BlockingCall<R> {
                 let function = self.0.clone();
-                BlockingCall(tokio::task::spawn_blocking(move || function($(args.$idx),*)))
+                // The call's context goes along, for the lines it logs.
+                let context = crate::observe::call_context::detach_current();
+                BlockingCall(tokio::task::spawn_blocking(move || match context {
+                    Some(context) => context.run(|| function($(args.$idx),*)),
+                    None => function($(args.$idx),*),
+                }))
             }
 
             fn config_keys() -> Vec<String> {

@@ -1,10 +1,26 @@
-//! Extractors: the types a handler may take as parameters, in any order.
+//! Extractors: the types a handler takes as parameters, in any order. This
+//! table is the list (the compiler's hints and the README point here):
 //!
-//! Each parameter type implements [`FromMessage`]. At most one of them may
-//! consume the body ([`FromMessage::BODY`]): [`Json<T>`], [`Bytes`],
-//! `Vec<u8>`, `String` or the whole [`Message`](async_nats::Message). The
-//! others ([`Subject`], [`Headers`], [`ReplyTo`], [`Service`], [`State<T>`],
-//! [`TypedConfig<T>`], [`DataDir`]) can be combined freely.
+//! | extractor | what it gives | body |
+//! | --- | --- | --- |
+//! | [`Json<T>`] | the body decoded as JSON into `T` (a body that does not decode is rejected: 400) | yes |
+//! | [`Bytes`](bytes::Bytes), `Vec<u8>` | the body as it is | yes |
+//! | `String` | the body as UTF-8 text (other bytes are rejected: 400) | yes |
+//! | [`Message`](async_nats::Message) | the whole NATS message (subject, reply, headers, body) | yes |
+//! | [`Batch<T>`](crate::Batch) | a batch handler's messages, each extracted as `T` (a body extractor) | yes |
+//! | [`Subject`] | the subject the message was published to | no |
+//! | [`Headers`] | the message's headers (empty when it has none) | no |
+//! | [`ReplyTo`] | the reply subject, when the sender expects a reply | no |
+//! | [`Service`] | the service handle (publish, request, config, ...) | no |
+//! | [`State<T>`] | shared state provided with [`Service::provide`](crate::Service::provide) | no |
+//! | [`TypedConfig<T>`] | the configuration decoded into `T`, checked at start | no |
+//! | [`DataDir`] | the service's own data directory, created and checked at start | no |
+//!
+//! At most one parameter consumes the body; the others combine freely. A
+//! type of your own becomes an extractor by implementing [`FromMessage`];
+//! it can reject a message with its own code and message
+//! ([`ExtractError::reject`](crate::ExtractError::reject)), which is
+//! counted, logged and answered like a rejection by the built-in ones.
 //!
 //! What an extractor needs from the service (state, typed config, the data
 //! directory) is resolved once, when the route is subscribed
@@ -84,9 +100,8 @@ impl Incoming {
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler parameter",
-    note = "handler parameters must be extractors: `Json<T>`, `Bytes`, `Vec<u8>`, `String`, \
-            `Message` (body, at most one; or a `Batch<T>` of them), or `Subject`, `Headers`, `ReplyTo`, `Service`, \
-            `State<T>`, `TypedConfig<T>`, `DataDir`"
+    note = "handler parameters must be extractors: see the list in the docs of `telestion::extract` \
+            (a type of your own becomes one by implementing `FromMessage`)"
 )]
 pub trait FromMessage: Sized + Send + 'static {
     /// Whether this extractor consumes the message body (at most one may).

@@ -2,9 +2,10 @@
 //! arguments, the extractors (`extract`), return values and replies
 //! (`reply`), handler errors (`error`) and blocking handlers (`blocking`).
 
+pub(crate) mod batch;
 pub(crate) mod blocking;
 pub(crate) mod error;
-pub(crate) mod extract;
+pub mod extract;
 pub(crate) mod reply;
 
 use std::future::Future;
@@ -31,9 +32,9 @@ use crate::service::Service;
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a message handler",
-    note = "a handler is an `async fn` whose parameters are extractors (`Json<T>`, `Bytes`, \
-            `String`, `Message`, `Subject`, `Headers`, `ReplyTo`, `Service`, `State<T>`, \
-            `TypedConfig<T>`, `DataDir`) and whose return type implements `IntoReply`"
+    note = "a handler is an `async fn` (or a plain `fn`, run on the blocking pool) whose \
+            parameters are extractors (see the list in the docs of `telestion::extract`) and \
+            whose return type implements `IntoReply`"
 )]
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// The handler's future.
@@ -99,8 +100,8 @@ macro_rules! impl_handler {
                 let bodies = 0usize $(+ usize::from($ty::BODY))*;
                 if bodies > 1 {
                     return Err(format!(
-                        "it takes {bodies} body extractors; take at most one of `Json<T>`, \
-                         `Bytes`, `Vec<u8>`, `String`, `Message`"
+                        "it takes {bodies} body extractors; take at most one (the docs of \
+                         `telestion::extract` list them)"
                     )
                     .into());
                 }

@@ -3,12 +3,10 @@
 
 use std::fmt::Display;
 
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::handler::extract::Json;
-use crate::service::Service;
 
 /// What a handler's return value means for a message.
 #[derive(Debug, Clone)]
@@ -152,29 +150,4 @@ impl<T: IntoReply, E: Display> IntoReply for Result<T, E> {
             Err(e) => Reply::error(e.to_string()),
         }
     }
-}
-
-/// Sends an error reply in the NATS micro-service convention: headers
-/// `Nats-Service-Error` (one line) and `Nats-Service-Error-Code`, body
-/// `{"error": "<message>"}`. The message is bounded (see `text::bounded`), so
-/// the reply always fits the server's payload limit.
-pub(crate) async fn send_error_reply(service: &Service, reply_to: String, error: &str, code: u16) {
-    let error = crate::text::bounded(error);
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Service-Error", crate::text::one_line(&error).as_ref());
-    headers.insert("Nats-Service-Error-Code", code.to_string().as_str());
-    let body = serde_json::json!({ "error": error }).to_string();
-    if let Err(e) = service.publish_with_headers(reply_to, headers, body).await {
-        tracing::error!(error = %e, "cannot send error reply");
-    }
-}
-
-/// Whether a publish failed because the message is larger than the
-/// server's payload limit.
-pub(crate) fn too_large(error: &crate::error::ServiceError) -> bool {
-    matches!(
-        error,
-        crate::error::ServiceError::Publish { source, .. }
-            if source.kind() == async_nats::client::PublishErrorKind::MaxPayloadExceeded
-    )
 }

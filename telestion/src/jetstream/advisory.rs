@@ -18,8 +18,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 
+use crate::engine::outcome::{Cause, Failure, record_failure};
 use crate::error::StartError;
-use crate::jetstream::durable::{DurableRoute, dead_letter, dead_letter_headers};
+use crate::jetstream::consumer::DurableRoute;
+use crate::jetstream::dead_letter::{dead_letter, dead_letter_headers};
 use crate::service::Service;
 
 /// The header of a dead letter given up by the server that carries the
@@ -66,7 +68,7 @@ pub(crate) async fn spawn(
     route: &Arc<DurableRoute>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let client = service.nats().map_err(|e| StartError::Handler {
-        handler: route.name.to_string(),
+        handler: route.info.name.to_string(),
         source: e.into(),
     })?;
     let subject = subject(route);
@@ -74,7 +76,7 @@ pub(crate) async fn spawn(
         .queue_subscribe(subject.clone(), route.consumer_name.clone())
         .await
         .map_err(|source| StartError::Subscribe {
-            handler: route.name.to_string(),
+            handler: route.info.name.to_string(),
             subject,
             source,
         })?;
@@ -85,7 +87,7 @@ pub(crate) async fn spawn(
             match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
                 Ok(advisory) => given_up(&service, &route, advisory).await,
                 Err(e) => {
-                    tracing::warn!(handler = %route.name, error = %e, "unreadable max-deliveries advisory")
+                    tracing::warn!(handler = %route.info.name, error = %e, "unreadable max-deliveries advisory")
                 }
             }
         }
@@ -101,13 +103,13 @@ async fn given_up(service: &Service, route: &DurableRoute, advisory: MaxDeliveri
          while handling it",
         advisory.deliveries
     );
-    service.record_error();
-    route.stats.record_error(1, &error);
+    let failure = Failure::new(500, &error, Cause::Error);
+    record_failure(&route.info, &failure, 1, &route.info.subject);
     let (subject, original, payload) = match stored(service, route, sequence).await {
         Ok(stored) => stored,
         Err(reason) => {
             tracing::error!(
-                handler = %route.name, stream = %route.stream, stream_sequence = sequence,
+                handler = %route.info.name, stream = %route.stream, stream_sequence = sequence,
                 %reason, "the server gave up on a durable message, and its stored copy cannot \
                 be read; it is not dead-lettered"
             );
@@ -115,7 +117,7 @@ async fn given_up(service: &Service, route: &DurableRoute, advisory: MaxDeliveri
         }
     };
     tracing::error!(
-        handler = %route.name, %subject, stream_sequence = sequence,
+        handler = %route.info.name, %subject, stream_sequence = sequence,
         deliveries = advisory.deliveries, dead_letter = %route.dead_letter, %error,
         "dead-lettering a durable message the server gave up on"
     );

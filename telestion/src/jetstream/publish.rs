@@ -157,7 +157,7 @@ impl Service {
                         }
                         // JetStream is off: nobody answers this either.
                         Err(e)
-                            if crate::jetstream::stream::no_responders(&e)
+                            if crate::jetstream::declare::no_responders(&e)
                                 && elapsed >= NO_STREAM_PATIENCE =>
                         {
                             self.record_error();

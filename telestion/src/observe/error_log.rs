@@ -71,7 +71,14 @@ impl ErrorLog {
     /// Logs a failure of handler `name` for a message on `subject`, unless
     /// the same error was logged within the interval (then it is counted
     /// for the summary line).
-    pub(crate) fn log(&self, name: &Arc<str>, subject: &str, error: &str, severity: Severity) {
+    pub(crate) fn log(
+        &self,
+        name: &Arc<str>,
+        subject: &str,
+        error: &str,
+        severity: Severity,
+        code: u16,
+    ) {
         let now = Instant::now();
         let mut entries = lock(&self.entries);
         if entries.len() >= MAX_ENTRIES {
@@ -84,7 +91,7 @@ impl ErrorLog {
                     entry.flush_pending = true;
                     let until = entry.until;
                     drop(entries);
-                    self.schedule_summary(name.clone(), error.to_owned(), until, severity);
+                    self.schedule_summary(name.clone(), error.to_owned(), until, severity, code);
                 }
             }
             _ => {
@@ -99,10 +106,10 @@ impl ErrorLog {
                 drop(entries);
                 match severity {
                     Severity::Client => {
-                        tracing::warn!(handler = %name, %subject, %error, "handler rejected a message")
+                        tracing::warn!(handler = %name, %subject, code, %error, "handler rejected a message")
                     }
                     Severity::Server => {
-                        tracing::error!(handler = %name, %subject, %error, "handler failed")
+                        tracing::error!(handler = %name, %subject, code, %error, "handler failed")
                     }
                 }
             }
@@ -110,7 +117,14 @@ impl ErrorLog {
     }
 
     /// At `until`, logs how often the error repeated since it was logged.
-    fn schedule_summary(&self, name: Arc<str>, error: String, until: Instant, severity: Severity) {
+    fn schedule_summary(
+        &self,
+        name: Arc<str>,
+        error: String,
+        until: Instant,
+        severity: Severity,
+        code: u16,
+    ) {
         let entries = self.entries.clone();
         let summary = async move {
             tokio::time::sleep_until(until).await;
@@ -128,11 +142,11 @@ impl ErrorLog {
             let secs = REPEATED_ERROR_LOG_SECS;
             match severity {
                 Severity::Client => tracing::warn!(
-                    handler = %name, %error, repeats,
+                    handler = %name, code, %error, repeats,
                     "the same rejection repeated {repeats} more times in the last {secs} s"
                 ),
                 Severity::Server => tracing::error!(
-                    handler = %name, %error, repeats,
+                    handler = %name, code, %error, repeats,
                     "the same failure repeated {repeats} more times in the last {secs} s"
                 ),
             }

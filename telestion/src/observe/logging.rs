@@ -1,11 +1,16 @@
-//! Logging: the tracing subscriber every service gets, a stderr writer that
+//! Logging: the tracing subscriber every service gets (its lines carry the
+//! running handler call's context, see `call_context`), a stderr writer that
 //! never panics (a failed write is dropped and counted), and a panic hook
 //! that logs a panic as one structured event naming the handler.
 
-use std::cell::RefCell;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::call_context::{current_fields, current_handler};
 
 static DROPPED_WRITES: AtomicU64 = AtomicU64::new(0);
 
@@ -62,51 +67,61 @@ pub fn init_logging() {
         .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = if json {
-        builder.json().with_current_span(false).try_init()
+        let format = tracing_subscriber::fmt::format()
+            .json()
+            .with_current_span(false);
+        builder
+            .json()
+            .event_format(WithCall {
+                inner: format,
+                json,
+            })
+            .try_init()
     } else {
-        builder.try_init()
+        let format = tracing_subscriber::fmt::format();
+        builder
+            .event_format(WithCall {
+                inner: format,
+                json,
+            })
+            .try_init()
     };
     if installed.is_ok() {
         install_panic_hook();
     }
 }
 
-thread_local! {
-    static CURRENT_HANDLER: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+/// An event format that adds the running handler call's context to every
+/// line logged during the call (see `call_context`): at the end of a text
+/// line, or as the `"span"` object of a JSON line.
+struct WithCall<F> {
+    inner: F,
+    json: bool,
 }
 
-/// Polls a handler's future with its name recorded for the panic hook
-/// (core and durable routes alike).
-pub(crate) struct Scoped<'a, F> {
-    pub(crate) future: F,
-    pub(crate) name: &'a Arc<str>,
-}
-
-impl<F: std::future::Future + Unpin> std::future::Future for Scoped<'_, F> {
-    type Output = F::Output;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let _scope = HandlerScope::enter(self.name);
-        std::pin::Pin::new(&mut self.future).poll(cx)
-    }
-}
-
-/// Records, while a handler's future is polled, which handler runs on this
-/// thread (for the panic hook).
-pub(crate) struct HandlerScope(Option<Arc<str>>);
-
-impl HandlerScope {
-    pub(crate) fn enter(name: &Arc<str>) -> HandlerScope {
-        HandlerScope(CURRENT_HANDLER.with(|c| c.replace(Some(name.clone()))))
-    }
-}
-
-impl Drop for HandlerScope {
-    fn drop(&mut self) {
-        let previous = self.0.take();
-        CURRENT_HANDLER.with(|c| *c.borrow_mut() = previous);
+impl<S, N, F> FormatEvent<S, N> for WithCall<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(fields) = current_fields(self.json) else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let line = line.trim_end_matches('\n');
+        match line.strip_suffix('}') {
+            Some(object) if self.json => writeln!(writer, "{object},\"span\":{fields}}}"),
+            _ => writeln!(writer, "{line}{fields}"),
+        }
     }
 }
 
@@ -129,11 +144,7 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
-        let handler = CURRENT_HANDLER
-            .try_with(|c| c.borrow().as_deref().map(str::to_owned))
-            .ok()
-            .flatten();
-        match handler {
+        match current_handler() {
             Some(handler) => {
                 tracing::error!(%handler, %location, panic = %message, "handler panicked")
             }
