@@ -14,6 +14,10 @@
 #       telemetry_parser  --telemetry.parsed-->  db_writer  --> SQLite
 #       db_query (telemetry.query.*), telecommand (telecommand.send),
 #       web (the page: http://127.0.0.1:8080/, or a free port when taken)
+#   with Telestion's database services beside it: the parser also
+#   publishes each frame in the upstream format on data.telemetry.device,
+#       database (DATA_SUBJECT=data.>)  --> $DATA_DIR/database/telemetry.sqlite3
+#       database_query (query.database), which the page's history chart asks
 #   and, beside it, standard_ops and the samples publisher,
 #   latest_value_cache and requester:
 #       publisher  --data.demo.temperature-->  latest_value_cache
@@ -21,14 +25,18 @@
 #       requester  --__telestion__/log/temperature-->  standard_ops
 #       standard_ops  -->  $DATA_DIR/logs/temperature.log
 # - shows the frames stored in the database (telemetry.query.count, asked
-#   through the web service) and the log file growing, prints the health
+#   through the web service), the newest point database_query answers with
+#   and the log file growing, prints the health
 #   table of every instance and the page's address, and stops everything
 #   cleanly after DEMO_SECONDS (default 20) or on Ctrl-C (see "Stopping").
 #
 # Settings (environment): DEMO_SECONDS, DEMO_DATA_DIR (default: a new temp
 # dir, kept afterwards), NATS_URL, WEB_ADDR (the page's address),
 # DEMO_BIN_DIR (use prebuilt binaries from this directory instead of
-# building them).
+# building them), DEMO_POSTGRES=1 (database and database_query use a
+# private PostgreSQL cluster in $DATA_DIR/postgres on a free loopback port
+# instead of SQLite; PostgreSQL is installed from the OS packages when
+# missing; it is stopped after nats-server).
 #
 # Stopping. Ctrl-C (SIGINT), SIGTERM or SIGHUP stop the demo at any moment
 # (while it builds, starts, runs or stops) and it leaves nothing running,
@@ -64,7 +72,7 @@ export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 
 SECONDS_TO_RUN="${DEMO_SECONDS:-20}"
 SAMPLES=(standard_ops latest_value_cache publisher requester)
-BACKEND=(device_sim io_service telemetry_parser db_writer db_query telecommand web)
+BACKEND=(device_sim io_service telemetry_parser db_writer db_query telecommand web database database_query)
 # Bounds of the stop, in seconds (see "Stopping").
 SERVICE_DRAIN=4       # the services' SHUTDOWN_TIMEOUT: a drain takes at most twice this
 SERVICE_STOP_LIMIT=10 # from SIGTERM until the services still running get SIGKILL
@@ -73,6 +81,7 @@ DEMO_STOP_LIMIT=15    # from the stop request until the rest of the group gets S
 GROUP_STOP_LIMIT=2    # from that SIGTERM until SIGKILL
 PIDS=()
 NATS_PID=""
+PG_PID=""
 DATA_DIR=""
 KILLED="" # set when the stop had to kill something
 
@@ -190,6 +199,8 @@ stop_all() {
     say "stopping"
     stop_pids "$SERVICE_STOP_LIMIT" "${PIDS[@]}"
     if [ -n "$NATS_PID" ]; then stop_pids "$NATS_STOP_LIMIT" "$NATS_PID"; fi
+    # SIGTERM is PostgreSQL's smart shutdown: its clients are gone by now.
+    if [ -n "$PG_PID" ]; then stop_pids "$NATS_STOP_LIMIT" "$PG_PID"; fi
     if [ -n "$DATA_DIR" ]; then
         say "stopped; data and service output are in $DATA_DIR"
     else
@@ -215,7 +226,8 @@ run_demo() {
     else
         say "building the services"
         cargo build --quiet -p standard_ops -p health -p device_sim -p io_service \
-            -p telemetry_parser -p db_writer -p db_query -p telecommand -p web &
+            -p telemetry_parser -p db_writer -p db_query -p telecommand -p web \
+            -p database -p database_query &
         wait $!
         cargo build --quiet -p telestion-examples --example publisher \
             --example latest_value_cache --example requester &
@@ -264,7 +276,41 @@ run_demo() {
         say "using the NATS server at $NATS_URL"
     fi
     export DATA_DIR
-    unset SERVICE_NAME SERVICE_ID CONFIG_FILE
+    unset SERVICE_NAME SERVICE_ID CONFIG_FILE DATABASE_URL
+
+    # ---- PostgreSQL (DEMO_POSTGRES=1) -------------------------------------
+    if [ "${DEMO_POSTGRES:-0}" = 1 ]; then
+        . scripts/ensure-postgresql.sh
+        # PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
+        AS=()
+        if [ "$(id -u)" = 0 ]; then
+            AS=(setpriv --reuid=postgres --regid=postgres --clear-groups)
+            mkdir -p "$DATA_DIR/postgres"
+            chown postgres:postgres "$DATA_DIR/postgres"
+            chmod o+x "$DATA_DIR"
+        fi
+        "${AS[@]}" "$PG_BIN_DIR/initdb" -D "$DATA_DIR/postgres/data" -U postgres --auth=trust \
+            -E UTF8 --locale=C >"$DATA_DIR/output/initdb.log" 2>&1 &
+        wait $!
+        for _attempt in $(seq 10); do
+            pg_port=$((20000 + RANDOM % 12000))
+            reachable 127.0.0.1 "$pg_port" && continue
+            "${AS[@]}" "$PG_BIN_DIR/postgres" -D "$DATA_DIR/postgres/data" -p "$pg_port" \
+                -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
+                >"$DATA_DIR/output/postgres.log" 2>&1 &
+            PG_PID=$!
+            for _ in $(seq 100); do
+                grep -qs "ready to accept connections" "$DATA_DIR/output/postgres.log" && break 2
+                kill -0 "$PG_PID" 2>/dev/null || break
+                sleep 0.1
+            done
+            stop_pids "$NATS_STOP_LIMIT" "$PG_PID"
+            PG_PID=""
+        done
+        [ -n "$PG_PID" ] || { say "PostgreSQL did not start:"; cat "$DATA_DIR/output/postgres.log"; exit 1; }
+        export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+        say "started PostgreSQL on port $pg_port (cluster in $DATA_DIR/postgres)"
+    fi
 
     # ---- services ---------------------------------------------------------
     start() {
@@ -314,12 +360,16 @@ run_demo() {
     start db_writer
     start db_query
     start telecommand
+    start database DATA_SUBJECT='data.>'
+    start database_query QUERY_SUBJECT=query.database
     start web WEB_ADDR="$WEB_ADDR"
     say "running ${SAMPLES[*]} ${BACKEND[*]} (data dir $DATA_DIR) for $SECONDS_TO_RUN s; Ctrl-C stops"
     say "web page: http://$WEB_ADDR/"
     say "backend: device_sim ($DEVICE_ADDR) -> io_service -> telemetry.raw -> telemetry_parser"
     say "  -> telemetry.parsed -> db_writer -> $DATA_DIR/db_writer/telemetry.sqlite3"
-    say "samples: publisher -> data.demo.temperature -> latest_value_cache;"
+    say "  telemetry_parser -> data.telemetry.device -> database -> ${DATABASE_URL:-$DATA_DIR/database/telemetry.sqlite3}"
+    say "  database_query answers query.database (the page's history chart)"
+    say "samples: publisher -> data.demo.temperature -> latest_value_cache (and database);"
     say "  requester asks latest.demo.temperature every second and forwards the reply"
     say "  to __telestion__/log/temperature -> standard_ops -> logs/temperature.log"
 
@@ -347,6 +397,19 @@ run_demo() {
         fi
     }
 
+    # The newest point of the upstream-format database, through database_query.
+    newest_point() {
+        local reply time value
+        reply="$(post /api/history '{"measurement":"telemetry.device","order":"desc","limit":1,"fields":["temperature_c"]}' 2>/dev/null)" || reply=""
+        time="$(printf '%s' "$reply" | sed -n 's/.*"_time":"\([^"]*\)".*/\1/p')"
+        value="$(printf '%s' "$reply" | sed -n 's/.*"_value":\([-0-9.e]*\).*/\1/p')"
+        if [ -n "$time" ]; then
+            say "database_query: newest telemetry.device temperature_c $value at $time"
+        else
+            say "database_query: no point yet ($reply)"
+        fi
+    }
+
     # ---- watch ------------------------------------------------------------
     LOG="$DATA_DIR/logs/temperature.log"
     end=$((SECONDS + SECONDS_TO_RUN))
@@ -354,6 +417,7 @@ run_demo() {
         sleep 2 &
         wait $! || true
         frames_stored
+        newest_point
         if [ -f "$LOG" ]; then
             say "$LOG: $(wc -l <"$LOG") lines; newest: $(tail -n 1 "$LOG")"
         else

@@ -22,8 +22,11 @@ set -e
 . scripts/ensure-nats-py.sh >/dev/null
 # Headless Chromium for the example backend's page test.
 . scripts/ensure-chromium.sh
+# PostgreSQL (Debian package) for the database services' tests; they start
+# private clusters themselves.
+. scripts/ensure-postgresql.sh
 set +e
-echo "==> $(nats-server --version) (Debian), $("$NATS_SERVER_CURRENT_BIN" --version) (current)"
+echo "==> $(nats-server --version) (Debian), $("$NATS_SERVER_CURRENT_BIN" --version) (current), PostgreSQL $("$PG_BIN_DIR/postgres" --version | awk '{print $3}')"
 
 FAILED=()
 step() {

@@ -159,7 +159,9 @@ fn image(name: &str) -> String {
     let cargo = Instant::now();
     let binary: PathBuf = match name {
         "standard_ops" | "health" | "replay" | "device_sim" | "io_service" | "telemetry_parser"
-        | "db_writer" | "db_query" | "telecommand" | "web" => workspace_binary(name, name),
+        | "db_writer" | "db_query" | "telecommand" | "web" | "database" | "database_query" => {
+            workspace_binary(name, name)
+        }
         _ => workspace_example("telestion-examples", name),
     };
     eprintln!("{name}: binary current in {:.1?}", cargo.elapsed());
@@ -589,6 +591,74 @@ fn nats_image() -> String {
     TAG.to_owned()
 }
 
+/// A PostgreSQL image from Debian's `postgresql` package with the
+/// interface of the official `postgres` image that compose.yaml's profile
+/// `postgres` uses (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, data in
+/// /var/lib/postgresql/data, port 5432, password authentication), built
+/// once per test process.
+fn postgres_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        const TAG: &str = "localhost/telestion-ct-cache/postgres:latest";
+        let env = env();
+        let started = Instant::now();
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(
+            context.path().join("entrypoint.sh"),
+            r#"#!/bin/sh
+set -e
+bin=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    printf '%s' "$POSTGRES_PASSWORD" > /tmp/password
+    "$bin/initdb" -D "$PGDATA" -U "$POSTGRES_USER" --pwfile=/tmp/password \
+        --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C >/dev/null
+    rm /tmp/password
+    echo 'host all all all scram-sha-256' >> "$PGDATA/pg_hba.conf"
+    echo "CREATE DATABASE \"$POSTGRES_DB\"" | "$bin/postgres" --single -D "$PGDATA" postgres >/dev/null
+fi
+exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp
+"#,
+        )
+        .unwrap();
+        std::fs::write(
+            context.path().join("Containerfile"),
+            format!(
+                r#"FROM {}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/postgresql/data \
+ && chown postgres:postgres /var/lib/postgresql/data \
+ && chmod 700 /var/lib/postgresql/data
+COPY entrypoint.sh /usr/local/bin/entrypoint.sh
+RUN chmod 755 /usr/local/bin/entrypoint.sh
+ENV PGDATA=/var/lib/postgresql/data
+USER postgres
+ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
+CMD []
+"#,
+                env.base
+            ),
+        )
+        .unwrap();
+        podman(
+            &[
+                "build",
+                "--pull=never",
+                "--network",
+                "host",
+                "-q",
+                "-t",
+                TAG,
+                &context.path().to_string_lossy(),
+            ],
+            600,
+        );
+        eprintln!("postgres image ready in {:.1?}", started.elapsed());
+        TAG.to_owned()
+    })
+}
+
 fn compose(project: &str, files: &[&Path], args: &[&str], timeout_secs: u64) -> Output {
     let env = env();
     let mut cmd = Command::new("podman-compose");
@@ -596,6 +666,7 @@ fn compose(project: &str, files: &[&Path], args: &[&str], timeout_secs: u64) -> 
         .env("CONTAINERS_CONF", &env.conf)
         .env("TELESTION_IMAGES", format!("localhost/{}", env.prefix))
         .env("NATS_IMAGE", nats_image_tag())
+        .env("POSTGRES_IMAGE", postgres_image())
         .env("WEB_PORT", web_port().to_string())
         .stdin(std::process::Stdio::null())
         .args(["-p", project]);
@@ -674,6 +745,8 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         "db_query",
         "telecommand",
         "web",
+        "database",
+        "database_query",
     ];
     let services = [
         "standard_ops",
@@ -688,6 +761,7 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         image(service);
     }
     nats_image_tag();
+    postgres_image();
     eprintln!("compose images ready at {:.1?}", started.elapsed());
     let project = name("compose");
     let compose_file = Path::new(REPO).join("compose.yaml");
@@ -767,6 +841,36 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         "backend stored {first} then {later} rows at {:.1?}",
         started.elapsed()
     );
+    // Telestion's database services: the parser's upstream-format points
+    // reach `database` (SQLite in the volume), and the page's history asks
+    // `database_query` for them in the upstream request format.
+    let history = r#"{"measurement": "telemetry.device", "range": "-1h", "limit": 5}"#;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let reply = http_post(web_port(), "/api/history", history);
+        if let Some((200, body)) = &reply {
+            let reply: serde_json::Value = serde_json::from_str(body).unwrap();
+            if reply["success"] == true && reply["count"].as_u64() > Some(0) {
+                assert_eq!(
+                    reply["data"][0]["_measurement"], "telemetry.device",
+                    "{reply}"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no history within 90 s (last reply {reply:?}); containers:\n{}",
+            podman(&["ps", "-a"], 30)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        volume_dir(&volume)
+            .join("database/telemetry.sqlite3")
+            .is_file(),
+        "no SQLite file of `database` in the volume"
+    );
 
     // The health table through compose's own definition of the tool.
     let out = compose(
@@ -784,6 +888,9 @@ fn compose_stack_up_data_flows_health_table_and_down() {
     ]
     .into_iter()
     .chain(backend.into_iter().filter(|s| *s != "device_sim"))
+    // The profile `postgres` (podman-compose 1.0.3 starts it too): its
+    // writer and query service start only once PostgreSQL answers.
+    .chain(["database_pg", "database_query_pg"])
     {
         assert!(
             table.contains(service),
@@ -816,7 +923,7 @@ fn compose_stack_up_data_flows_health_table_and_down() {
         assert_eq!(code, "0", "{container} exited with {code}:\n{logs}");
     }
     assert!(
-        seen >= 5 + backend.len(),
+        seen >= 5 + backend.len() + 3,
         "only {seen} containers:\n{states}"
     );
     compose(&project, &files, &["down", "-v", "-t", STOP_GRACE], 180);

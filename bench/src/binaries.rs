@@ -15,6 +15,8 @@ pub struct Binaries {
     pub raw: PathBuf,
     /// `standard_ops`, when the workspace has it.
     pub standard_ops: Option<PathBuf>,
+    /// Whether programs are built before they are used.
+    pub build: bool,
 }
 
 impl Binaries {
@@ -38,6 +40,16 @@ impl Binaries {
             service: binary("telestion-bench", "bench_service"),
             raw: binary("telestion-bench", "bench_raw"),
             standard_ops: has_standard_ops.then(|| binary("standard_ops", "standard_ops")),
+            build,
+        }
+    }
+
+    /// Another binary of the workspace (built now unless `--no-build`).
+    pub fn other(&self, package: &str, name: &str) -> PathBuf {
+        if self.build {
+            workspace_binary(package, name)
+        } else {
+            target_dir().join(name)
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct Plan {
     /// Durable publishes per latency round.
     pub durable_requests: usize,
     /// Run only this case (`cold`, `throughput`, `latency`, `health`,
-    /// `standard_ops`, `durable`, or `instructions` and `backend`, which run only when named), for
+    /// `standard_ops`, `durable`, or `instructions`, `backend` and `database`, which run only when named), for
     /// profiling.
     pub only: Option<String>,
 }

@@ -36,13 +36,18 @@
 //! 9. only when named (`--only backend`): the example backend's chain
 //!    device -> database (`apps/backend_tests`): latency at 200 and 1000
 //!    frames per second with every frame stored once, and how fast it
-//!    stores a backlog.
+//!    stores a backlog;
+//! 10. only when named (`--only database`): Telestion's database services
+//!     (`apps/database`, `apps/database_query`) on SQLite and PostgreSQL:
+//!     ingest through the writer beside the store alone, and the newest
+//!     value and 1,000-row ranges over ten million stored points beside the
+//!     example backend's `db_query`.
 //!
 //! `--smoke` runs every case once with a few messages and fails (exit code 1)
 //! only when a case breaks (a message missing, a process not starting); it
 //! never judges a timing. Options: `--rounds N`, `--only CASE` (`cold`,
 //! `throughput`, `latency`, `health`, `standard_ops`, `durable`,
-//! `instructions`, `backend`),
+//! `instructions`, `backend`, `database`),
 //! `--out PATH`, `--no-build`.
 //!
 //! One file per concern: `cli` (arguments, the plan), `binaries` (the

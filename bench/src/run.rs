@@ -9,8 +9,8 @@ use telestion_test::NatsServer;
 use crate::binaries::Binaries;
 use crate::bus::{Res, bench_service_ready, first_reply, pong};
 use crate::cases::{
-    backend, cold_start, durable, health_backlog, instructions, latency, memory, standard_ops,
-    throughput,
+    backend, cold_start, database, durable, health_backlog, instructions, latency, memory,
+    standard_ops, throughput,
 };
 use crate::cli::Plan;
 use crate::measure::memory_kib;
@@ -57,6 +57,17 @@ pub async fn run(plan: Plan, server: &NatsServer, bins: Binaries) -> Res<(Value,
             &mut results,
             "backend",
             "example backend",
+            outcome,
+        );
+    } else if plan.runs_only("database") {
+        // Telestion's database services, with PostgreSQL servers of their own.
+        println!("database services: ingest and queries over stored points ...");
+        let outcome = database::database(&mut ctx).await;
+        record(
+            &mut ctx,
+            &mut results,
+            "database",
+            "database services",
             outcome,
         );
     } else {

@@ -26,6 +26,8 @@ fn demo_cmd(seconds: u32, data: &std::path::Path) -> Command {
         workspace_binary("db_query", "db_query"),
         workspace_binary("telecommand", "telecommand"),
         workspace_binary("web", "web"),
+        workspace_binary("database", "database"),
+        workspace_binary("database_query", "database_query"),
         workspace_example("telestion-examples", "publisher"),
         workspace_example("telestion-examples", "latest_value_cache"),
         workspace_example("telestion-examples", "requester"),
@@ -202,13 +204,20 @@ fn demo_runs_shows_growing_log_and_health_then_stops() {
         "db_query",
         "telecommand",
         "web",
+        "database",
+        "database_query",
     ] {
         assert!(
             table.lines().any(|l| l.starts_with(name)),
             "no health row for {name}:\n{stdout}"
         );
     }
-    assert!(table.contains("10 instances answered"), "{stdout}");
+    assert!(table.contains("12 instances answered"), "{stdout}");
+    // The upstream-format database got the parser's points.
+    assert!(
+        stdout.contains("database_query: newest telemetry.device temperature_c"),
+        "{stdout}"
+    );
 
     // Everything it started is gone.
     assert!(!port_open(nats_port(&stdout)), "nats-server still running");
@@ -334,7 +343,7 @@ fn demo_uses_a_reachable_nats_url_and_leaves_it_running() {
         "{stdout}"
     );
     assert!(!stdout.contains("started nats-server"), "{stdout}");
-    assert!(stdout.contains("10 instances answered"), "{stdout}");
+    assert!(stdout.contains("12 instances answered"), "{stdout}");
     // The server belongs to someone else: the demo leaves it alone.
     assert!(
         port_open(server.port),

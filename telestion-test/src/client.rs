@@ -185,3 +185,41 @@ where
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
+
+/// Publishes a request on `subject` and collects every reply that arrives
+/// within `wait` (for subjects every instance answers, such as
+/// `$SRV.STATS.<name>`).
+///
+/// ```no_run
+/// # async fn example(client: async_nats::Client) {
+/// use std::time::Duration;
+/// let replies = telestion_test::collect_replies(&client, "$SRV.PING", "", Duration::from_millis(500)).await;
+/// println!("{} instances", replies.len());
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When the client cannot subscribe or publish.
+pub async fn collect_replies(
+    client: &async_nats::Client,
+    subject: &str,
+    body: impl Into<bytes::Bytes>,
+    wait: Duration,
+) -> Vec<async_nats::Message> {
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .expect("cannot subscribe to an inbox");
+    client
+        .publish_with_reply(subject.to_string(), inbox, body.into())
+        .await
+        .expect("cannot publish the request");
+    let mut collected = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        collected.push(reply);
+    }
+    collected
+}

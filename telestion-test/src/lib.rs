@@ -42,7 +42,8 @@
 //!
 //! `nats-server` is found on `PATH` (and in `/usr/sbin`, `/usr/local/bin`),
 //! or at `NATS_SERVER_BIN`; a missing server fails the test with the
-//! install hint, it never skips it.
+//! install hint, it never skips it. [`PostgresServer`] does the same for
+//! PostgreSQL (a private cluster on a free loopback port).
 
 mod arbitrary;
 mod binaries;
@@ -52,6 +53,7 @@ mod limits;
 mod logs;
 mod mark;
 mod pki;
+mod postgres;
 mod process;
 mod process_group;
 mod procs;
@@ -62,22 +64,24 @@ mod service;
 pub use arbitrary::json_value;
 pub use binaries::{target_dir, workspace_binary, workspace_example};
 pub use client::{
-    error_header, eventually, eventually_async, health, health_report, next_message, request,
-    request_json, request_within, try_health, try_request, try_request_within,
+    collect_replies, error_header, eventually, eventually_async, health, health_report,
+    next_message, request, request_json, request_within, try_health, try_request,
+    try_request_within,
 };
 pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
 pub use mark::{MARK_VAR, MarkedProcess, ProcessMark};
 pub use pki::Pki;
+pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::{
     Process, Stream, assert_start_fails_naming, clean_command, closed_pipe, run_with_timeout,
     service_command, spawn_ready,
 };
 pub use raw::{HostileHeaders, RawPublisher, hostile_header_blocks};
 pub use server::{
-    NatsServer, ServerOptions, free_port, nats_server_bin, server_binaries, server_version,
-    wait_for_port,
+    NatsServer, ServerOptions, free_port, nats_server_bin, nats_server_current_bin,
+    server_binaries, server_version, wait_for_port,
 };
 pub use service::{TestService, service_config, start_service};
 

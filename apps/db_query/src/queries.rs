@@ -1,9 +1,9 @@
 //! Requests, replies and the SQL behind them.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use serde::{Deserialize, Serialize};
 use telestion::{HandlerError, tracing};
@@ -164,8 +164,24 @@ fn check_count(value: u32, name: &str) -> Result<u32, HandlerError> {
     Ok(value)
 }
 
-const COLUMNS: &str =
-    "session, counter, time_ms, temperature_c, voltage_v, current_a, status, stored_ms";
+/// The newest rows: read backwards along `telemetry_time_key`.
+const LATEST_SQL: &str = "SELECT session, counter, time_ms, temperature_c, voltage_v, current_a, \
+     status, stored_ms FROM telemetry ORDER BY time_ms DESC, session DESC, counter DESC LIMIT ?1";
+
+/// A time range, oldest first: a range of `telemetry_time_key`.
+const RANGE_SQL: &str = "SELECT session, counter, time_ms, temperature_c, voltage_v, current_a, \
+     status, stored_ms FROM telemetry WHERE time_ms BETWEEN ?1 AND ?2 \
+     ORDER BY time_ms, session, counter LIMIT ?3";
+
+/// Buckets of one column over a time range (`column` is one of a fixed
+/// list, never text from a request).
+fn series_sql(column: &str) -> String {
+    format!(
+        "SELECT (time_ms - ?1) / ?3 AS bucket, min({column}), max({column}), \
+         avg({column}), count(*) FROM telemetry WHERE time_ms BETWEEN ?1 AND ?2 \
+         GROUP BY bucket ORDER BY bucket"
+    )
+}
 
 fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
     Ok(StoredRow {
@@ -180,18 +196,34 @@ fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
     })
 }
 
-/// The database, opened read-only on the first request that finds it.
+/// How long a statement waits for the writer's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database, read through a pool of read-only connections (WAL mode:
+/// readers never wait for each other or for the writer), each request
+/// within its own deadline.
 pub struct Reader {
     path: PathBuf,
-    connection: Mutex<Option<Connection>>,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    timeout: Duration,
 }
 
 impl Reader {
-    /// A reader of the database at `path` (it need not exist yet).
-    pub fn new(path: PathBuf) -> Reader {
+    /// A reader of the database at `path` (it need not exist yet) with up
+    /// to `connections` connections; a request still running after
+    /// `timeout` is stopped and answered with 504.
+    pub fn new(path: PathBuf, connections: u32, timeout: Duration) -> Reader {
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|connection| connection.busy_timeout(BUSY_TIMEOUT));
+        let pool = r2d2::Pool::builder()
+            .max_size(connections.max(1))
+            .min_idle(Some(0))
+            .build_unchecked(manager);
         Reader {
             path,
-            connection: Mutex::new(None),
+            pool,
+            timeout,
         }
     }
 
@@ -205,39 +237,40 @@ impl Reader {
         .with_code(503)
     }
 
-    /// Runs `query` on the connection (opened when needed). Blocking.
+    /// Runs `query` on a pooled connection, interrupted at the deadline.
+    /// Blocking.
     fn with<T>(
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, HandlerError> {
-        let mut slot = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.is_none() {
-            if !self.path.exists() {
-                return Err(self.unavailable("does not exist yet"));
-            }
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let connection = Connection::open_with_flags(&self.path, flags)
-                .map_err(|e| self.unavailable(format_args!("cannot be opened: {e}")))?;
-            connection
-                .busy_timeout(Duration::from_secs(5))
-                .map_err(|e| self.unavailable(format_args!("cannot be opened: {e}")))?;
-            *slot = Some(connection);
+        let deadline = Instant::now() + self.timeout;
+        if !self.path.exists() {
+            return Err(self.unavailable("does not exist yet"));
         }
-        let connection = slot.as_ref().expect("opened above");
-        match query(connection) {
+        let connection = self
+            .pool
+            .get_timeout(self.timeout)
+            .map_err(|e| self.unavailable(format_args!("cannot be opened: {e}")))?;
+        connection.progress_handler(1_000, Some(move || Instant::now() >= deadline));
+        let result = query(&connection);
+        connection.progress_handler(0, None::<fn() -> bool>);
+        match result {
             Ok(value) => Ok(value),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                Err(HandlerError::server(format!(
+                    "the query took longer than {} ms (QUERY_TIMEOUT_MS) and was stopped",
+                    self.timeout.as_millis()
+                ))
+                .with_code(504))
+            }
+            Err(e) if e.to_string().contains("no such table") => {
+                Err(self.unavailable("has no telemetry table yet"))
+            }
             Err(e) => {
-                // Open afresh next time (the file may have been replaced).
-                *slot = None;
-                if e.to_string().contains("no such table") {
-                    Err(self.unavailable("has no telemetry table yet"))
-                } else {
-                    tracing::error!(path = %self.path.display(), error = %e, "query failed");
-                    Err(HandlerError::server(format!("the query failed: {e}")))
-                }
+                tracing::error!(path = %self.path.display(), error = %e, "query failed");
+                Err(HandlerError::server(format!("the query failed: {e}")))
             }
         }
     }
@@ -246,10 +279,7 @@ impl Reader {
     pub fn latest(&self, request: &LatestRequest) -> Result<RowsReply, HandlerError> {
         let n = check_count(request.n, "n")?;
         let rows = self.with(|c| {
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM telemetry ORDER BY time_ms DESC, session DESC, \
-                 counter DESC LIMIT ?1"
-            ))?;
+            let mut statement = c.prepare_cached(LATEST_SQL)?;
             statement
                 .query_map(params![n], stored_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -262,10 +292,7 @@ impl Reader {
         let (from, to) = check_range(request.from_ms, request.to_ms)?;
         let limit = check_count(request.limit.unwrap_or(MAX_ROWS), "limit")?;
         let mut rows = self.with(|c| {
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM telemetry WHERE time_ms BETWEEN ?1 AND ?2 \
-                 ORDER BY time_ms, session, counter LIMIT ?3"
-            ))?;
+            let mut statement = c.prepare_cached(RANGE_SQL)?;
             statement
                 .query_map(params![from, to, limit + 1], stored_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -295,11 +322,7 @@ impl Reader {
         // are 0..points.
         let width = (to - from) / points + 1;
         let points = self.with(|c| {
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT (time_ms - ?1) / ?3 AS bucket, min({column}), max({column}), \
-                 avg({column}), count(*) FROM telemetry WHERE time_ms BETWEEN ?1 AND ?2 \
-                 GROUP BY bucket ORDER BY bucket"
-            ))?;
+            let mut statement = c.prepare_cached(&series_sql(column))?;
             statement
                 .query_map(params![from, to, width], |row| {
                     let bucket: i64 = row.get(0)?;
@@ -319,15 +342,37 @@ impl Reader {
         })
     }
 
-    /// `telemetry.query.count`.
+    /// `telemetry.query.count`: from the per-session counts the writer
+    /// keeps (one row per session), or, in a database made before them,
+    /// from the rows.
     pub fn count(&self) -> Result<CountReply, HandlerError> {
         self.with(|c| {
-            let rows: i64 = c.query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))?;
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT * FROM (SELECT session, min(counter), max(counter), count(*), \
-                 max(time_ms) AS newest FROM telemetry GROUP BY session \
-                 ORDER BY newest DESC LIMIT {MAX_ROWS}) ORDER BY session"
-            ))?;
+            let counted: bool = c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'",
+                [],
+                |row| row.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            let (total, sessions) = if counted {
+                (
+                    "SELECT coalesce(sum(count), 0) FROM sessions",
+                    format!(
+                        "SELECT * FROM (SELECT session, min_counter, max_counter, count \
+                         FROM sessions ORDER BY newest_ms DESC LIMIT {MAX_ROWS}) ORDER BY session"
+                    ),
+                )
+            } else {
+                (
+                    "SELECT count(*) FROM telemetry",
+                    format!(
+                        "SELECT session, min_c, max_c, n FROM (SELECT session, min(counter) AS min_c, \
+                         max(counter) AS max_c, count(*) AS n, max(time_ms) AS newest \
+                         FROM telemetry GROUP BY session ORDER BY newest DESC LIMIT {MAX_ROWS}) \
+                         ORDER BY session"
+                    ),
+                )
+            };
+            let rows: i64 = c.query_row(total, [], |r| r.get(0))?;
+            let mut statement = c.prepare_cached(&sessions)?;
             let sessions = statement
                 .query_map([], |row| {
                     Ok(SessionCount {
@@ -344,22 +389,88 @@ impl Reader {
             })
         })
     }
+
+    /// The database's plan (`EXPLAIN QUERY PLAN`) of `sql` with `params`,
+    /// one line per step.
+    #[cfg(test)]
+    fn explain(&self, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        self.with(|c| {
+            c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+                .query_map(params, |row| row.get::<_, String>(3))?
+                .collect()
+        })
+        .unwrap()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The writer's schema, as db_writer creates it.
+    const SCHEMA: &str = include_str!("../../db_writer/src/schema.sql");
+
+    /// Every query reads an index range (or the per-session counts), never
+    /// the whole table, and `latest` and `range` need no sorting.
+    #[test]
+    fn query_plans_use_the_indexes() {
+        let rows: Vec<_> = (0..2000u32)
+            .map(|i| (i % 3, i, 1000 + u64::from(i), f64::from(i)))
+            .collect();
+        let (_dir, reader) = database(&rows);
+        let latest = reader.explain(LATEST_SQL, params![10]).join("\n");
+        assert!(
+            latest.contains("SCAN telemetry USING INDEX telemetry_time_key"),
+            "{latest}"
+        );
+        let range = reader
+            .explain(RANGE_SQL, params![1000, 2000, 1001])
+            .join("\n");
+        assert!(
+            range.contains(
+                "SEARCH telemetry USING INDEX telemetry_time_key (time_ms>? AND time_ms<?)"
+            ),
+            "{range}"
+        );
+        for plan in [&latest, &range] {
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+        let series = reader
+            .explain(&series_sql("voltage_v"), params![1000, 2000, 10])
+            .join("\n");
+        assert!(
+            series.contains(
+                "SEARCH telemetry USING INDEX telemetry_time_key (time_ms>? AND time_ms<?)"
+            ),
+            "{series}"
+        );
+        // `count` reads the per-session counts only.
+        let total = reader
+            .explain("SELECT coalesce(sum(count), 0) FROM sessions", [])
+            .join("\n");
+        let sessions = reader
+            .explain(
+                "SELECT * FROM (SELECT session, min_counter, max_counter, count FROM sessions \
+                 ORDER BY newest_ms DESC LIMIT 1000) ORDER BY session",
+                [],
+            )
+            .join("\n");
+        for plan in [&total, &sessions] {
+            assert!(!plan.contains("telemetry"), "{plan}");
+        }
+        let count = reader.count().unwrap();
+        assert_eq!(count.rows, 2000);
+        assert_eq!(count.sessions.len(), 3);
+        assert_eq!(count.sessions[0].count, 667);
+    }
+
     fn database(rows: &[(u32, u32, u64, f64)]) -> (tempfile::TempDir, Reader) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("telemetry.sqlite3");
         let c = Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE telemetry (session INTEGER, counter INTEGER, time_ms INTEGER, \
-             temperature_c REAL, voltage_v REAL, current_a REAL, status INTEGER, \
-             stored_ms INTEGER, PRIMARY KEY (session, counter))",
-        )
-        .unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch("BEGIN").unwrap();
         for (session, counter, time, value) in rows {
             c.execute(
                 "INSERT INTO telemetry VALUES (?1, ?2, ?3, ?4, 12.0, 0.5, 0, ?3 + 5)",
@@ -367,13 +478,14 @@ mod tests {
             )
             .unwrap();
         }
-        (dir, Reader::new(path))
+        c.execute_batch("COMMIT").unwrap();
+        (dir, Reader::new(path, 2, Duration::from_secs(5)))
     }
 
     #[test]
     fn missing_database_is_503() {
         let dir = tempfile::tempdir().unwrap();
-        let reader = Reader::new(dir.path().join("none.sqlite3"));
+        let reader = Reader::new(dir.path().join("none.sqlite3"), 1, Duration::from_secs(5));
         let error = reader.count().unwrap_err();
         assert_eq!(error.code(), 503);
         assert!(error.message().contains("does not exist yet"));

@@ -11,19 +11,15 @@ use telestion::HandlerError;
 /// The database file's name inside the service's data directory.
 pub const FILE_NAME: &str = "telemetry.sqlite3";
 
-/// The schema (idempotent).
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS telemetry (
-    session INTEGER NOT NULL,
-    counter INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    temperature_c REAL NOT NULL,
-    voltage_v REAL NOT NULL,
-    current_a REAL NOT NULL,
-    status INTEGER NOT NULL,
-    stored_ms INTEGER NOT NULL,
-    PRIMARY KEY (session, counter)
-);
-CREATE INDEX IF NOT EXISTS telemetry_time ON telemetry (time_ms);";
+/// The schema (idempotent): the table, its time index, and the
+/// per-session counts a trigger keeps.
+pub const SCHEMA: &str = include_str!("schema.sql");
+
+/// Fills `sessions` from the rows of a database made before it existed
+/// (the trigger counts only rows inserted after it was created).
+const BACKFILL: &str = "INSERT INTO sessions (session, min_counter, max_counter, count, newest_ms)
+    SELECT session, min(counter), max(counter), count(*), max(time_ms) FROM telemetry
+    GROUP BY session";
 
 /// One parsed telemetry frame, as the parser publishes it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -109,7 +105,19 @@ impl Db {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(error)?;
-        connection.execute_batch(SCHEMA).map_err(error)?;
+        let transaction = connection.unchecked_transaction().map_err(error)?;
+        let had_counts: bool = transaction
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'",
+                [],
+                |row| row.get::<_, i64>(0).map(|n| n > 0),
+            )
+            .map_err(error)?;
+        transaction.execute_batch(SCHEMA).map_err(error)?;
+        if !had_counts {
+            transaction.execute_batch(BACKFILL).map_err(error)?;
+        }
+        transaction.commit().map_err(error)?;
         Ok(Db {
             connection: Mutex::new(connection),
             path: path.to_owned(),

@@ -20,9 +20,23 @@
 //! stream unavailable) fails the handler, and the frame is delivered again
 //! with the durable back-off.
 //!
+//! Each parsed frame is also published (core NATS, after the durable
+//! publish) in the upstream Telestion database format on `DATA_SUBJECT`
+//! (default `data.telemetry.device`), for the `database` writer:
+//!
+//! ```json
+//! {"time":"2025-06-15T15:06:40Z","temperature_c":21.5,"voltage_v":28.1,
+//!  "current_a":1.25,"status":0,"counter":42,"tags":{"session":"7"}}
+//! ```
+//!
+//! A frame handled twice is published twice there; the writer merges a
+//! point with the time and tags of a stored one, so it is stored once. A
+//! failed publish there is logged and counted, and does not fail the frame.
+//!
 //! # Configuration
 //!
-//! The standard keys (and the `DURABLE_*` keys of durable handlers), and
+//! The standard keys (and the `DURABLE_*` keys of durable handlers),
+//! `DATA_SUBJECT` (see above; empty: not published), and
 //! `TELEMETRY_REPLICAS`, `TELEMETRY_RAW_REPLICAS` (default 1): the
 //! replicas of the streams it declares.
 
@@ -46,6 +60,29 @@ struct Parsed {
     voltage_v: f64,
     current_a: f64,
     status: u16,
+}
+
+/// The default `DATA_SUBJECT`: where the upstream-format point goes.
+const DEFAULT_DATA_SUBJECT: &str = "data.telemetry.device";
+
+/// A parsed frame as a point of the upstream database format.
+fn upstream_point(parsed: &Parsed) -> telestion::serde_json::Value {
+    let nanos = i128::from(parsed.time_ms) * 1_000_000;
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    telestion::serde_json::json!({
+        "time": time,
+        "temperature_c": parsed.temperature_c,
+        "voltage_v": parsed.voltage_v,
+        "current_a": parsed.current_a,
+        "status": parsed.status,
+        "counter": parsed.counter,
+        "tags": {"session": parsed.session.to_string()},
+    })
 }
 
 /// The JSON on `telemetry.rejected`.
@@ -105,6 +142,18 @@ async fn parse(body: Bytes, service: Service) -> Result<(), HandlerError> {
                     json,
                 )
                 .await?;
+            let subject = service
+                .config()
+                .get_str("DATA_SUBJECT")
+                .unwrap_or_else(|| DEFAULT_DATA_SUBJECT.into());
+            if !subject.is_empty()
+                && let Err(e) = service
+                    .publish_json(subject, &upstream_point(&parsed))
+                    .await
+            {
+                // Counted by the runtime; the frame itself is done.
+                tracing::warn!(error = %e, "cannot publish the upstream-format point");
+            }
             Ok(())
         }
         Err(reason) => {
@@ -175,6 +224,17 @@ mod tests {
             telestion::serde_json::to_string(&parsed).unwrap(),
             r#"{"session":7,"counter":42,"time_ms":1750000000000,"temperature_c":21.5,"voltage_v":28.1,"current_a":-1.25,"status":3}"#
         );
+    }
+
+    #[test]
+    fn telemetry_becomes_an_upstream_point() {
+        let parsed = parse_frame(&encode_body(&Frame::Telemetry(frame()))).unwrap();
+        let expected: telestion::serde_json::Value = telestion::serde_json::from_str(
+            r#"{"time":"2025-06-15T15:06:40Z","temperature_c":21.5,"voltage_v":28.1,
+                "current_a":-1.25,"status":3,"counter":42,"tags":{"session":"7"}}"#,
+        )
+        .unwrap();
+        assert_eq!(upstream_point(&parsed), expected);
     }
 
     #[test]

@@ -151,10 +151,44 @@ async function count() {
   } catch (e) { queryFailed(e); }
 }
 
+// History through database_query (the upstream request and reply format).
+async function history() {
+  const field = $("series-field").value;
+  try {
+    const reply = await post("/api/history", {
+      measurement: "telemetry.device", range: "-10m", fields: [field], every: "10s", fn: "mean",
+    });
+    const rows = reply.data.filter((r) => typeof r._value === "number");
+    const canvas = $("history"), ctx = canvas.getContext("2d");
+    const w = canvas.width, h = canvas.height;
+    ctx.clearRect(0, 0, w, h);
+    ctx.font = "12px sans-serif";
+    ctx.fillStyle = "#444";
+    ctx.fillText(field + ", last 10 minutes, " + rows.length + " windows of 10 s (mean)", 6, 14);
+    canvas.dataset.points = String(rows.length);
+    $("history-error").textContent = "";
+    if (rows.length === 0) return;
+    const now = Date.now(), t0 = now - 600000;
+    let lo = Infinity, hi = -Infinity;
+    for (const r of rows) { lo = Math.min(lo, r._value); hi = Math.max(hi, r._value); }
+    if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
+    const x = (t) => ((t - t0) / 600000) * (w - 2) + 1;
+    const y = (v) => 20 + (h - 26) - ((v - lo) / (hi - lo)) * (h - 26);
+    ctx.strokeStyle = "#00798c";
+    ctx.beginPath();
+    rows.forEach((r, i) => {
+      const t = Date.parse(r._time);
+      if (i === 0) ctx.moveTo(x(t), y(r._value)); else ctx.lineTo(x(t), y(r._value));
+    });
+    ctx.stroke();
+  } catch (e) { $("history-error").textContent = String(e.message || e); }
+}
+
+$("q-history").onclick = history;
 $("q-latest").onclick = latest;
 $("q-series").onclick = series;
 $("q-count").onclick = count;
-function refresh() { latest(); series(); count(); }
+function refresh() { latest(); series(); count(); history(); }
 refresh();
 setInterval(refresh, 5000);
 

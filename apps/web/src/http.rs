@@ -46,6 +46,7 @@ pub async fn serve(
         )
         .route("/api/live", get(live))
         .route("/api/query/{kind}", post(query))
+        .route("/api/history", post(history))
         .route("/api/telecommand", post(telecommand))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(App { service, hub });
@@ -99,6 +100,12 @@ async fn query(State(app): State<App>, Path(kind): Path<String>, body: Bytes) ->
             format!("no query {kind:?}: use latest, range, series or count"),
         ),
     }
+}
+
+/// A request in the upstream database format to `database_query`.
+async fn history(State(app): State<App>, body: Bytes) -> Response {
+    let subject = app.hub.history_subject.clone();
+    forward(&app, &subject, body).await
 }
 
 async fn telecommand(State(app): State<App>, body: Bytes) -> Response {

@@ -11,6 +11,7 @@
 //! | `GET /api/live` (Server-Sent Events) | `telemetry.parsed` (event `telemetry`) and `device.link` (event `link`), core subscriptions of every instance |
 //! | `POST /api/query/{latest,range,series,count}` | request to `telemetry.query.<kind>` |
 //! | `POST /api/telecommand` | request to `telecommand.send` |
+//! | `POST /api/history` | request to `HISTORY_SUBJECT` (default `query.database`: the `database_query` service, upstream request format) |
 //!
 //! A request body is at most 16 KiB; a forwarded request waits at most
 //! `WEB_REQUEST_TIMEOUT_MS` (default 10000) for the reply. An error reply
@@ -36,6 +37,7 @@ pub struct Hub {
     live: AtomicUsize,
     max_live: usize,
     request_timeout: Duration,
+    history_subject: String,
 }
 
 /// The listener bound in start-up code, so a bad `WEB_ADDR` fails the
@@ -93,6 +95,11 @@ async fn main(service: Service) -> Result<(), String> {
     };
     let max_live = usize::try_from(number("WEB_MAX_LIVE", 32)?).unwrap_or(usize::MAX);
     let request_timeout = Duration::from_millis(number("WEB_REQUEST_TIMEOUT_MS", 10_000)?);
+    let history_subject = config
+        .get_str("HISTORY_SUBJECT")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "query.database".to_owned());
+    telestion::validate_subject(&history_subject).map_err(|e| format!("HISTORY_SUBJECT: {e}"))?;
     let listener = std::net::TcpListener::bind(&addr)
         .map_err(|e| format!("cannot listen on WEB_ADDR {addr}: {e}"))?;
     listener
@@ -106,6 +113,7 @@ async fn main(service: Service) -> Result<(), String> {
         live: AtomicUsize::new(0),
         max_live,
         request_timeout,
+        history_subject,
     });
     service.provide(Listener(listener));
     Ok(())

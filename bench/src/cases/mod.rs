@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod cold_start;
+pub mod database;
 pub mod durable;
 pub mod health_backlog;
 pub mod instructions;
