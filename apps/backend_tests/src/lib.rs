@@ -92,6 +92,44 @@ fn stdout_value(process: &mut Process, prefix: &str) -> String {
     }
 }
 
+/// The `nats-server` binaries the JetStream tests run against, with their
+/// versions: Debian's (on `PATH`) and the current release
+/// (`NATS_SERVER_CURRENT_BIN`, installed by
+/// `scripts/ensure-nats-server-current.sh`).
+///
+/// # Panics
+///
+/// When `NATS_SERVER_CURRENT_BIN` is not set or not a file (with the hint
+/// how to install it).
+pub fn server_binaries() -> Vec<(String, PathBuf)> {
+    let current = std::env::var_os("NATS_SERVER_CURRENT_BIN").unwrap_or_else(|| {
+        panic!(
+            "NATS_SERVER_CURRENT_BIN is not set: the JetStream tests run against Debian's \
+             nats-server and the current release. Run `. scripts/ensure-nats-server-current.sh` \
+             or point NATS_SERVER_CURRENT_BIN at a nats-server binary of the current release"
+        )
+    });
+    let current = PathBuf::from(current);
+    assert!(
+        current.is_file(),
+        "NATS_SERVER_CURRENT_BIN={current:?} is not a file; run \
+         `. scripts/ensure-nats-server-current.sh`"
+    );
+    [telestion_test::nats_server_bin(), current]
+        .into_iter()
+        .map(|bin| {
+            let output = std::process::Command::new(&bin)
+                .arg("--version")
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {bin:?}: {e}"));
+            (
+                String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+                bin,
+            )
+        })
+        .collect()
+}
+
 /// The binary of workspace package `name` (built when not current).
 pub fn binary(name: &str) -> PathBuf {
     telestion_test::workspace_binary(name, name)
@@ -111,12 +149,27 @@ impl Backend {
         services: &[&'static str],
         env: Vec<(&'static str, String, String)>,
     ) -> Backend {
+        Backend::start_on(None, hz, services, env)
+    }
+
+    /// Like [`Backend::start_with`], on the `nats-server` binary `server`
+    /// (`None`: Debian's, on `PATH`); see [`server_binaries`].
+    pub fn start_on(
+        server: Option<&Path>,
+        hz: u32,
+        services: &[&'static str],
+        env: Vec<(&'static str, String, String)>,
+    ) -> Backend {
         // Build (or check) every binary first: the simulator counts from
         // its start.
         for name in services {
             binary(name);
         }
-        let server = NatsServer::start_with(ServerOptions::new().jetstream());
+        let mut options = ServerOptions::new().jetstream();
+        if let Some(server) = server {
+            options = options.binary(server);
+        }
+        let server = NatsServer::start_with(options);
         let data = tempfile::tempdir().expect("cannot create a temporary directory");
         let mut cmd = telestion_test::clean_command(binary("device_sim"));
         cmd.env("TELEMETRY_HZ", hz.to_string());

@@ -16,6 +16,11 @@
 //! and the min, max, average and count of the field.
 //!
 //! Config: `DB_PATH` (default `$DATA_DIR/db_writer/telemetry.sqlite3`).
+//!
+//! No symbolic link is followed: when the database's directory, the
+//! database or one of SQLite's files beside it (`-wal`, `-shm`, `-journal`)
+//! is a link, or not a regular file, the database is not opened; requests
+//! get 503 (without the path, which goes to the log) until it is fixed.
 
 mod queries;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row, params};
 use serde::{Deserialize, Serialize};
+use telestion::extract::DataDir;
 use telestion::{HandlerError, tracing};
 
 /// The most rows or points one reply carries.
@@ -205,6 +206,49 @@ impl Reader {
         .with_code(503)
     }
 
+    /// The database's path once it is checked: its directory, the file and
+    /// SQLite's files beside it (`-wal`, `-shm`, `-journal`) are no
+    /// symbolic links (the database would be read, and its shared-memory
+    /// file written, wherever one points). Blocking.
+    fn checked_path(&self) -> Result<PathBuf, HandlerError> {
+        let (Some(dir), Some(name)) = (
+            self.path.parent(),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Err(self.unavailable("path (DB_PATH) names no file"));
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        let refused = |e: telestion::extract::DataFileError| {
+            tracing::error!(error = %telestion::error_chain(&e), "the telemetry database is not used");
+            HandlerError::server(
+                "the telemetry database cannot be opened safely: a symbolic link or a special \
+                 file is where it should be (see the query service's log)",
+            )
+            .with_code(503)
+        };
+        let files = match DataDir(dir.to_owned()).files() {
+            Ok(files) => files,
+            Err(telestion::extract::DataFileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(self.unavailable("does not exist yet"));
+            }
+            Err(e) => return Err(refused(e)),
+        };
+        match files.check(name) {
+            Ok(true) => {}
+            Ok(false) => return Err(self.unavailable("does not exist yet")),
+            Err(e) => return Err(refused(e)),
+        }
+        files
+            .library_path(name, &["-wal", "-shm", "-journal"])
+            .map_err(refused)
+    }
+
     /// Runs `query` on the connection (opened when needed). Blocking.
     fn with<T>(
         &self,
@@ -215,11 +259,13 @@ impl Reader {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if slot.is_none() {
-            if !self.path.exists() {
-                return Err(self.unavailable("does not exist yet"));
-            }
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let connection = Connection::open_with_flags(&self.path, flags)
+            let path = self.checked_path()?;
+            // SQLITE_OPEN_NOFOLLOW: a link anywhere in the path is refused
+            // (the checked path has none).
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+            let connection = Connection::open_with_flags(&path, flags)
                 .map_err(|e| self.unavailable(format_args!("cannot be opened: {e}")))?;
             connection
                 .busy_timeout(Duration::from_secs(5))
