@@ -14,7 +14,7 @@
 //! | [`Service`] | the service handle (publish, request, config, ...) | no |
 //! | [`State<T>`] | shared state provided with [`Service::provide`](crate::Service::provide) | no |
 //! | [`TypedConfig<T>`] | the configuration decoded into `T`, checked at start | no |
-//! | [`DataDir`] | the service's own data directory, created and checked at start | no |
+//! | [`DataDir`] | the service's own data directory, created and checked at start ([`DataDir::files`] opens the files in it without following links) | no |
 //!
 //! At most one parameter consumes the body; the others combine freely. A
 //! type of your own becomes an extractor by implementing [`FromMessage`];
