@@ -151,6 +151,98 @@ pub fn parse_within(text: &str, bounds: RangeInclusive<Duration>) -> Result<Dura
 pub const TIMER_BOUNDS: RangeInclusive<Duration> =
     Duration::from_nanos(1)..=Duration::from_secs(30 * 86_400);
 
+/// How [`parse_setting`] reads a number without a unit (`"5"`): refused,
+/// or in the unit the key has always used (`TELECOMMAND_TIMEOUT=5` is five
+/// seconds, `WEB_REQUEST_TIMEOUT_MS=1500` is 1500 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNumber {
+    /// A number needs a unit.
+    Refused,
+    /// A bare number is seconds.
+    Seconds,
+    /// A bare number is milliseconds.
+    Milliseconds,
+}
+
+/// Why the value of a duration setting (a configuration key) is refused:
+/// the key, the bounds and what is wrong with the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The configuration key.
+    pub key: String,
+    /// What is wrong with its text.
+    pub error: PeriodError,
+    /// The smallest allowed value.
+    pub min: Duration,
+    /// The largest allowed value.
+    pub max: Duration,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key {}: {}", self.key, self.error)?;
+        if !matches!(self.error, PeriodError::OutOfRange { .. }) {
+            write!(f, " (from {} to {})", show(self.min), show(self.max))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Parses the value of the duration setting `key`: a period ([`parse`]:
+/// `"500ms"`, `"2s"`, `"5m"`), or a bare number in the key's unit when
+/// `bare` allows one, that must lie within `bounds`. The one rule for every
+/// duration key: the error names the key and, for a value out of range,
+/// the bounds, so `0ms`, `2h` or `999999999999999h` for a key bounded to
+/// `100ms..=1h` all fail the same way.
+///
+/// ```
+/// use std::time::Duration;
+/// use telestion_rules::period::{BareNumber, parse_setting};
+/// let bounds = Duration::from_millis(100)..=Duration::from_secs(3600);
+/// let timeout = |text| parse_setting("TIMEOUT", text, BareNumber::Seconds, bounds.clone());
+/// assert_eq!(timeout("2s"), Ok(Duration::from_secs(2)));
+/// assert_eq!(timeout("1.5"), Ok(Duration::from_millis(1500)));
+/// let error = timeout("0ms").unwrap_err().to_string();
+/// assert_eq!(error, "key TIMEOUT: `0ms` is out of range: it must be at least 100ms and at most 1h");
+/// assert!(timeout("3601").is_err());
+/// assert!(timeout("999999999999999h").is_err());
+/// ```
+pub fn parse_setting(
+    key: &str,
+    text: &str,
+    bare: BareNumber,
+    bounds: RangeInclusive<Duration>,
+) -> Result<Duration, SettingError> {
+    let trimmed = text.trim();
+    let is_number = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = match (is_number, bare) {
+        (true, BareNumber::Seconds) => parse(&format!("{trimmed}s")),
+        (true, BareNumber::Milliseconds) => parse(&format!("{trimmed}ms")),
+        _ => parse(trimmed),
+    };
+    let (min, max) = (*bounds.start(), *bounds.end());
+    let error = |error| SettingError {
+        key: key.to_owned(),
+        error,
+        min,
+        max,
+    };
+    let out_of_range = || {
+        error(PeriodError::OutOfRange {
+            text: trimmed.to_owned(),
+            min,
+            max,
+        })
+    };
+    match parsed {
+        Ok(duration) if bounds.contains(&duration) => Ok(duration),
+        Ok(_) | Err(PeriodError::OutOfRange { .. }) => Err(out_of_range()),
+        Err(other) => Err(error(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +277,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("at most 720h"), "{error}");
+    }
+
+    #[test]
+    fn settings_name_the_key_and_the_bounds() {
+        let bounds = Duration::from_millis(100)..=Duration::from_secs(3600);
+        let seconds = |text| parse_setting("T", text, BareNumber::Seconds, bounds.clone());
+        for bad in [
+            "0ms",
+            "0",
+            "2h",
+            "3601",
+            "999999999999999h",
+            "99999999999999999999999",
+        ] {
+            let error = seconds(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("key T: ") && error.contains("at least 100ms and at most 1h"),
+                "{bad}: {error}"
+            );
+        }
+        assert_eq!(seconds("3600"), Ok(Duration::from_secs(3600)));
+        assert_eq!(seconds(" 0.5 "), Ok(Duration::from_millis(500)));
+        let error = seconds("soon").unwrap_err().to_string();
+        assert!(
+            error.contains("does not start with a number") && error.contains("from 100ms to 1h"),
+            "{error}"
+        );
+        let ms = |text| parse_setting("T_MS", text, BareNumber::Milliseconds, bounds.clone());
+        assert_eq!(ms("1500"), Ok(Duration::from_millis(1500)));
+        assert_eq!(ms("2s"), Ok(Duration::from_secs(2)));
+        let refused = parse_setting("P", "5", BareNumber::Refused, bounds.clone());
+        assert!(refused.unwrap_err().to_string().contains("has no unit"));
     }
 }

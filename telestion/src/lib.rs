@@ -135,6 +135,28 @@ pub use service::{Hangups, Options, Service};
 pub use async_nats::{HeaderMap, Message};
 pub use bytes::Bytes;
 
+/// Durations from configuration: every duration key is read with one
+/// parser and one bounds check, [`parse_setting`](period::parse_setting)
+/// (a period such as `500ms`, or a bare number in the key's unit; out of
+/// bounds, `0ms` and `999999999999999h` alike, the error names the key and
+/// the bounds). [`parse_period`] parses without bounds.
+///
+/// ```
+/// use std::time::Duration;
+/// use telestion::period::{BareNumber, parse_setting};
+///
+/// let config = telestion::Config::from_pairs([("POLL_TIMEOUT", "0ms")]);
+/// let text = config.get_str("POLL_TIMEOUT").unwrap_or_else(|| "5s".into());
+/// let bounds = Duration::from_millis(100)..=Duration::from_secs(60);
+/// let error = parse_setting("POLL_TIMEOUT", &text, BareNumber::Seconds, bounds).unwrap_err();
+/// assert!(error.to_string().contains("key POLL_TIMEOUT"));
+/// ```
+pub mod period {
+    pub use telestion_rules::period::{
+        BareNumber, PeriodError, SettingError, parse_setting, parse_within,
+    };
+}
+
 /// Batch handlers' limits.
 pub mod batch {
     pub use crate::handler::batch::{DEFAULT_BATCH_WINDOW_MS, MAX_BATCH};

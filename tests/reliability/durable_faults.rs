@@ -204,6 +204,19 @@ async fn a_dead_letter_that_cannot_be_stored_keeps_the_message() {
         js.delete_stream(telestion::durable::DEAD_LETTER_STREAM)
             .await
             .unwrap();
+        // A stream that refuses every dead letter (too small, new messages
+        // discarded) takes its place: the dead letter cannot be stored,
+        // and (unlike a missing stream) the service cannot heal it by
+        // declaring its own dead-letter stream again.
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "REFUSES_DEAD_LETTERS".into(),
+            subjects: vec!["telestion.dead.>".into()],
+            max_bytes: 16,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         publisher
             .publish_durable("faults.reject", "keep me")
             .await
@@ -215,6 +228,7 @@ async fn a_dead_letter_that_cannot_be_stored_keeps_the_message() {
         .await;
         assert_eq!(entry(&service).dead_lettered, 0, "[{label}]");
         // The dead-letter stream comes back (as the service declared it).
+        js.delete_stream("REFUSES_DEAD_LETTERS").await.unwrap();
         publisher
             .declare_stream(
                 StreamSpec::new(telestion::durable::DEAD_LETTER_STREAM)

@@ -92,6 +92,8 @@ fn stdout_value(process: &mut Process, prefix: &str) -> String {
     }
 }
 
+pub use telestion_test::server_binaries;
+
 /// The binary of workspace package `name` (built when not current).
 pub fn binary(name: &str) -> PathBuf {
     telestion_test::workspace_binary(name, name)

@@ -1,6 +1,7 @@
 //! The web page in headless Chromium against the whole backend: it renders,
 //! the live plot updates, queries show stored rows, and a telecommand sent
-//! from the page reaches the device simulator, whose ack the page shows.
+//! from the page (with an id the page chose) reaches the device simulator,
+//! whose answer the page shows (confirmed, refused).
 //!
 //! Needs Chromium (`apt-get install -y chromium`); without it the test
 //! fails with that hint.
@@ -67,13 +68,15 @@ fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
          document.getElementById('command-send').click(); true",
     );
     let status = browser.wait_for(
-        "['acknowledged', 'rejected', 'error'].includes(document.getElementById('command-result').dataset.status) \
+        "['confirmed', 'refused', 'unconfirmed', 'error'].includes(document.getElementById('command-result').dataset.status) \
          && document.getElementById('command-result').textContent",
         "the telecommand's answer on the page",
         Duration::from_secs(20),
     );
     let status = status.as_str().unwrap_or_default().to_owned();
-    assert!(status.starts_with("set_heater: acknowledged"), "{status}");
+    assert!(status.starts_with("set_heater: confirmed"), "{status}");
+    // The page chose the id, the command's idempotency key.
+    assert!(status.contains("(id web-"), "{status}");
     assert_eq!(backend.device_stat("commands"), commands_before + 1);
     // The heater flag shows up in the telemetry the page draws.
     browser.wait_for(
@@ -90,7 +93,7 @@ fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
          document.getElementById('command-send').click(); true",
     );
     let rejected = browser.wait_for(
-        "['acknowledged', 'rejected', 'error'].includes(document.getElementById('command-result').dataset.status) \
+        "['confirmed', 'refused', 'unconfirmed', 'error'].includes(document.getElementById('command-result').dataset.status) \
          && document.getElementById('command-result').textContent",
         "the device's rejection on the page",
         Duration::from_secs(20),
@@ -99,7 +102,7 @@ fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
         rejected
             .as_str()
             .unwrap_or_default()
-            .starts_with("set_heater: rejected"),
+            .starts_with("set_heater: refused"),
         "{rejected}"
     );
     backend.control("fault off");

@@ -24,6 +24,11 @@
 //! nor for the writer). `latest` and `range` read the index
 //! `(time_ms, session, counter)` in order, `series` a range of it, and
 //! `count` the per-session counts db_writer's trigger keeps.
+//!
+//! No symbolic link is followed: when the database's directory, the
+//! database or one of SQLite's files beside it (`-wal`, `-shm`, `-journal`)
+//! is a link, or not a regular file, the database is not opened; requests
+//! get 503 (without the path, which goes to the log) until it is fixed.
 
 mod queries;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use serde::{Deserialize, Serialize};
+use telestion::extract::DataDir;
 use telestion::{HandlerError, tracing};
 
 /// The most rows or points one reply carries.
@@ -214,7 +215,13 @@ impl Reader {
     /// `timeout` is stopped and answered with 504.
     pub fn new(path: PathBuf, connections: u32, timeout: Duration) -> Reader {
         let manager = SqliteConnectionManager::file(&path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_flags(
+                // SQLITE_OPEN_NOFOLLOW: a link anywhere in the path is
+                // refused.
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+            )
             .with_init(|connection| connection.busy_timeout(BUSY_TIMEOUT));
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
@@ -237,6 +244,49 @@ impl Reader {
         .with_code(503)
     }
 
+    /// The database's path once it is checked: its directory, the file and
+    /// SQLite's files beside it (`-wal`, `-shm`, `-journal`) are no
+    /// symbolic links (the database would be read, and its shared-memory
+    /// file written, wherever one points). Blocking.
+    fn checked_path(&self) -> Result<PathBuf, HandlerError> {
+        let (Some(dir), Some(name)) = (
+            self.path.parent(),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Err(self.unavailable("path (DB_PATH) names no file"));
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        let refused = |e: telestion::extract::DataFileError| {
+            tracing::error!(error = %telestion::error_chain(&e), "the telemetry database is not used");
+            HandlerError::server(
+                "the telemetry database cannot be opened safely: a symbolic link or a special \
+                 file is where it should be (see the query service's log)",
+            )
+            .with_code(503)
+        };
+        let files = match DataDir(dir.to_owned()).files() {
+            Ok(files) => files,
+            Err(telestion::extract::DataFileError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(self.unavailable("does not exist yet"));
+            }
+            Err(e) => return Err(refused(e)),
+        };
+        match files.check(name) {
+            Ok(true) => {}
+            Ok(false) => return Err(self.unavailable("does not exist yet")),
+            Err(e) => return Err(refused(e)),
+        }
+        files
+            .library_path(name, &["-wal", "-shm", "-journal"])
+            .map_err(refused)
+    }
+
     /// Runs `query` on a pooled connection, interrupted at the deadline.
     /// Blocking.
     fn with<T>(
@@ -244,9 +294,9 @@ impl Reader {
         query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, HandlerError> {
         let deadline = Instant::now() + self.timeout;
-        if !self.path.exists() {
-            return Err(self.unavailable("does not exist yet"));
-        }
+        // Checked before every query: the files may have been replaced by
+        // links since the pool opened its connections.
+        self.checked_path()?;
         let connection = self
             .pool
             .get_timeout(self.timeout)

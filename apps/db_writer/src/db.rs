@@ -1,15 +1,19 @@
 //! The SQLite side: schema, opening, storing frames.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OpenFlags, params};
 use serde::{Deserialize, Serialize};
 use telestion::HandlerError;
+use telestion::extract::{DataDir, DataFileError, FileAccess};
 
 /// The database file's name inside the service's data directory.
 pub const FILE_NAME: &str = "telemetry.sqlite3";
+/// The files SQLite keeps beside the database (`<name><suffix>`); like the
+/// database, each must be a regular file or absent, never a link.
+pub const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// The schema (idempotent): the table, its time index, and the
 /// per-session counts a trigger keeps.
@@ -63,20 +67,42 @@ pub struct Db {
 
 /// Why the database cannot be opened.
 #[derive(Debug)]
-pub struct OpenError {
-    path: PathBuf,
-    source: rusqlite::Error,
+pub enum OpenError {
+    /// The database or a companion file is not a regular file (a symbolic
+    /// link, ...), or the data directory cannot be opened.
+    Files(DataFileError),
+    /// SQLite failed.
+    Sqlite {
+        /// The database.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
 }
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot open the database {}", self.path.display())
+        match self {
+            OpenError::Files(_) => write!(f, "cannot open the database safely"),
+            OpenError::Sqlite { path, .. } => {
+                write!(f, "cannot open the database {}", path.display())
+            }
+        }
     }
 }
 
 impl std::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match self {
+            OpenError::Files(source) => Some(source),
+            OpenError::Sqlite { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<DataFileError> for OpenError {
+    fn from(error: DataFileError) -> OpenError {
+        OpenError::Files(error)
     }
 }
 
@@ -88,14 +114,27 @@ fn now_ms() -> i64 {
 }
 
 impl Db {
-    /// Opens (creates) the database at `path`: WAL mode, full sync, the
-    /// schema. Blocking.
-    pub fn open(path: &Path) -> Result<Db, OpenError> {
-        let error = |source| OpenError {
-            path: path.to_owned(),
+    /// Opens (creates) the database [`FILE_NAME`] in `dir`: WAL mode, full
+    /// sync, the schema. No symbolic link is followed: the directory, the
+    /// database and its companions ([`COMPANIONS`]) must not be links
+    /// (SQLite would put the database, and its WAL and shared-memory files
+    /// beside it, wherever a link points); a new database is created
+    /// owner-only (`0600`), and so are its companions. Blocking.
+    pub fn open(dir: &DataDir) -> Result<Db, OpenError> {
+        let files = dir.files()?;
+        // Created here, owner-only: SQLite gives its companion files the
+        // database's permissions.
+        drop(files.open(FILE_NAME, FileAccess::ReadWrite)?);
+        let path = files.library_path(FILE_NAME, &COMPANIONS)?;
+        let error = |source| OpenError::Sqlite {
+            path: path.clone(),
             source,
         };
-        let connection = Connection::open(path).map_err(error)?;
+        // SQLITE_OPEN_NOFOLLOW: SQLite refuses a link anywhere in the path
+        // (the path from `library_path` has none); it opens its companions
+        // with O_NOFOLLOW itself.
+        let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let connection = Connection::open_with_flags(&path, flags).map_err(error)?;
         connection
             .busy_timeout(Duration::from_secs(5))
             .map_err(error)?;
@@ -120,7 +159,7 @@ impl Db {
         transaction.commit().map_err(error)?;
         Ok(Db {
             connection: Mutex::new(connection),
-            path: path.to_owned(),
+            path,
         })
     }
 
@@ -196,7 +235,7 @@ mod tests {
     #[test]
     fn stores_each_frame_once() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join(FILE_NAME)).unwrap();
+        let db = Db::open(&DataDir(dir.path().to_owned())).unwrap();
         assert_eq!(db.store(&[frame(1, 0), frame(1, 1)]).unwrap(), 2);
         assert_eq!(db.store(&[frame(1, 1), frame(1, 2)]).unwrap(), 1);
         let rows: i64 = db
@@ -218,16 +257,16 @@ mod tests {
     #[test]
     fn reopening_keeps_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE_NAME);
-        Db::open(&path).unwrap().store(&[frame(7, 0)]).unwrap();
-        let db = Db::open(&path).unwrap();
+        let data = DataDir(dir.path().to_owned());
+        Db::open(&data).unwrap().store(&[frame(7, 0)]).unwrap();
+        let db = Db::open(&data).unwrap();
         assert_eq!(db.store(&[frame(7, 0)]).unwrap(), 0);
     }
 
     #[test]
     fn out_of_range_time_is_a_client_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join(FILE_NAME)).unwrap();
+        let db = Db::open(&DataDir(dir.path().to_owned())).unwrap();
         let mut bad = frame(1, 0);
         bad.time_ms = u64::MAX;
         let error = db.store(&[frame(1, 1), bad]).unwrap_err();
@@ -247,12 +286,35 @@ mod tests {
     #[test]
     fn a_database_failure_is_a_server_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join(FILE_NAME)).unwrap();
+        let db = Db::open(&DataDir(dir.path().to_owned())).unwrap();
         db.connection
             .lock()
             .unwrap()
             .execute_batch("DROP TABLE telemetry")
             .unwrap();
         assert_eq!(db.store(&[frame(1, 0)]).unwrap_err().code(), 500);
+    }
+
+    #[test]
+    fn links_and_their_targets_are_never_used() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let data = DataDir(dir.path().to_owned());
+        for name in [FILE_NAME.to_owned(), format!("{FILE_NAME}-wal")] {
+            let link = dir.path().join(&name);
+            symlink(outside.path().join("elsewhere"), &link).unwrap();
+            let error = telestion::error_chain(&Db::open(&data).err().expect("opened"));
+            assert!(error.contains("symbolic link"), "{name}: {error}");
+            assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+            std::fs::remove_file(&link).unwrap();
+        }
+        let db = Db::open(&data).unwrap();
+        db.store(&[frame(1, 0)]).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = dir.path().join(format!("{FILE_NAME}{suffix}"));
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{path:?}");
+        }
     }
 }

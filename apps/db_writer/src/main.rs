@@ -12,6 +12,12 @@
 //! A database error is a handler error: the frames are delivered again
 //! later (with the durable back-off), the service keeps running.
 //!
+//! No symbolic link is followed: a link at the data directory
+//! (`$DATA_DIR/$SERVICE_NAME`), at the database or at one of SQLite's
+//! files beside it (`-wal`, `-shm`, `-journal`) fails the start, naming the
+//! path, and nothing is written where it points. The database is created
+//! owner-only (`0600`), and so are its WAL and shared-memory files.
+//!
 //! ```sh
 //! NATS_URL=localhost:4222 SERVICE_NAME=db_writer DATA_DIR=./data cargo run -p db_writer
 //! ```
@@ -20,6 +26,7 @@ mod db;
 
 use std::time::Duration;
 
+use telestion::extract::DataDir;
 use telestion::{Batch, HandlerError, Json, Service, State, StreamSpec, subscribe};
 
 use db::{Db, Telemetry};
@@ -53,8 +60,8 @@ async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
                 .replicas_from_key("TELEMETRY_REPLICAS"),
         )
         .await?;
-    let path = service.data_dir()?.join(db::FILE_NAME);
-    let db = telestion::tokio::task::spawn_blocking(move || Db::open(&path)).await??;
+    let dir = DataDir(service.data_dir()?);
+    let db = telestion::tokio::task::spawn_blocking(move || Db::open(&dir)).await??;
     service.provide(db);
     Ok(())
 }

@@ -45,7 +45,7 @@
 //! | `disconnect` | closes the current connection (frames are buffered until the IO service reconnects) |
 //! | `fault on` / `fault off` | sets or clears the fault status flag; while set, `set_heater` is rejected |
 //! | `rate <hz>` | sets the telemetry rate (1 to 1000) |
-//! | `stats` | `ok session=.. next_counter=.. buffered=.. dropped=.. acked=.. connections=.. rate_hz=.. commands=..` |
+//! | `stats` | `ok session=.. next_counter=.. buffered=.. dropped=.. acked=.. connections=.. rate_hz=.. commands=.. received=..` (`commands`: telecommands run; `received`: telecommand frames received) |
 //!
 //! Injected bad frames are sent once, to the current connection, and never
 //! resent; they do not use up a counter.
@@ -56,9 +56,11 @@
 //! for 20 frames); `set_rate` is acknowledged for 1 to 1000 Hz and changes
 //! the rate, rejected otherwise; `set_heater` is acknowledged and switches
 //! the heater (which warms the temperature by 10 °C and draws 2 A), or
-//! rejected while the fault flag is set. A command id seen before (one of
-//! the last 1024) is answered with the same ack again without running the
-//! command twice (the IO service redelivers a command whose ack it lost).
+//! rejected while the fault flag is set. The id is the command's
+//! idempotency key: a command id seen before (one of the last 1024) with
+//! the same command is answered with the same ack again without running it
+//! twice; with another command it is rejected ("id already used for
+//! another command") and not run.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -100,8 +102,12 @@ struct Sim {
     outbox: VecDeque<Vec<u8>>,
     silence_until: Option<Instant>,
     connections: u64,
+    /// Telecommand frames received.
+    received: u64,
+    /// Telecommands run (an id runs once).
     commands: u64,
-    seen: VecDeque<(String, TelecommandAck)>,
+    /// The last ids run, with their command and ack.
+    seen: VecDeque<(String, Command, TelecommandAck)>,
 }
 
 struct Shared {
@@ -194,15 +200,23 @@ impl Sim {
     }
 
     fn execute(&mut self, command: &Telecommand) -> TelecommandAck {
-        if let Some((_, ack)) = self.seen.iter().find(|(id, _)| *id == command.id) {
-            return ack.clone();
-        }
-        self.commands += 1;
+        self.received += 1;
         let rejected = |reason: &str| TelecommandAck {
             id: command.id.clone(),
             accepted: false,
             reason: Some(reason.to_owned()),
         };
+        match self.seen.iter().find(|(id, _, _)| *id == command.id) {
+            // The same command again: the same answer, not run again.
+            Some((_, earlier, ack)) if *earlier == command.command => return ack.clone(),
+            Some((_, earlier, _)) => {
+                return rejected(&format!(
+                    "id already used for another command ({earlier:?}); not run"
+                ));
+            }
+            None => {}
+        }
+        self.commands += 1;
         let ack = match command.command {
             Command::SetHeater { .. } if self.fault => rejected("fault flag set: heater locked"),
             Command::SetHeater { on } => {
@@ -222,7 +236,8 @@ impl Sim {
             }
             Command::Ping => accepted(&command.id),
         };
-        self.seen.push_back((command.id.clone(), ack.clone()));
+        self.seen
+            .push_back((command.id.clone(), command.command, ack.clone()));
         if self.seen.len() > SEEN_COMMANDS {
             self.seen.pop_front();
         }
@@ -244,7 +259,7 @@ impl Sim {
 
     fn stats(&self) -> String {
         format!(
-            "ok session={} next_counter={} buffered={} dropped={} acked={} connections={} rate_hz={} commands={}",
+            "ok session={} next_counter={} buffered={} dropped={} acked={} connections={} rate_hz={} commands={} received={}",
             self.session,
             self.next_counter,
             self.buffer.len(),
@@ -253,6 +268,7 @@ impl Sim {
             self.connections,
             self.rate_hz,
             self.commands,
+            self.received,
         )
     }
 }
@@ -551,6 +567,7 @@ async fn main() {
             outbox: VecDeque::new(),
             silence_until: None,
             connections: 0,
+            received: 0,
             commands: 0,
             seen: VecDeque::new(),
         }),
@@ -621,6 +638,7 @@ mod tests {
             outbox: VecDeque::new(),
             silence_until: None,
             connections: 0,
+            received: 0,
             commands: 0,
             seen: VecDeque::new(),
         }
@@ -679,7 +697,12 @@ mod tests {
             sim.execute(&command("a", Command::SetRate { hz: 100 })),
             ack
         );
-        assert_eq!((sim.rate_hz, sim.commands), (7, 1));
+        assert_eq!((sim.rate_hz, sim.commands, sim.received), (7, 1, 2));
+        // The same id with another command: rejected, not run.
+        let reused = sim.execute(&command("a", Command::SetRate { hz: 5 }));
+        assert!(!reused.accepted);
+        assert!(reused.reason.unwrap().contains("already used"));
+        assert_eq!((sim.rate_hz, sim.commands, sim.received), (7, 1, 3));
         assert!(
             !sim.execute(&command("b", Command::SetRate { hz: 0 }))
                 .accepted

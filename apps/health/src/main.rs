@@ -8,7 +8,7 @@
 //! one on `__telestion__.health` (Telestion's Deno library) and one on
 //! `$SRV.STATS` (the NATS micro protocol) with its own reply inbox,
 //! collects every reply for `HEALTH_WAIT_MS` milliseconds (default 500, the
-//! spec's answer time) and prints the tables. Each instance is listed
+//! spec's answer time; 1 to 60000, or a period such as `2s`) and prints the tables. Each instance is listed
 //! once; the tool does not list itself. A service of another library shows
 //! in the instance table if it answers either kind of request (`-` for
 //! what it did not answer).
@@ -17,7 +17,8 @@
 //!
 //! - `--service NAME[,NAME..]`: list only these services.
 //! - `--json`: print one JSON object per round instead of the tables.
-//! - `--watch[=SECONDS]`: ask again every SECONDS (default 2), redrawing
+//! - `--watch[=SECONDS]`: ask again every SECONDS (default 2; 0.1 to 3600,
+//!   or a period such as `500ms`), redrawing
 //!   the screen in place on a terminal (one round after the other
 //!   otherwise, each headed `health at <time>`), until Ctrl-C or SIGTERM;
 //!   exits 0 then.

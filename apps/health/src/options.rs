@@ -1,12 +1,19 @@
 //! The tool's options, read from its configuration (so `--watch` on the
 //! command line and `WATCH=true` in the environment mean the same).
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use telestion::Config;
+use telestion::period::{BareNumber, parse_setting};
 
-/// Default refresh period of `--watch`, seconds.
-const DEFAULT_WATCH_SECS: f64 = 2.0;
+/// Default refresh period of `--watch`.
+const DEFAULT_WATCH: Duration = Duration::from_secs(2);
+/// The bounds of `HEALTH_WAIT_MS`: 1 ms to a minute.
+const WAIT_BOUNDS: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(60);
+/// The bounds of `--watch=SECONDS`: 100 ms to an hour.
+const WATCH_BOUNDS: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
 
 /// What the tool was asked to do.
 #[derive(Debug)]
@@ -53,34 +60,35 @@ fn names(config: &Config, key: &str) -> Vec<String> {
 impl Args {
     /// Reads the options; an unusable value is an error naming its key.
     pub fn read(config: &Config) -> Result<Args, String> {
-        let wait = config
-            .get::<u64>("HEALTH_WAIT_MS")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(500);
-        if wait > 60_000 {
-            return Err("key HEALTH_WAIT_MS: at most 60000 (a minute)".into());
-        }
+        let wait = parse_setting(
+            "HEALTH_WAIT_MS",
+            &config
+                .get_str("HEALTH_WAIT_MS")
+                .unwrap_or_else(|| "500".into()),
+            BareNumber::Milliseconds,
+            WAIT_BOUNDS,
+        )
+        .map_err(|e| e.to_string())?;
         let watch = match config.get_str("WATCH") {
             None => None,
             Some(text) => match text.to_ascii_lowercase().as_str() {
-                "" | "true" | "yes" => Some(Duration::from_secs_f64(DEFAULT_WATCH_SECS)),
+                "" | "true" | "yes" => Some(DEFAULT_WATCH),
                 "false" | "no" => None,
-                number => match number.parse::<f64>() {
-                    Ok(secs) if secs.is_finite() && (0.1..=3600.0).contains(&secs) => {
-                        Some(Duration::from_secs_f64(secs))
-                    }
-                    _ => {
-                        return Err(format!(
-                            "key WATCH: {text:?} is not a refresh period; write `--watch` \
-                             (every {DEFAULT_WATCH_SECS} s) or `--watch=SECONDS` with 0.1 to 3600"
-                        ));
-                    }
-                },
+                _ => Some(
+                    parse_setting("WATCH", &text, BareNumber::Seconds, WATCH_BOUNDS).map_err(
+                        |e| {
+                            format!(
+                                "{e}; write `--watch` (every 2 s) or `--watch=SECONDS` (or a \
+                                 period such as `500ms`)"
+                            )
+                        },
+                    )?,
+                ),
             },
         };
         let expect = names(config, "EXPECT");
         Ok(Args {
-            wait: Duration::from_millis(wait),
+            wait,
             watch,
             json: flag(config, "JSON")?,
             services: names(config, "SERVICE"),

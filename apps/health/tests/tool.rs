@@ -261,6 +261,10 @@ async fn bad_options_fail_naming_the_key() {
         (&["--watch=soon"][..], "WATCH"),
         (&["--json=maybe"][..], "JSON"),
         (&["--watch=0"][..], "WATCH"),
+        (&["--watch=2h"][..], "WATCH"),
+        (&["--HEALTH_WAIT_MS=0"][..], "HEALTH_WAIT_MS"),
+        (&["--HEALTH_WAIT_MS=0ms"][..], "HEALTH_WAIT_MS"),
+        (&["--HEALTH_WAIT_MS=999999999999999h"][..], "HEALTH_WAIT_MS"),
     ] {
         let (code, stdout, stderr) = run(&server, args).await;
         assert_eq!(code, Some(1), "{args:?}: {stdout}\n{stderr}");

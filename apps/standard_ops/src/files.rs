@@ -7,17 +7,17 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags, Stat};
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use telestion::ServiceError;
 use telestion::data_log::check_category;
+use telestion::extract::{DataDir, DataFileError, DataFiles, FileAccess};
 use telestion::tokio;
 
 /// Default of `LOCK_TIMEOUT`: how long a line may wait for its file.
@@ -138,8 +138,10 @@ pub enum LogError {
 ///   (itself opened with `O_NOFOLLOW`), with `O_NOFOLLOW`, and must be a
 ///   regular file: a symbolic link (for a file or for `dir`), a FIFO, a
 ///   directory or a device is refused and nothing is written anywhere. A
-///   FIFO cannot block: files are opened with `O_NONBLOCK` and checked
-///   (`fstat`) before the first write.
+///   FIFO cannot block: files are checked before they are opened, opened
+///   with `O_NONBLOCK` and checked (`fstat`) again before the first write.
+///   The directory and its files are opened with the runtime's shared
+///   helper, [`DataDir::files`] and [`DataFiles::open`].
 /// - **Whole lines**: each line is written while holding an exclusive
 ///   `flock` on the file, so processes sharing the directory never tear or
 ///   interleave lines. A write that fails part way (disk full, `ulimit -f`,
@@ -194,7 +196,7 @@ impl fmt::Debug for DataLog {
 
 /// The open log directory and its identity.
 struct Dir {
-    fd: OwnedFd,
+    files: DataFiles,
     id: (u64, u64),
 }
 
@@ -286,14 +288,14 @@ impl DataLog {
         let probe = format!(".write-check-{}-{nanos}", std::process::id());
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
         let file = rfs::openat(
-            &dir.fd,
+            &dir.files,
             &probe,
             flags | OFlags::CLOEXEC,
             Mode::RUSR | Mode::WUSR,
         )
         .map_err(|e| io_error(e.into()))?;
         drop(file);
-        rfs::unlinkat(&dir.fd, &probe, AtFlags::empty()).map_err(|e| io_error(e.into()))?;
+        rfs::unlinkat(&dir.files, &probe, AtFlags::empty()).map_err(|e| io_error(e.into()))?;
         *lock(&self.inner.dir) = Some(Arc::new(dir));
         Ok(())
     }
@@ -390,7 +392,7 @@ impl DataLog {
                 },
             })?;
             // Under the lock: is this still the file at the path?
-            match rfs::statat(&dir.fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            match rfs::statat(&dir.files, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(stat) if identity(&stat) == file.id => return write_line(&file, line, &path),
                 // Renamed, deleted or replaced: open what is there now.
                 Ok(_) | Err(Errno::NOENT) => self.forget(category, &file),
@@ -429,30 +431,22 @@ impl DataLog {
             action,
             source,
         };
-        let symlink = || {
-            io_error(
-                "use",
-                io::Error::other(
-                    "it is a symbolic link, which is never followed; point DATA_DIR at the \
-                     directory that holds the real log directory",
+        let files = DataDir::create(path.clone())
+            .and_then(|dir| dir.files())
+            .map_err(|e| match e {
+                DataFileError::Refused { found, .. } => io_error(
+                    "use",
+                    io::Error::other(format!(
+                        "it is {found}, not a directory; point DATA_DIR at the directory that \
+                         holds the real log directory"
+                    )),
                 ),
-            )
-        };
-        match rfs::statat(rfs::CWD, path, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
-                return Err(symlink());
-            }
-            _ => {}
-        }
-        create_private_dir(path).map_err(|e| io_error("create", e))?;
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(rfs::CWD, path, flags, Mode::empty()).map_err(|e| match e {
-            Errno::LOOP => symlink(),
-            e => io_error("open", e.into()),
-        })?;
-        let stat = rfs::fstat(&fd).map_err(|e| io_error("inspect", e.into()))?;
+                DataFileError::Io { action, source, .. } => io_error(action, source),
+                other => io_error("open", io::Error::other(other.to_string())),
+            })?;
+        let stat = rfs::fstat(&files).map_err(|e| io_error("inspect", e.into()))?;
         Ok(Dir {
-            fd,
+            files,
             id: identity(&stat),
         })
     }
@@ -554,72 +548,38 @@ impl Drop for FileLock<'_> {
 }
 
 /// Opens `dir/name` for appending, creating it (`0600`), refusing what is
-/// not a regular file.
+/// not a regular file (checked before opening it, so a FIFO or a device is
+/// never opened; a symbolic link is never followed).
 fn open_file(dir: &Dir, name: &str, path: &Path) -> Result<LogFile, LogError> {
-    let io_error = |action, source: io::Error| LogError::Io {
+    let file = dir
+        .files
+        .open(name, FileAccess::Append)
+        .map_err(|e| match e {
+            DataFileError::Refused { found, .. } => LogError::Refused {
+                path: path.to_owned(),
+                reason: format!("it is {found}, not a regular file"),
+            },
+            DataFileError::Io { action, source, .. } => LogError::Io {
+                path: path.to_owned(),
+                action,
+                source,
+            },
+            other => LogError::Refused {
+                path: path.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
+    let stat = rfs::fstat(&file).map_err(|e| LogError::Io {
         path: path.to_owned(),
-        action,
-        source,
-    };
-    // Not even opened when it is something else: opening a device or FIFO
-    // can have effects of its own.
-    match rfs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => refuse_unless_regular(&stat, path)?,
-        Err(Errno::NOENT) => {}
-        Err(e) => return Err(io_error("inspect", e.into())),
-    }
-    let flags = OFlags::WRONLY
-        | OFlags::APPEND
-        | OFlags::CREATE
-        | OFlags::NOFOLLOW
-        | OFlags::NONBLOCK
-        | OFlags::NOCTTY
-        | OFlags::CLOEXEC;
-    let fd = rfs::openat(&dir.fd, name, flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
-        // Replaced in between: say what it is now.
-        Errno::LOOP | Errno::NXIO | Errno::ISDIR => LogError::Refused {
-            path: path.to_owned(),
-            reason: describe(dir, name).unwrap_or_else(|| "it is not a regular file".into()),
-        },
-        e => io_error("open", e.into()),
+        action: "inspect",
+        source: e.into(),
     })?;
-    let stat = rfs::fstat(&fd).map_err(|e| io_error("inspect", e.into()))?;
-    refuse_unless_regular(&stat, path)?;
     Ok(LogFile {
-        file: File::from(fd),
+        file,
         id: identity(&stat),
         busy: Mutex::new(()),
         torn: AtomicBool::new(false),
     })
-}
-
-fn refuse_unless_regular(stat: &Stat, path: &Path) -> Result<(), LogError> {
-    match kind(stat) {
-        None => Ok(()),
-        Some(kind) => Err(LogError::Refused {
-            path: path.to_owned(),
-            reason: format!("it is {kind}, not a regular file"),
-        }),
-    }
-}
-
-/// What a non-regular file is (`None` for a regular file).
-fn kind(stat: &Stat) -> Option<&'static str> {
-    match FileType::from_raw_mode(stat.st_mode) {
-        FileType::RegularFile => None,
-        FileType::Symlink => Some("a symbolic link"),
-        FileType::Fifo => Some("a FIFO"),
-        FileType::Directory => Some("a directory"),
-        FileType::Socket => Some("a socket"),
-        FileType::CharacterDevice => Some("a character device"),
-        FileType::BlockDevice => Some("a block device"),
-        _ => Some("an unknown kind of file"),
-    }
-}
-
-fn describe(dir: &Dir, name: &str) -> Option<String> {
-    let stat = rfs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    kind(&stat).map(|kind| format!("it is {kind}, not a regular file"))
 }
 
 /// Appends `line` with the file locked; a failed write is cut off again.
@@ -677,14 +637,4 @@ fn fd_budget(max_open_files: usize) -> (usize, usize) {
     let workers = (available / 4).clamp(1, MAX_WORKERS);
     let files = max_open_files.min(available - workers).max(1);
     (files, workers)
-}
-
-/// Creates `dir` and missing parents; new directories are owner-only
-/// (`0700`).
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }

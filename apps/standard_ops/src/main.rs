@@ -59,7 +59,8 @@
 //!
 //! The standard keys (`NATS_URL`, `SERVICE_NAME`, `DATA_DIR`, ...), and:
 //!
-//! - `LOCK_TIMEOUT`: seconds a line may wait for its file (default 5);
+//! - `LOCK_TIMEOUT`: how long a line may wait for its file: seconds
+//!   (`5`, `0.5`) or a period (`500ms`, `2s`), 1 ms to 1 h (default 5);
 //! - `MAX_OPEN_FILES`: log files kept open at most (default 256; the least
 //!   recently used are closed).
 //!
@@ -76,14 +77,20 @@
 //!     cargo run -p standard_ops
 //! ```
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use standard_ops::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, log_line};
 use telestion::data_log::category_of;
+use telestion::period::{BareNumber, parse_setting};
 use telestion::tokio;
 use telestion::{Bytes, Json, Reply, Service, State, Subject, TypedConfig, subscribe};
+
+/// The bounds of `LOCK_TIMEOUT`: 1 ms to an hour.
+const LOCK_TIMEOUT_BOUNDS: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(3600);
 
 /// The reply to a log request.
 #[derive(serde::Serialize)]
@@ -98,26 +105,24 @@ struct Ack {
 /// them.
 #[derive(serde::Deserialize)]
 struct Settings {
-    /// `LOCK_TIMEOUT`: seconds a line may wait for its file.
-    lock_timeout: Option<f64>,
+    /// `LOCK_TIMEOUT`: how long a line may wait for its file (seconds, or a
+    /// period such as `500ms`).
+    lock_timeout: Option<String>,
     /// `MAX_OPEN_FILES`: log files kept open at most.
     max_open_files: Option<usize>,
 }
 
 impl Settings {
     fn limits(&self) -> Result<Limits, String> {
-        let lock_timeout = match self.lock_timeout {
+        let lock_timeout = match &self.lock_timeout {
             None => DEFAULT_LOCK_TIMEOUT,
-            Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 => {
-                Duration::from_secs_f64(seconds)
-            }
-            Some(_) => {
-                return Err(
-                    "key LOCK_TIMEOUT: must be a number of seconds above 0 and at \
-                            most 3600"
-                        .into(),
-                );
-            }
+            Some(text) => parse_setting(
+                "LOCK_TIMEOUT",
+                text,
+                BareNumber::Seconds,
+                LOCK_TIMEOUT_BOUNDS,
+            )
+            .map_err(|e| e.to_string())?,
         };
         let max_open_files = match self.max_open_files {
             None => DEFAULT_MAX_OPEN_FILES,

@@ -211,6 +211,10 @@ fn bad_limits_fail_the_start_naming_the_key() {
         ("LOCK_TIMEOUT", "0"),
         ("LOCK_TIMEOUT", "-1"),
         ("LOCK_TIMEOUT", "soon"),
+        ("LOCK_TIMEOUT", "0ms"),
+        ("LOCK_TIMEOUT", "3601"),
+        ("LOCK_TIMEOUT", "2h"),
+        ("LOCK_TIMEOUT", "999999999999999h"),
         ("MAX_OPEN_FILES", "0"),
         ("MAX_OPEN_FILES", "many"),
     ] {

@@ -1,93 +1,104 @@
 //! `telecommand`: the example backend's telecommand service.
 //!
 //! A request on `telecommand.send`,
-//! `{"command": "set_heater"|"set_rate"|"reboot"|"ping", "args": {...}}`,
+//! `{"id"?: "...", "command": "set_heater"|"set_rate"|"reboot"|"ping", "args": {...}}`,
 //! is checked (`set_heater` takes `{"on": bool}`, `set_rate`
-//! `{"hz": 1..=1000}`, `reboot` and `ping` take `{}` or no `args`; any
-//! other command or argument is refused with a 400 error reply naming the
-//! reason), gets a new id (a NUID) and is published durably on
+//! `{"hz": 1..=1000}`, `reboot` and `ping` take `{}` or no `args`; the id,
+//! when given, 1 to 64 of `A-Z a-z 0-9 _ -`; anything else is refused with
+//! a 400 error reply naming the reason), queued durably on
 //! `telecommand.outgoing` (stream `TELECOMMANDS`, a work queue) as
-//! `{"id", "command", "args", "deadline_ms"}` with the message id `<id>`.
-//! The service subscribes to `telecommand.ack.<id>` *before* publishing,
-//! so the ack cannot be missed, and answers with it:
-//! `{"id": "...", "status": "acknowledged"|"rejected", "reason": "..."}`.
-//! When no ack comes within `TELECOMMAND_TIMEOUT` it answers with a 504
-//! error reply; `deadline_ms` tells the IO service not to send the command
-//! after that moment (nobody waits for its ack any more). A command that
-//! could not be stored is a 503 error reply.
+//! `{"id", "command", "args", "deadline_ms"}` with the message id `<id>`,
+//! and answered with the device's ack.
+//!
+//! # The id is the idempotency key
+//!
+//! The sender chooses the id (the web page makes one per command; without
+//! one the service assigns a NUID), and it stays the command's key all the
+//! way to the device: a command is never run twice for one id.
+//!
+//! - The ids, with their command and outcome, are recorded in the
+//!   JetStream key-value bucket `TELECOMMAND_IDS` (24 h, 64 MiB), shared
+//!   by every instance. A request whose id is already recorded with the
+//!   **same** command is a repeat: it is answered with the recorded
+//!   outcome, or, while that is unknown, waits for it (the command is
+//!   queued again with the same message id, which the stream, the IO
+//!   service and the device each recognise; it does not run again). With
+//!   a **different** command the request is refused with 409.
+//! - Every ack on `telecommand.ack.<id>` is recorded (also one that comes
+//!   after its request gave up), so asking again with the same id tells
+//!   what became of a command.
+//!
+//! # Replies
+//!
+//! `{"id", "status": "confirmed"|"refused", "reason"?, "repeated"?: true}`:
+//! the device ran the command (`confirmed`) or refused it (`refused`, with
+//! its reason); `repeated` when the outcome was recorded for an earlier
+//! request with this id. Error replies: 400 (bad request), 409 (the id was
+//! used for another command), 504 when no ack comes within
+//! `TELECOMMAND_TIMEOUT`: the command is **not confirmed and may still
+//! run** (ask again with the same id to learn its outcome; it will not run
+//! twice), and 503 when it could not be queued (the message says whether
+//! it may still run). `deadline_ms` tells the IO service not to send the
+//! command after the moment its first request stops waiting.
+//!
+//! The service subscribes to `telecommand.ack.<id>` *before* it publishes,
+//! so the ack cannot be missed.
 //!
 //! # Configuration
 //!
 //! The standard keys, and `TELECOMMAND_TIMEOUT` (default `5s`; `500ms`,
-//! `2s`, ... or a number of seconds), `TELECOMMANDS_REPLICAS` (default 1).
+//! `2s`, ... or a number of seconds; 100 ms to 1 h), `TELECOMMANDS_REPLICAS`
+//! (default 1; also the bucket's replicas).
 
+mod registry;
+mod request;
+
+use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use telestion::period::{BareNumber, parse_setting};
 use telestion::{
-    HandlerError, Json, Service, State, StreamRetention, StreamSpec, parse_period, subscribe,
-    tokio, tracing,
+    HandlerError, Json, Service, ServiceError, State, StreamRetention, StreamSpec, Subject,
+    subscribe, tokio, tracing,
 };
+
+use registry::{Claim, Outcome, Registry};
+
+/// The bounds of `TELECOMMAND_TIMEOUT`.
+const TIMEOUT_BOUNDS: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
 
 /// How long a request waits for the device's ack.
 struct Timeout(Duration);
 
-/// The checked arguments of a command, or why they are refused.
-fn validate(request: &Value) -> Result<(String, Value), String> {
-    let Some(request) = request.as_object() else {
-        return Err("the request must be a JSON object {\"command\": ..., \"args\": {...}}".into());
-    };
-    if let Some(key) = request.keys().find(|k| *k != "command" && *k != "args") {
-        return Err(format!("unknown field {key:?} (expected command and args)"));
+/// The JSON the IO service publishes on `telecommand.ack.<id>`.
+#[derive(Debug, Deserialize)]
+struct DeviceAck {
+    id: String,
+    /// `acknowledged` or `rejected`.
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// The IO service refused a message that reused this id for another
+    /// command: an answer to that message, not to this id's command.
+    #[serde(default)]
+    conflict: bool,
+}
+
+impl DeviceAck {
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            status: if self.status == "acknowledged" {
+                "confirmed".into()
+            } else {
+                "refused".into()
+            },
+            reason: self.reason.clone(),
+        }
     }
-    let command = match request.get("command") {
-        Some(Value::String(command)) => command.as_str(),
-        Some(_) => return Err("command must be a string".into()),
-        None => return Err("command is missing".into()),
-    };
-    let empty = Map::new();
-    let args = match request.get("args") {
-        None | Some(Value::Null) => &empty,
-        Some(Value::Object(args)) => args,
-        Some(_) => return Err("args must be an object".into()),
-    };
-    let only = |allowed: &[&str]| -> Result<(), String> {
-        match args.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(key) => Err(format!("{command}: unknown argument {key:?}")),
-            None => Ok(()),
-        }
-    };
-    let args = match command {
-        "set_heater" => {
-            only(&["on"])?;
-            match args.get("on") {
-                Some(Value::Bool(on)) => json!({"on": on}),
-                _ => return Err("set_heater needs {\"on\": true|false}".into()),
-            }
-        }
-        "set_rate" => {
-            only(&["hz"])?;
-            match args.get("hz").and_then(Value::as_u64) {
-                Some(hz) if (1..=1000).contains(&hz) => json!({"hz": hz}),
-                _ => return Err("set_rate needs {\"hz\": 1..=1000} (an integer)".into()),
-            }
-        }
-        "reboot" | "ping" => {
-            only(&[])?;
-            json!({})
-        }
-        other => {
-            let mut shown: String = other.chars().take(64).collect();
-            if shown.len() < other.len() {
-                shown.push_str("...");
-            }
-            return Err(format!(
-                "unknown command {shown:?} (set_heater, set_rate, reboot, ping)"
-            ));
-        }
-    };
-    Ok((command.to_owned(), args))
 }
 
 fn now_ms() -> u64 {
@@ -97,16 +108,53 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn reply(id: &str, outcome: &Outcome, repeated: bool) -> Json<Value> {
+    let mut reply = json!({"id": id, "status": outcome.status});
+    if let Some(reason) = &outcome.reason {
+        reply["reason"] = json!(reason);
+    }
+    if repeated {
+        reply["repeated"] = json!(true);
+    }
+    Json(reply)
+}
+
 /// Sends one telecommand and answers with the device's ack.
 #[subscribe("telecommand.send", concurrency = 64)]
 async fn send(
     Json(request): Json<Value>,
     service: Service,
     limit: State<Timeout>,
+    registry: State<Registry>,
 ) -> Result<Json<Value>, HandlerError> {
-    let (command, args) = validate(&request).map_err(HandlerError::client)?;
-    let id = nuid::next().to_string();
+    let request = request::validate(&request).map_err(HandlerError::client)?;
+    let id = request
+        .id
+        .clone()
+        .unwrap_or_else(|| nuid::next().to_string());
+    let command = request.command.as_str();
     let timeout = limit.0.0;
+    let started = tokio::time::Instant::now();
+    let claim = registry
+        .claim(&id, command, &request.args)
+        .await
+        .map_err(|e| {
+            HandlerError::server(format!(
+                "telecommand {id} ({command}) not queued, it will not run: {e}"
+            ))
+            .with_code(503)
+        })?;
+    match claim {
+        Claim::Conflict(earlier) => {
+            return Err(HandlerError::client(format!(
+                "telecommand id {id} was already used for another command ({earlier}); \
+                 send this one with a new id"
+            ))
+            .with_code(409));
+        }
+        Claim::Known(outcome) => return Ok(reply(&id, &outcome, true)),
+        Claim::New | Claim::Pending => {}
+    }
     // Subscribe first: the ack may come back before the publish returns.
     let mut acks = service
         .nats()?
@@ -116,28 +164,73 @@ async fn send(
     let outgoing = json!({
         "id": id,
         "command": command,
-        "args": args,
+        "args": request.args,
         "deadline_ms": now_ms() + timeout.as_millis() as u64,
     });
-    let started = tokio::time::Instant::now();
-    service
+    match service
         .publish_durable_with_id("telecommand.outgoing", id.clone(), outgoing.to_string())
         .await
-        .map_err(|e| HandlerError::server(format!("telecommand not queued: {e}")).with_code(503))?;
-    tracing::info!(%id, %command, "telecommand queued");
-    let left = timeout.saturating_sub(started.elapsed());
-    match tokio::time::timeout(left, acks.next()).await {
-        Ok(Some(message)) => {
-            let ack: Value = serde_json::from_slice(&message.payload).map_err(|e| {
-                HandlerError::server(format!("unreadable ack for telecommand {id}: {e}"))
-            })?;
-            Ok(Json(ack))
+    {
+        Ok(_) => {}
+        Err(e @ (ServiceError::NoStream { .. } | ServiceError::NoNats(_))) => {
+            return Err(HandlerError::server(format!(
+                "telecommand {id} ({command}) not queued, it will not run: {e}"
+            ))
+            .with_code(503));
         }
+        Err(e) => {
+            return Err(HandlerError::server(format!(
+                "telecommand {id} ({command}) not confirmed, may still run: the queue did not \
+                 confirm it ({e}); send it again with the same id to learn its outcome (it will \
+                 not run twice)"
+            ))
+            .with_code(503));
+        }
+    }
+    tracing::info!(%id, %command, repeat = matches!(claim, Claim::Pending), "telecommand queued");
+    let wait = async {
+        while let Some(message) = acks.next().await {
+            match serde_json::from_slice::<DeviceAck>(&message.payload) {
+                Ok(ack) if !ack.conflict => return Some(ack),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%id, error = %e, "unreadable ack ignored"),
+            }
+        }
+        None
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, wait).await {
+        Ok(Some(ack)) => Ok(reply(&id, &ack.outcome(), false)),
         _ => Err(HandlerError::server(format!(
-            "telecommand {id} ({command}): no ack from the device within {timeout:?}"
+            "telecommand {id} ({command}) not confirmed, may still run: no ack from the device \
+             within {timeout:?}; send it again with the same id to learn its outcome (it will \
+             not run twice)"
         ))
         .with_code(504)),
     }
+}
+
+/// Records every ack (also a late one, after its request gave up), so a
+/// repeated request learns the outcome.
+#[subscribe("telecommand.ack.*")]
+async fn record_ack(
+    Subject(subject): Subject,
+    Json(ack): Json<DeviceAck>,
+    registry: State<Registry>,
+) -> Result<(), HandlerError> {
+    if ack.conflict {
+        return Ok(());
+    }
+    if subject.strip_prefix("telecommand.ack.") != Some(ack.id.as_str()) {
+        return Err(HandlerError::client(format!(
+            "ack for {:?} on {subject}: ignored",
+            ack.id
+        )));
+    }
+    registry
+        .settle(&ack.id, ack.outcome())
+        .await
+        .map_err(|e| HandlerError::server(e.to_string()))
 }
 
 #[telestion::service]
@@ -146,11 +239,12 @@ async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
         .config()
         .get_str("TELECOMMAND_TIMEOUT")
         .unwrap_or_else(|| "5s".into());
-    let timeout = match text.trim().parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
-        Ok(_) => return Err("TELECOMMAND_TIMEOUT must be more than 0 and at most 1 h".into()),
-        Err(_) => parse_period(&text).map_err(|e| format!("TELECOMMAND_TIMEOUT: {e}"))?,
-    };
+    let timeout = parse_setting(
+        "TELECOMMAND_TIMEOUT",
+        &text,
+        BareNumber::Seconds,
+        TIMEOUT_BOUNDS,
+    )?;
     service.provide(Timeout(timeout));
     // Declared identically by the IO service: whoever starts first creates it.
     service
@@ -162,70 +256,11 @@ async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
                 .replicas_from_key("TELECOMMANDS_REPLICAS"),
         )
         .await?;
+    let replicas = service
+        .config()
+        .get::<usize>("TELECOMMANDS_REPLICAS")?
+        .unwrap_or(1)
+        .max(1);
+    service.provide(Registry::open(&service, replicas).await?);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn valid_commands_pass() {
-        assert_eq!(
-            validate(&json!({"command": "set_heater", "args": {"on": true}})),
-            Ok(("set_heater".into(), json!({"on": true})))
-        );
-        assert_eq!(
-            validate(&json!({"command": "set_rate", "args": {"hz": 1000}})),
-            Ok(("set_rate".into(), json!({"hz": 1000})))
-        );
-        assert_eq!(
-            validate(&json!({"command": "ping"})),
-            Ok(("ping".into(), json!({})))
-        );
-        assert_eq!(
-            validate(&json!({"command": "reboot", "args": {}})),
-            Ok(("reboot".into(), json!({})))
-        );
-    }
-
-    #[test]
-    fn invalid_commands_are_refused_with_a_reason() {
-        for (request, reason) in [
-            (json!([]), "JSON object"),
-            (json!({}), "command is missing"),
-            (json!({"command": 3}), "must be a string"),
-            (json!({"command": "launch"}), "unknown command \"launch\""),
-            (json!({"command": "ping", "x": 1}), "unknown field \"x\""),
-            (
-                json!({"command": "ping", "args": 1}),
-                "args must be an object",
-            ),
-            (
-                json!({"command": "ping", "args": {"a": 1}}),
-                "unknown argument \"a\"",
-            ),
-            (
-                json!({"command": "set_rate", "args": {"hz": 0}}),
-                "1..=1000",
-            ),
-            (
-                json!({"command": "set_rate", "args": {"hz": 1001}}),
-                "1..=1000",
-            ),
-            (
-                json!({"command": "set_rate", "args": {"hz": 2.5}}),
-                "1..=1000",
-            ),
-            (
-                json!({"command": "set_heater", "args": {"on": "yes"}}),
-                "true|false",
-            ),
-        ] {
-            let error = validate(&request).unwrap_err();
-            assert!(error.contains(reason), "{request}: {error}");
-        }
-        let long = "x".repeat(10_000);
-        assert!(validate(&json!({"command": long})).unwrap_err().len() < 200);
-    }
 }

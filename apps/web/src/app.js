@@ -91,7 +91,9 @@ async function post(path, body) {
   try { data = await response.json(); } catch (e) { data = null; }
   if (!response.ok) {
     const reason = data && data.error ? data.error : response.statusText;
-    throw new Error(response.status + ": " + reason);
+    const error = new Error(response.status + ": " + reason);
+    error.status = response.status;
+    throw error;
   }
   return data;
 }
@@ -193,6 +195,17 @@ refresh();
 setInterval(refresh, 5000);
 
 // --- telecommands ---------------------------------------------------------
+// Every command gets an id, its idempotency key all the way to the device:
+// one id never runs twice. When the outcome is unknown (no answer in time,
+// the queue or the network failed), sending the same command again reuses
+// the id: it tells the outcome instead of running the command a second time.
+function newId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return "web-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+let unconfirmed = null; // { key, id } of the last command whose outcome is unknown
+
 $("command").addEventListener("submit", async (event) => {
   event.preventDefault();
   const result = $("command-result");
@@ -204,16 +217,30 @@ $("command").addEventListener("submit", async (event) => {
     return;
   }
   const command = $("command-name").value;
-  result.textContent = "sending " + command + " ...";
+  const key = command + " " + JSON.stringify(args);
+  const id = unconfirmed && unconfirmed.key === key ? unconfirmed.id : newId();
+  result.textContent = "sending " + command + " (id " + id + ") ...";
   result.dataset.status = "sending";
+  result.dataset.id = id;
   try {
-    const reply = await post("/api/telecommand", { command, args });
-    result.textContent = command + ": " + reply.status + " (id " + reply.id + ")" + (reply.reason ? ": " + reply.reason : "");
+    const reply = await post("/api/telecommand", { id, command, args });
+    unconfirmed = null;
+    result.textContent = command + ": " + reply.status + " (id " + reply.id + ")" +
+      (reply.reason ? ": " + reply.reason : "") + (reply.repeated ? " (sent before)" : "");
     result.dataset.status = reply.status;
-    result.className = reply.status === "acknowledged" ? "ok" : "bad";
+    result.className = reply.status === "confirmed" ? "ok" : "bad";
   } catch (e) {
-    result.textContent = command + " failed: " + e.message;
-    result.dataset.status = "error";
+    if (e.status === undefined || e.status === 503 || e.status === 504) {
+      // Unknown outcome: the same command sent again keeps this id.
+      unconfirmed = { key, id };
+      result.textContent = command + ": unconfirmed (id " + id + "): " + e.message +
+        " (send it again to learn its outcome; it will not run twice)";
+      result.dataset.status = "unconfirmed";
+    } else {
+      unconfirmed = null;
+      result.textContent = command + " failed: " + e.message;
+      result.dataset.status = "error";
+    }
     result.className = "bad";
   }
 });

@@ -109,7 +109,27 @@ async fn history(State(app): State<App>, body: Bytes) -> Response {
 }
 
 async fn telecommand(State(app): State<App>, body: Bytes) -> Response {
-    forward(&app, "telecommand.send", body).await
+    let response = forward(&app, "telecommand.send", body).await;
+    if response.status() == StatusCode::GATEWAY_TIMEOUT {
+        // Whatever timed out, the command was not confirmed, and it may have
+        // been queued: say so (the telecommand service's own 504 says it
+        // already).
+        let (parts, body) = response.into_parts();
+        let reason = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if reason.contains("may still run") {
+            return error(parts.status, reason);
+        }
+        return error(
+            parts.status,
+            format!("telecommand not confirmed, may still run: {reason}"),
+        );
+    }
+    response
 }
 
 /// Counts an open live stream; uncounts it when dropped.

@@ -14,9 +14,13 @@
 //! | `POST /api/history` | request to `HISTORY_SUBJECT` (default `query.database`: the `database_query` service, upstream request format) |
 //!
 //! A request body is at most 16 KiB; a forwarded request waits at most
-//! `WEB_REQUEST_TIMEOUT_MS` (default 10000) for the reply. An error reply
-//! keeps its code as the HTTP status (400, 503, 504, ...) with the body
-//! `{"error": "<reason>"}`; no responder is 503, no reply in time 504. At
+//! `WEB_REQUEST_TIMEOUT_MS` (default 10000: milliseconds, or a period such
+//! as `10s`; 100 ms to 1 h) for the reply. An error reply keeps its code as
+//! the HTTP status (400, 409, 503, 504, ...) with the body
+//! `{"error": "<reason>"}`; no responder is 503, no reply in time 504 (for
+//! a telecommand: "not confirmed, may still run"). The page gives every
+//! telecommand an id (its idempotency key) and sends the same command
+//! again with the same id while its outcome is unknown. At
 //! most `WEB_MAX_LIVE` (default 32) live streams at once (then 503); a
 //! browser too slow for the live rate skips messages (it gets an event
 //! `lagged` with the number skipped) instead of making the service buffer
@@ -28,8 +32,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use telestion::period::{BareNumber, parse_setting};
 use telestion::tokio::sync::broadcast;
 use telestion::{Bytes, HandlerError, Service, State, subscribe};
+
+/// The bounds of `WEB_REQUEST_TIMEOUT_MS`: 100 ms to an hour.
+const REQUEST_TIMEOUT_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
 
 /// Messages for the live streams: (SSE event name, JSON body).
 pub struct Hub {
@@ -94,7 +103,15 @@ async fn main(service: Service) -> Result<(), String> {
             .unwrap_or(default))
     };
     let max_live = usize::try_from(number("WEB_MAX_LIVE", 32)?).unwrap_or(usize::MAX);
-    let request_timeout = Duration::from_millis(number("WEB_REQUEST_TIMEOUT_MS", 10_000)?);
+    let request_timeout = parse_setting(
+        "WEB_REQUEST_TIMEOUT_MS",
+        &config
+            .get_str("WEB_REQUEST_TIMEOUT_MS")
+            .unwrap_or_else(|| "10000".into()),
+        BareNumber::Milliseconds,
+        REQUEST_TIMEOUT_BOUNDS,
+    )
+    .map_err(|e| e.to_string())?;
     let history_subject = config
         .get_str("HISTORY_SUBJECT")
         .filter(|s| !s.is_empty())

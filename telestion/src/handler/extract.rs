@@ -14,7 +14,7 @@
 //! | [`Service`] | the service handle (publish, request, config, ...) | no |
 //! | [`State<T>`] | shared state provided with [`Service::provide`](crate::Service::provide) | no |
 //! | [`TypedConfig<T>`] | the configuration decoded into `T`, checked at start | no |
-//! | [`DataDir`] | the service's own data directory, created and checked at start | no |
+//! | [`DataDir`] | the service's own data directory, created and checked at start ([`DataDir::files`] opens the files in it without following links) | no |
 //!
 //! At most one parameter consumes the body; the others combine freely. A
 //! type of your own becomes an extractor by implementing [`FromMessage`];
@@ -363,6 +363,23 @@ impl<T: DeserializeOwned + Send + Sync + 'static> FromMessage for TypedConfig<T>
 /// The service's own data directory (`$DATA_DIR/$SERVICE_NAME`), created
 /// and checked to be writable when the route is subscribed: an unusable
 /// `DATA_DIR` fails the start instead of every message.
+///
+/// It is also the way to reach files under `DATA_DIR` without following
+/// symbolic links (Unix): [`DataDir::files`] opens the directory (refusing
+/// a link there) and [`DataFiles`] opens the files in it (refusing links,
+/// FIFOs, devices, ...). [`DataDir::create`] makes another directory under
+/// `DATA_DIR` (say the shared `$DATA_DIR/logs`) usable the same way.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use telestion::extract::{DataDir, FileAccess};
+///
+/// # fn example(service: telestion::Service) -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = DataDir(service.data_dir()?);
+/// let mut file = dir.files()?.open("state.json", FileAccess::ReadWrite)?;
+/// file.write_all(b"{}")?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir(pub PathBuf);
 
@@ -382,5 +399,496 @@ impl FromMessage for DataDir {
 
     fn from_message(_: &mut Incoming, dir: &PathBuf) -> Result<Self, ExtractError> {
         Ok(DataDir(dir.clone()))
+    }
+}
+
+/// Why a file or directory under `DATA_DIR` was not opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataFileError {
+    /// Something other than what was asked for is at the path: a symbolic
+    /// link (never followed), a FIFO, a device, a socket, a directory where
+    /// a file is expected, ... It was not opened, and nothing was written.
+    #[error("refusing {path:?}: it is {found}, not {expected}; nothing was opened")]
+    Refused {
+        /// The path.
+        path: PathBuf,
+        /// What is there (`"a symbolic link"`, `"a FIFO"`, ...).
+        found: &'static str,
+        /// What was expected (`"a regular file"` or `"a directory"`).
+        expected: &'static str,
+    },
+    /// The name is not the plain name of a file in the directory (empty,
+    /// `.`, `..`, with a `/` or a NUL byte).
+    #[error("{name:?} is not a file name (a name in {dir:?} without `/`)")]
+    InvalidName {
+        /// The directory.
+        dir: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// A filesystem call failed.
+    #[error("cannot {action} {path:?}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was tried (`"open"`, `"create"`, `"inspect"`, ...).
+        action: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DataFileError {
+    /// The path concerned.
+    ///
+    /// ```
+    /// let error = telestion::extract::DataDir("/nonexistent/dir".into()).files().unwrap_err();
+    /// assert_eq!(error.path(), std::path::Path::new("/nonexistent/dir"));
+    /// ```
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            DataFileError::Refused { path, .. } | DataFileError::Io { path, .. } => path,
+            DataFileError::InvalidName { dir, .. } => dir,
+        }
+    }
+}
+
+impl DataDir {
+    /// Creates directory `path` and its missing parents (new ones
+    /// owner-only, `0700`, on Unix) and returns it; a symbolic link at
+    /// `path` is refused, also a dangling one (the directories above it,
+    /// `DATA_DIR`'s own path, are the operator's choice and may be links).
+    /// For directories under `DATA_DIR` other than the service's own
+    /// ([`Service::data_dir`](crate::Service::data_dir)), such as the
+    /// shared `$DATA_DIR/logs`. A blocking call.
+    ///
+    /// ```
+    /// let root = tempfile::tempdir()?;
+    /// let logs = telestion::extract::DataDir::create(root.path().join("logs"))?;
+    /// assert!(logs.is_dir());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(path: impl Into<PathBuf>) -> Result<DataDir, DataFileError> {
+        let path = path.into();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(DataFileError::Refused {
+                path,
+                found: SYMLINK,
+                expected: "a directory",
+            });
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&path).map_err(|source| DataFileError::Io {
+            path: path.clone(),
+            action: "create",
+            source,
+        })?;
+        Ok(DataDir(path))
+    }
+
+    /// Opens the directory for reaching its files without following links:
+    /// a symbolic link at the directory's path is refused (it is opened
+    /// with `O_NOFOLLOW | O_DIRECTORY`), and the files are then opened
+    /// relative to this handle, so a directory replaced by a link later
+    /// does not redirect them. A blocking call.
+    ///
+    /// ```
+    /// let root = tempfile::tempdir()?;
+    /// std::os::unix::fs::symlink("/tmp", root.path().join("link"))?;
+    /// let error = telestion::extract::DataDir(root.path().join("link")).files().unwrap_err();
+    /// assert!(error.to_string().contains("a symbolic link"), "{error}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(unix)]
+    pub fn files(&self) -> Result<DataFiles, DataFileError> {
+        use rustix::fs::{Mode, OFlags, openat};
+        let path = self.0.clone();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match openat(rustix::fs::CWD, &path, flags, Mode::empty()) {
+            Ok(fd) => Ok(DataFiles { fd, path }),
+            Err(errno)
+                if errno == rustix::io::Errno::LOOP || errno == rustix::io::Errno::NOTDIR =>
+            {
+                let found = std::fs::symlink_metadata(&path)
+                    .map(|m| kind_of(&m.file_type()).unwrap_or("a directory"))
+                    .unwrap_or("a file that changed while being opened");
+                Err(DataFileError::Refused {
+                    path,
+                    found,
+                    expected: "a directory",
+                })
+            }
+            Err(errno) => Err(DataFileError::Io {
+                path,
+                action: "open",
+                source: errno.into(),
+            }),
+        }
+    }
+}
+
+/// How [`DataFiles::open`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileAccess {
+    /// For reading; the file must exist.
+    Read,
+    /// For appending (every write goes to the end); created owner-only
+    /// (`0600`) when missing.
+    Append,
+    /// For reading and writing from the start, not truncated; created
+    /// owner-only (`0600`) when missing.
+    ReadWrite,
+}
+
+/// What a symbolic link is called in errors.
+const SYMLINK: &str = "a symbolic link (never followed)";
+
+/// What a file that is not a regular file is (`None`: a regular file).
+fn kind_of(file_type: &std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_file() {
+        return None;
+    }
+    Some(if file_type.is_symlink() {
+        SYMLINK
+    } else if file_type.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        {
+            if file_type.is_fifo() {
+                return Some("a FIFO");
+            } else if file_type.is_socket() {
+                return Some("a socket");
+            } else if file_type.is_char_device() {
+                return Some("a character device");
+            } else if file_type.is_block_device() {
+                return Some("a block device");
+            }
+        }
+        "an unknown kind of file"
+    })
+}
+
+/// A directory under `DATA_DIR`, open, whose files are opened relative to
+/// it without following symbolic links (from [`DataDir::files`]). Every
+/// method is a blocking call: use it in start-up code, a blocking handler
+/// or `spawn_blocking`.
+///
+/// - [`DataFiles::open`] opens a regular file (`O_NOFOLLOW`, after
+///   checking what is there, so a FIFO or a device is never even opened);
+///   new files are owner-only (`0600`).
+/// - [`DataFiles::check`] tells whether a regular file is there.
+/// - [`DataFiles::library_path`] is for a library that opens files by
+///   path itself (SQLite): it checks the file and its companions (`-wal`,
+///   `-shm`, ...) and returns a path without links.
+///
+/// The handle is an open directory ([`AsFd`](std::os::fd::AsFd)), for
+/// `*at` calls of a program's own.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct DataFiles {
+    fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for DataFiles {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(unix)]
+impl DataFiles {
+    /// The directory's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn name_ok(&self, name: &str) -> Result<(), DataFileError> {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(DataFileError::InvalidName {
+                dir: self.path.clone(),
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn io(&self, name: &str, action: &'static str, errno: rustix::io::Errno) -> DataFileError {
+        DataFileError::Io {
+            path: self.path.join(name),
+            action,
+            source: errno.into(),
+        }
+    }
+
+    /// What is at `name`: `Ok(None)` for nothing, `Ok(Some(kind))` for
+    /// something that is not a regular file.
+    fn inspect(&self, name: &str) -> Result<Option<Option<&'static str>>, DataFileError> {
+        use rustix::fs::{AtFlags, FileType, statat};
+        match statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(match FileType::from_raw_mode(stat.st_mode) {
+                FileType::RegularFile => None,
+                FileType::Symlink => Some(SYMLINK),
+                FileType::Directory => Some("a directory"),
+                FileType::Fifo => Some("a FIFO"),
+                FileType::Socket => Some("a socket"),
+                FileType::CharacterDevice => Some("a character device"),
+                FileType::BlockDevice => Some("a block device"),
+                _ => Some("an unknown kind of file"),
+            })),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(errno) => Err(self.io(name, "inspect", errno)),
+        }
+    }
+
+    fn refused(&self, name: &str, found: &'static str) -> DataFileError {
+        DataFileError::Refused {
+            path: self.path.join(name),
+            found,
+            expected: "a regular file",
+        }
+    }
+
+    /// Whether a regular file `name` is in the directory (`false`: nothing
+    /// is there); a symbolic link or anything else that is not a regular
+    /// file is refused.
+    ///
+    /// ```
+    /// use telestion::extract::DataDir;
+    /// let root = tempfile::tempdir()?;
+    /// let files = DataDir(root.path().to_owned()).files()?;
+    /// assert!(!files.check("data.bin")?);
+    /// std::fs::write(root.path().join("data.bin"), "x")?;
+    /// assert!(files.check("data.bin")?);
+    /// std::os::unix::fs::symlink("/etc/passwd", root.path().join("link"))?;
+    /// assert!(files.check("link").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check(&self, name: &str) -> Result<bool, DataFileError> {
+        self.name_ok(name)?;
+        match self.inspect(name)? {
+            None => Ok(false),
+            Some(None) => Ok(true),
+            Some(Some(found)) => Err(self.refused(name, found)),
+        }
+    }
+
+    /// Opens the regular file `name` in the directory, never following a
+    /// symbolic link (not even a dangling one: nothing is created at its
+    /// target) and never opening anything else (a FIFO, a device, a
+    /// directory): those are refused. Files it creates are owner-only
+    /// (`0600`). The file is opened with `O_NONBLOCK` (no effect on a
+    /// regular file), `O_NOCTTY` and `O_CLOEXEC`.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use telestion::extract::{DataDir, FileAccess};
+    /// let root = tempfile::tempdir()?;
+    /// let files = DataDir(root.path().to_owned()).files()?;
+    /// files.open("log.txt", FileAccess::Append)?.write_all(b"one\n")?;
+    /// let mut text = String::new();
+    /// files.open("log.txt", FileAccess::Read)?.read_to_string(&mut text)?;
+    /// assert_eq!(text, "one\n");
+    /// std::os::unix::fs::symlink(root.path().join("elsewhere"), root.path().join("dangling"))?;
+    /// assert!(files.open("dangling", FileAccess::Append).is_err());
+    /// assert!(!root.path().join("elsewhere").exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(&self, name: &str, access: FileAccess) -> Result<std::fs::File, DataFileError> {
+        use rustix::fs::{FileType, Mode, OFlags, fstat, openat};
+        self.name_ok(name)?;
+        // Not even opened when it is something else: opening a device or a
+        // FIFO can have effects of its own.
+        if let Some(Some(found)) = self.inspect(name)? {
+            return Err(self.refused(name, found));
+        }
+        let access_flags = match access {
+            FileAccess::Read => OFlags::RDONLY,
+            FileAccess::Append => OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE,
+            FileAccess::ReadWrite => OFlags::RDWR | OFlags::CREATE,
+        };
+        let flags =
+            access_flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::RUSR | Mode::WUSR).map_err(|errno| {
+            use rustix::io::Errno;
+            match errno {
+                // Replaced in between: say what is there now.
+                Errno::LOOP | Errno::NXIO | Errno::ISDIR => match self.inspect(name) {
+                    Ok(Some(Some(found))) => self.refused(name, found),
+                    _ => self.refused(name, "not a regular file"),
+                },
+                errno => self.io(name, "open", errno),
+            }
+        })?;
+        let stat = fstat(&fd).map_err(|errno| self.io(name, "inspect", errno))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(self.refused(name, "not a regular file"));
+        }
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// The path of `name` for a library that opens the file by path itself
+    /// (SQLite): checks that `name` and each companion `name + suffix`
+    /// (SQLite: `-wal`, `-shm`, `-journal`) is a regular file or absent,
+    /// never a link, and returns the directory's canonical path (without
+    /// links, checked to be this very directory) joined with `name`.
+    ///
+    /// The library opens the file after this check, by path: open it with
+    /// the library's own no-follow option as well (SQLite:
+    /// `SQLITE_OPEN_NOFOLLOW`, which refuses a link anywhere in the path;
+    /// the returned path has none), and create the file first with
+    /// [`DataFiles::open`] so that it is owner-only (SQLite gives its
+    /// companions the database's permissions).
+    ///
+    /// ```
+    /// use telestion::extract::DataDir;
+    /// let root = tempfile::tempdir()?;
+    /// let files = DataDir(root.path().to_owned()).files()?;
+    /// let path = files.library_path("db.sqlite3", &["-wal", "-shm"])?;
+    /// assert_eq!(path, root.path().canonicalize()?.join("db.sqlite3"));
+    /// std::os::unix::fs::symlink("/tmp/x", root.path().join("db.sqlite3-wal"))?;
+    /// assert!(files.library_path("db.sqlite3", &["-wal", "-shm"]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn library_path(&self, name: &str, companions: &[&str]) -> Result<PathBuf, DataFileError> {
+        self.check(name)?;
+        for suffix in companions {
+            self.check(&format!("{name}{suffix}"))?;
+        }
+        let real = std::fs::canonicalize(&self.path).map_err(|source| DataFileError::Io {
+            path: self.path.clone(),
+            action: "resolve",
+            source,
+        })?;
+        let same = |a: &rustix::fs::Stat, b: &rustix::fs::Stat| {
+            (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        };
+        let open = rustix::fs::fstat(&self.fd).map_err(|errno| DataFileError::Io {
+            path: self.path.clone(),
+            action: "inspect",
+            source: errno.into(),
+        })?;
+        match rustix::fs::stat(&real) {
+            Ok(now) if same(&open, &now) => Ok(real.join(name)),
+            _ => Err(DataFileError::Io {
+                path: self.path.clone(),
+                action: "use",
+                source: std::io::Error::other("the directory was replaced while being opened"),
+            }),
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod data_file_tests {
+    use std::io::Write;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn below(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            found.push(entry.unwrap().path());
+        }
+        found
+    }
+
+    #[test]
+    fn links_are_never_followed_and_nothing_appears_outside() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        symlink(&target, root.path().join("link")).unwrap();
+        symlink(outside.path().join("new"), root.path().join("dangling")).unwrap();
+        let files = DataDir(root.path().to_owned()).files().unwrap();
+        for name in ["link", "dangling"] {
+            for access in [FileAccess::Read, FileAccess::Append, FileAccess::ReadWrite] {
+                let error = files.open(name, access).unwrap_err();
+                assert!(
+                    matches!(error, DataFileError::Refused { .. })
+                        && error.to_string().contains("symbolic link"),
+                    "{error}"
+                );
+            }
+            assert!(files.check(name).is_err());
+            assert!(files.library_path(name, &[]).is_err());
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(below(outside.path()), [target]);
+    }
+
+    #[test]
+    fn a_linked_directory_is_refused_and_a_replaced_one_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let link = root.path().join("dir");
+        symlink(outside.path(), &link).unwrap();
+        assert!(matches!(
+            DataDir(link.clone()).files().unwrap_err(),
+            DataFileError::Refused { .. }
+        ));
+        assert!(matches!(
+            DataDir::create(&link).unwrap_err(),
+            DataFileError::Refused { .. }
+        ));
+        std::fs::remove_file(&link).unwrap();
+        let files = DataDir::create(&link).unwrap().files().unwrap();
+        // Swapped for a link after opening: the files still go to the
+        // directory that was opened.
+        std::fs::rename(&link, root.path().join("moved")).unwrap();
+        symlink(outside.path(), &link).unwrap();
+        files
+            .open("a", FileAccess::Append)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        assert!(below(outside.path()).is_empty());
+        assert!(root.path().join("moved/a").is_file());
+        assert!(files.library_path("a", &[]).is_err());
+    }
+
+    #[test]
+    fn new_files_are_owner_only_and_special_files_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let files = DataDir(root.path().to_owned()).files().unwrap();
+        files.open("new", FileAccess::ReadWrite).unwrap();
+        let mode = std::fs::metadata(root.path().join("new"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::create_dir(root.path().join("sub")).unwrap();
+        let fifo = std::ffi::CString::new(root.path().join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        for (name, found) in [("sub", "a directory"), ("fifo", "a FIFO")] {
+            let error = files
+                .open(name, FileAccess::Append)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(found), "{error}");
+        }
+        assert!(files.open("missing", FileAccess::Read).is_err());
+        for bad in ["", ".", "..", "a/b", "../x", "a\0b"] {
+            assert!(matches!(
+                files.open(bad, FileAccess::Append).unwrap_err(),
+                DataFileError::InvalidName { .. }
+            ));
+        }
     }
 }
