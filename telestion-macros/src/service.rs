@@ -16,6 +16,9 @@ struct ServiceArgs {
     nats: bool,
     /// `crate = "..."`: path of the telestion crate.
     krate: Path,
+    /// `publishes = [...]` and the other declarations of what the
+    /// service's own code does on the bus: (the `Options` method, value).
+    uses: Vec<(&'static str, syn::LitStr)>,
 }
 
 /// The validated `async fn main`.
@@ -82,6 +85,31 @@ const SPEC: Spec<ServiceArgs> = Spec {
             parse: parse_nats,
         },
         Key {
+            name: "publishes",
+            usage: "`publishes = [\"subject\", ...]` (subjects the service's own code publishes to)",
+            parse: parse_publishes,
+        },
+        Key {
+            name: "requests",
+            usage: "`requests = [\"subject\", ...]` (subjects the service's own code requests on)",
+            parse: parse_requests,
+        },
+        Key {
+            name: "subscribes",
+            usage: "`subscribes = [\"subject\", ...]` (subjects the service's own code subscribes to)",
+            parse: parse_subscribes,
+        },
+        Key {
+            name: "streams",
+            usage: "`streams = [\"NAME\", ...]` (JetStream streams the service declares)",
+            parse: parse_streams,
+        },
+        Key {
+            name: "key_value",
+            usage: "`key_value = [\"BUCKET\", ...]` (JetStream key-value buckets the service uses)",
+            parse: parse_key_value,
+        },
+        Key {
             name: "crate",
             usage: "`crate = \"path\"` (the telestion crate under another name)",
             parse: parse_crate,
@@ -94,6 +122,7 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> ServiceArgs {
     let mut args = ServiceArgs {
         nats: true,
         krate: args::default_crate(),
+        uses: Vec::new(),
     };
     SPEC.parse(tokens, &mut args, errors);
     args
@@ -109,6 +138,43 @@ fn parse_nats(args: &mut ServiceArgs, _: &Ident, value: &Expr, errors: &mut Erro
              connection",
         ),
     }
+}
+
+/// A list of string literals for the `Options` method `method`.
+fn parse_uses(method: &'static str, args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    let items: Vec<&Expr> = match value {
+        Expr::Array(array) => array.elems.iter().collect(),
+        other => vec![other],
+    };
+    for item in items {
+        match args::lit_str(item) {
+            Some(lit) if !lit.value().is_empty() => args.uses.push((method, lit.clone())),
+            _ => errors.spanned(
+                item,
+                format!("`{key}` takes a list of strings; write `{key} = [\"name\"]`"),
+            ),
+        }
+    }
+}
+
+fn parse_publishes(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    parse_uses("publishes", args, key, value, errors);
+}
+
+fn parse_requests(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    parse_uses("requests", args, key, value, errors);
+}
+
+fn parse_subscribes(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    parse_uses("subscribes", args, key, value, errors);
+}
+
+fn parse_streams(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    parse_uses("streams", args, key, value, errors);
+}
+
+fn parse_key_value(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+    parse_uses("key_value", args, key, value, errors);
 }
 
 /// `crate = "path"`.
@@ -182,7 +248,7 @@ fn check_main(func: Function) -> syn::Result<MainFn> {
 }
 
 fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
-    let ServiceArgs { nats, krate } = args;
+    let ServiceArgs { nats, krate, uses } = args;
     let MainFn {
         attrs,
         vis,
@@ -212,6 +278,10 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
             <#ty as #krate::__private::SetupResult>::into_result(#call)
         },
     };
+    let uses = uses.iter().map(|(method, value)| {
+        let method = Ident::new(method, value.span());
+        quote!(.#method(#value))
+    });
     let setup = quote! {
         |#binding: #krate::__private::Service| async move { #result }
     };
@@ -221,7 +291,7 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
             #inner_fn
             #krate::__private::run(
                 #krate::__private::with_crate_version(
-                    #krate::__private::Options::new().nats(#nats),
+                    #krate::__private::Options::new().nats(#nats)#(#uses)*,
                     ::core::option_env!("CARGO_PKG_VERSION"),
                 ),
                 #krate::__private::collected_routes(),

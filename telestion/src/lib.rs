@@ -93,6 +93,7 @@ pub mod exit_code;
 mod handler;
 mod jetstream;
 mod observe;
+pub mod permissions;
 mod route;
 mod run;
 mod serve;

@@ -44,8 +44,9 @@ pub fn help_text(routes: &[Route]) -> String {
     let exe = exe_name();
     let mut text = format!(
         "{exe}: a Telestion service.\n\nUsage: {exe} [--KEY=VALUE | --KEY VALUE | --flag]... \
-         [--dev] [--help] [--asyncapi]\n\n--asyncapi prints the AsyncAPI 3.0 document of the \
-         service's subjects (JSON) and exits.\n\nEvery key can also come from the environment or from the JSON \
+         [--dev] [--help] [--asyncapi] [--nats-permissions]\n\n--asyncapi prints the AsyncAPI 3.0 document of the \
+         service's subjects (JSON) and exits.\n--nats-permissions prints the NATS permissions the \
+         service needs (a nats-server permissions object, JSON) and exits.\n\nEvery key can also come from the environment or from the JSON \
          file named by CONFIG_FILE (CLI > env > file).\n--dev fills in NATS_URL=localhost:4222, \
          SERVICE_NAME={exe} and DATA_DIR=./data.\n\nStandard keys:\n"
     );
@@ -106,6 +107,26 @@ fn print_asyncapi(options: &Options, routes: &[Route]) -> ExitCode {
     }
 }
 
+/// `--nats-permissions`: prints the NATS permissions the service needs
+/// (see [`crate::permissions`]) as JSON, for the user `SERVICE_NAME`
+/// (else the executable's name), without connecting.
+fn print_permissions(options: &Options, routes: &[Route]) -> ExitCode {
+    let config = crate::route::asyncapi::lenient_config();
+    let name = config
+        .get_str("SERVICE_NAME")
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(exe_name);
+    let permissions = crate::permissions::nats_permissions(routes, &options.uses, &config, &name);
+    let text = serde_json::to_string_pretty(&permissions).unwrap_or_default() + "\n";
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            write_stderr(&format!("error: cannot write the permissions: {e}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn exe_name() -> String {
     std::env::current_exe()
         .ok()
@@ -133,6 +154,9 @@ where
     }
     if crate::route::asyncapi::asyncapi_in_args() {
         return print_asyncapi(&options, &routes);
+    }
+    if crate::permissions::permissions_in_args() {
+        return print_permissions(&options, &routes);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

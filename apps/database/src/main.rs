@@ -118,5 +118,30 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
 }
 
 fn main() -> ExitCode {
-    run(env!("CARGO_PKG_VERSION"), vec![route(None)], &KEYS, setup)
+    run(
+        env!("CARGO_PKG_VERSION"),
+        vec![route(None)],
+        uses,
+        &KEYS,
+        setup,
+    )
+}
+
+/// What the writer does besides its route: dead letters of its own
+/// (`<prefix>.<SERVICE_NAME>.store`), and with `DURABLE=true` its stream.
+fn uses(config: &telestion::Config, name: &str) -> telestion::permissions::Uses {
+    let prefix = config
+        .get_str("DURABLE_DEAD_LETTER_PREFIX")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| telestion::DEFAULT_DEAD_LETTER_PREFIX.into());
+    let mut uses =
+        telestion::permissions::Uses::new().publishes(format!("{prefix}.{}.store", token(name)));
+    if config.get_str("DURABLE").as_deref() == Some("true") {
+        let stream = config
+            .get_str("DATA_STREAM")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| settings::DEFAULT_STREAM.into());
+        uses = uses.streams(stream);
+    }
+    uses
 }

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
     run(
         env!("CARGO_PKG_VERSION"),
         vec![route(settings::DEFAULT_CONCURRENCY)],
+        |_, _| telestion::permissions::Uses::new(),
         &KEYS,
         setup,
     )

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+use telestion::permissions::Uses;
 use telestion::{BoxError, Config, Options, Route, Service, StartError};
 
 fn write_stderr(text: &str) {
@@ -23,13 +24,16 @@ fn exe_name() -> String {
         .unwrap_or_else(|| "service".into())
 }
 
-/// Runs a service: `help_routes` are the routes `--help` and `--asyncapi`
-/// describe (those of the default configuration), `keys` the service's own
-/// configuration keys with their meaning (for `--help`), and `setup` the
-/// start-up code, which returns the routes to serve.
+/// Runs a service: `help_routes` are the routes `--help`, `--asyncapi` and
+/// `--nats-permissions` describe (those of the default configuration),
+/// `uses` what the service's own code does on the bus for its
+/// configuration and name (for `--nats-permissions`), `keys` the
+/// service's own configuration keys with their meaning (for `--help`), and
+/// `setup` the start-up code, which returns the routes to serve.
 pub fn run<F, Fut>(
     version: &str,
     help_routes: Vec<Route>,
+    uses: fn(&Config, &str) -> Uses,
     keys: &[(&str, &str)],
     setup: F,
 ) -> ExitCode
@@ -46,6 +50,28 @@ where
         }
         let _ = std::io::stdout().write_all(text.as_bytes());
         return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--nats-permissions") {
+        let config = telestion::Config::merge(
+            args.iter().filter(|a| *a != "--nats-permissions").cloned(),
+            std::env::vars(),
+        )
+        .unwrap_or_else(|_| Config::from_pairs(Vec::<(String, String)>::new()));
+        let name = config
+            .get_str("SERVICE_NAME")
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(exe_name);
+        let permissions = telestion::permissions::nats_permissions(
+            &help_routes,
+            &uses(&config, &name),
+            &config,
+            &name,
+        );
+        let text = serde_json::to_string_pretty(&permissions).unwrap_or_default() + "\n";
+        return match std::io::stdout().write_all(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     if args.iter().any(|a| a == "--asyncapi") {
         let config = match Config::load() {

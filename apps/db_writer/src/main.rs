@@ -48,7 +48,7 @@ fn store(frames: Batch<Json<Telemetry>>, db: State<Db>) -> Result<(), HandlerErr
     db.store(&frames).map(drop)
 }
 
-#[telestion::service]
+#[telestion::service(streams = ["TELEMETRY"])]
 async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
     // The parser declares the same stream (identically); whoever starts
     // first creates it.

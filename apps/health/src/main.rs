@@ -66,7 +66,7 @@ const EXIT_MISSING: i32 = 2;
 /// Exit code: a checked instance reports recent errors.
 const EXIT_ERRORS: i32 = 3;
 
-#[telestion::service]
+#[telestion::service(requests = ["__telestion__/health", "__telestion__.health", "$SRV.STATS"])]
 async fn main(service: Service) -> Result<(), String> {
     let args = Args::read(service.config())?;
     let client = service.nats().map_err(|e| e.to_string())?.clone();

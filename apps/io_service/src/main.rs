@@ -170,7 +170,7 @@ fn period(service: &Service, key: &str, default: &str) -> Result<Duration, Strin
     parse_setting(key, &text, BareNumber::Refused, PERIOD_BOUNDS).map_err(|e| e.to_string())
 }
 
-#[telestion::service]
+#[telestion::service(publishes = ["device.link", "telecommand.ack.*", "telemetry.raw"], streams = ["TELEMETRY_RAW", "TELECOMMANDS"])]
 async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
     let device_addr = service
         .config()

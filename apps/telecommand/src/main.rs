@@ -233,7 +233,7 @@ async fn record_ack(
         .map_err(|e| HandlerError::server(e.to_string()))
 }
 
-#[telestion::service]
+#[telestion::service(publishes = ["telecommand.outgoing"], subscribes = ["telecommand.ack.*"], streams = ["TELECOMMANDS"], key_value = ["TELECOMMAND_IDS"])]
 async fn main(service: Service) -> Result<(), Box<dyn std::error::Error>> {
     let text = service
         .config()

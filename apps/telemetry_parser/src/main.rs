@@ -176,7 +176,7 @@ async fn parse(body: Bytes, service: Service) -> Result<(), HandlerError> {
     }
 }
 
-#[telestion::service]
+#[telestion::service(publishes = ["telemetry.parsed", "telemetry.rejected", "{DATA_SUBJECT:data.telemetry.device}"], streams = ["TELEMETRY_RAW", "TELEMETRY"])]
 async fn main(service: Service) -> Result<(), telestion::StartError> {
     // Both declared identically by their other users (io_service, db_writer):
     // whoever starts first creates them.

@@ -89,7 +89,7 @@ async fn serve_http(
     Ok(())
 }
 
-#[telestion::service]
+#[telestion::service(requests = ["telemetry.query.*", "telecommand.send", "{HISTORY_SUBJECT:query.database}"])]
 async fn main(service: Service) -> Result<(), String> {
     let config = service.config();
     let addr = config

@@ -17,9 +17,9 @@ use crate::error::{BoxError, StartError, error_chain};
 use crate::jetstream::condition::Condition;
 use crate::jetstream::declare as stream;
 use crate::jetstream::settings::{
-    DEAD_LETTER_STREAM, DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX,
+    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX,
     DEFAULT_MAX_DELIVER, DEFAULT_RETRY_FOR_SECS, Durable, backoff_from, default_consumer,
-    default_dead_letter, invalid, seconds, token,
+    default_dead_letter, invalid, seconds,
 };
 use crate::jetstream::stream::StreamSpec;
 use crate::observe::health::DurableHealth;
@@ -314,11 +314,7 @@ async fn ensure_dead_letter_stream(
             ),
         ));
     }
-    let name = if prefix == DEFAULT_DEAD_LETTER_PREFIX {
-        DEAD_LETTER_STREAM.to_owned()
-    } else {
-        format!("{DEAD_LETTER_STREAM}_{}", token(&prefix))
-    };
+    let name = crate::jetstream::settings::dead_letter_stream(&prefix);
     service
         .declare_stream(
             StreamSpec::new(name)

@@ -212,6 +212,17 @@ pub(crate) fn default_consumer(service_name: &str, handler: &str) -> String {
     format!("{}_{}", token(service_name), token(short_name(handler)))
 }
 
+/// The stream a service declares for dead letters under `prefix`:
+/// `TELESTION_DEAD_LETTERS`, or `TELESTION_DEAD_LETTERS_<prefix>` for
+/// another prefix.
+pub(crate) fn dead_letter_stream(prefix: &str) -> String {
+    if prefix == DEFAULT_DEAD_LETTER_PREFIX {
+        DEAD_LETTER_STREAM.to_owned()
+    } else {
+        format!("{DEAD_LETTER_STREAM}_{}", token(prefix))
+    }
+}
+
 /// The default dead-letter subject of a handler.
 pub(crate) fn default_dead_letter(prefix: &str, service_name: &str, handler: &str) -> String {
     format!(

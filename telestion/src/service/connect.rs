@@ -44,13 +44,17 @@ pub(crate) const DEFAULT_PUBLISH_BUFFER: usize = 2048;
 pub(crate) const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65536;
 
 /// The keys read here (for `--help`).
-pub(crate) const KEYS: [(&str, &str); 9] = [
+pub(crate) const KEYS: [(&str, &str); 10] = [
     (
         "NATS_URL",
         "server, or comma-separated cluster list (required)",
     ),
     ("NATS_USER", "user name"),
     ("NATS_PASSWORD", "password"),
+    (
+        "NATS_PASSWORD_FILE",
+        "a file holding the password (when NATS_PASSWORD is not set)",
+    ),
     ("NATS_CREDS", "credentials file (JWT + NKey seed)"),
     ("NATS_NKEY", "NKey seed"),
     (
@@ -132,6 +136,9 @@ pub(crate) async fn connect(
 
     let mut options = ConnectOptions::new()
         .name(service_name)
+        // Replies come to the service's own inbox prefix, the only one
+        // its generated permissions let it subscribe to.
+        .custom_inbox_prefix(crate::permissions::inbox_prefix(service_name))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
         .reconnect_delay_callback(move |attempt| reconnect_delay(attempt, count))
@@ -146,10 +153,21 @@ pub(crate) async fn connect(
             DEFAULT_SUBSCRIPTION_CAPACITY,
         )?);
 
-    match (
-        non_empty(config, "NATS_USER"),
+    let password = match (
         non_empty(config, "NATS_PASSWORD"),
+        non_empty(config, "NATS_PASSWORD_FILE"),
     ) {
+        (Some(password), _) => Some(password),
+        (None, Some(file)) => {
+            // File work off the async workers.
+            let read = tokio::task::spawn_blocking(move || password_from_file(&file))
+                .await
+                .unwrap_or_else(|e| Err(format!("cannot read NATS_PASSWORD_FILE: {e}")));
+            Some(read.map_err(|reason| fail(reason, None))?)
+        }
+        (None, None) => None,
+    };
+    match (non_empty(config, "NATS_USER"), password) {
         (Some(user), password) => {
             options = options.user_and_password(user, password.unwrap_or_default());
         }
@@ -291,6 +309,38 @@ fn refused_credentials(error: &async_nats::ClientError) -> bool {
     .any(|refused| *kind == refused.to_string())
 }
 
+/// Whether a server error is a permissions violation (`-ERR 'Permissions
+/// Violation for Publish to ...'`).
+fn permission_violation(error: &async_nats::ServerError) -> bool {
+    error
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("permissions violation")
+}
+
+/// The password in `path` (NATS_PASSWORD_FILE): its first line, from a
+/// regular file of at most 4 KiB.
+fn password_from_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read NATS_PASSWORD_FILE {path:?}: {e}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot read NATS_PASSWORD_FILE {path:?}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("NATS_PASSWORD_FILE {path:?} is not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read NATS_PASSWORD_FILE {path:?}: {e}"))?;
+    let password = text.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        return Err(format!("NATS_PASSWORD_FILE {path:?} is empty"));
+    }
+    Ok(password)
+}
+
 fn log_event(event: Event, errors: &ErrorCounter, watch: &ConnectionWatch) {
     match event {
         Event::Connected => {
@@ -323,6 +373,16 @@ fn log_event(event: Event, errors: &ErrorCounter, watch: &ConnectionWatch) {
             errors.record();
             tracing::error!(
                 "the NATS server rejected this service's credentials (authorization violation)"
+            );
+        }
+        Event::ServerError(e) if permission_violation(&e) => {
+            // Something the service did is not in its permissions: a
+            // message not sent or a subscription not made.
+            errors.record();
+            tracing::error!(
+                error = %e,
+                "the NATS server refused an action of this service (permissions violation; \
+                 counted as an error): declare what the service does (see --nats-permissions)"
             );
         }
         Event::ServerError(e) => {

@@ -81,6 +81,11 @@ pub struct Options {
     /// version of the crate it is used in; `None` (the default of a
     /// hand-written `main`) reports [`crate::micro::DEFAULT_VERSION`].
     pub version: Option<String>,
+    /// What the service's own code does on the bus besides its routes
+    /// (publishes, requests, streams, ...), for its NATS permissions (see
+    /// [`crate::permissions`]). `#[telestion::service(publishes = [...],
+    /// ...)]` sets it.
+    pub uses: crate::permissions::Uses,
 }
 
 impl Default for Options {
@@ -89,6 +94,7 @@ impl Default for Options {
             nats: true,
             config: None,
             signals: true,
+            uses: crate::permissions::Uses::new(),
             version: None,
         }
     }
@@ -131,6 +137,37 @@ impl Options {
     /// ```
     pub fn version(mut self, version: impl Into<String>) -> Options {
         self.version = Some(version.into());
+        self
+    }
+
+    /// Declares a subject this service's own code publishes to (see
+    /// [`Uses::publishes`](crate::permissions::Uses::publishes)).
+    pub fn publishes(mut self, subject: impl Into<String>) -> Options {
+        self.uses = self.uses.publishes(subject);
+        self
+    }
+
+    /// Declares a subject this service's own code sends requests on.
+    pub fn requests(mut self, subject: impl Into<String>) -> Options {
+        self.uses = self.uses.requests(subject);
+        self
+    }
+
+    /// Declares a subject this service's own code subscribes to by hand.
+    pub fn subscribes(mut self, subject: impl Into<String>) -> Options {
+        self.uses = self.uses.subscribes(subject);
+        self
+    }
+
+    /// Declares a JetStream stream this service declares.
+    pub fn streams(mut self, name: impl Into<String>) -> Options {
+        self.uses = self.uses.streams(name);
+        self
+    }
+
+    /// Declares a JetStream key-value bucket this service uses.
+    pub fn key_value(mut self, bucket: impl Into<String>) -> Options {
+        self.uses = self.uses.key_value(bucket);
         self
     }
 }

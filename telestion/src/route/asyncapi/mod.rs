@@ -141,7 +141,7 @@ pub(crate) fn lenient_config() -> Config {
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|arg| arg.to_string_lossy().into_owned())
-        .filter(|arg| arg != "--asyncapi")
+        .filter(|arg| arg != "--asyncapi" && arg != "--nats-permissions")
         .collect();
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))

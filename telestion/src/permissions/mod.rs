@@ -1,0 +1,196 @@
+//! The NATS permissions a service needs, derived from what it declares:
+//! its routes (subscriptions with their queue groups, publish targets,
+//! replies, durable consumers and their dead letters), what its own code
+//! does ([`Uses`]), and what every service does (health, the `$SRV`
+//! discovery subjects, its own reply inbox). `--nats-permissions` prints
+//! them as a nats-server permissions object; `apps/nats_config` builds the
+//! server's users from them.
+//!
+//! Each service's replies come to its own inbox prefix, `_INBOX.<SERVICE_NAME>`
+//! (the runtime connects with it), so one service cannot read another's
+//! replies. Nothing that deletes or purges a stream, a consumer or a
+//! message is ever allowed.
+//!
+//! ```
+//! use telestion::permissions::{Uses, nats_permissions};
+//! use telestion::{Config, Route};
+//!
+//! async fn store(_body: String) {}
+//!
+//! let routes = [Route::new("telemetry.parsed", store).name("store")];
+//! let config = Config::from_pairs([("SERVICE_NAME", "writer")]);
+//! let permissions = nats_permissions(&routes, &Uses::new().publishes("device.link"), &config, "writer");
+//! assert!(permissions.publish.allow.contains(&"device.link".to_owned()));
+//! assert!(permissions.subscribe.allow.contains(&"telemetry.parsed writer".to_owned()));
+//! assert!(permissions.subscribe.allow.contains(&"_INBOX.writer.>".to_owned()));
+//! assert!(permissions.publish.deny.contains(&"$JS.API.STREAM.DELETE.>".to_owned()));
+//! ```
+
+mod jetstream;
+mod uses;
+
+use serde::Serialize;
+
+pub use uses::Uses;
+
+use crate::config::Config;
+use crate::route::kind::Kind;
+use crate::route::{QueueGroup, Route, SubjectSource};
+
+/// Allowed and denied subjects of one direction (publish or subscribe).
+/// A subscribe entry may name a queue group after a space
+/// (`subject group`): only subscriptions in that group are allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SubjectPermissions {
+    /// Subjects allowed (wildcards as in NATS).
+    pub allow: Vec<String>,
+    /// Subjects denied, whatever `allow` says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+impl SubjectPermissions {
+    fn add(&mut self, subject: impl Into<String>) {
+        let subject = subject.into();
+        if !self.allow.contains(&subject) {
+            self.allow.push(subject);
+        }
+    }
+}
+
+/// A nats-server permissions object (the `permissions` of a user), as
+/// `--nats-permissions` prints it in JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NatsPermissions {
+    /// What the user may publish.
+    pub publish: SubjectPermissions,
+    /// What the user may subscribe to.
+    pub subscribe: SubjectPermissions,
+    /// Whether the user may answer requests it received (publish once to
+    /// their reply subject), which every service needs.
+    pub allow_responses: bool,
+}
+
+/// The inbox prefix of service `name`: its requests' replies come to
+/// `_INBOX.<name>.…`.
+pub fn inbox_prefix(name: &str) -> String {
+    format!("_INBOX.{name}")
+}
+
+/// The permissions service `name` needs for `routes` and `uses`, subjects
+/// from config keys resolved with `config` (a key that is not set and has
+/// no default is left out: set it when generating permissions).
+pub fn nats_permissions(routes: &[Route], uses: &Uses, config: &Config, name: &str) -> NatsPermissions {
+    let mut p = NatsPermissions {
+        allow_responses: true,
+        ..NatsPermissions::default()
+    };
+    p.subscribe.add(format!("{}.>", inbox_prefix(name)));
+    for subject in [
+        crate::observe::health::SUBJECT,
+        crate::observe::health::SUBJECT_DOTTED,
+    ] {
+        p.subscribe.add(subject);
+    }
+    let srv = crate::observe::micro::PREFIX;
+    for subject in [format!("{srv}.*"), format!("{srv}.*.{name}"), format!("{srv}.*.{name}.*")] {
+        p.subscribe.add(subject);
+    }
+    let mut jetstream_used = false;
+    for route in routes {
+        for target in &route.publish {
+            if let Ok(subject) = target.resolve(config) {
+                p.publish.add(subject);
+            }
+        }
+        let Kind::Messages(_) = &route.kind else {
+            continue;
+        };
+        let subject = match &route.subject {
+            SubjectSource::Literal(subject) => Some(subject.clone()),
+            SubjectSource::ConfigKey(key) => config
+                .get_str(key)
+                .filter(|s| !s.is_empty())
+                .or_else(|| route.default_subject_value().map(str::to_owned)),
+        };
+        match route.durable_settings() {
+            None => {
+                let Some(subject) = subject else { continue };
+                match route.queue_choice() {
+                    QueueGroup::ServiceName => p.subscribe.add(format!("{subject} {name}")),
+                    QueueGroup::Named(group) => p.subscribe.add(format!("{subject} {group}")),
+                    QueueGroup::Broadcast => p.subscribe.add(subject),
+                    #[allow(unreachable_patterns)]
+                    _ => p.subscribe.add(subject),
+                }
+            }
+            Some(durable) => {
+                jetstream_used = true;
+                let stream = durable.stream.clone().unwrap_or_else(|| "*".into());
+                let consumer = durable.consumer.clone().unwrap_or_else(|| {
+                    crate::jetstream::settings::default_consumer(name, &route.name)
+                });
+                for subject in jetstream::stream(&stream)
+                    .into_iter()
+                    .chain(jetstream::consumer(&stream, &consumer))
+                {
+                    p.publish.add(subject);
+                }
+                p.subscribe.add(jetstream::advisory(&stream, &consumer));
+                let prefix = config
+                    .get_str("DURABLE_DEAD_LETTER_PREFIX")
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| crate::jetstream::settings::DEFAULT_DEAD_LETTER_PREFIX.into());
+                let dead_letter = durable.dead_letter.clone().unwrap_or_else(|| {
+                    crate::jetstream::settings::default_dead_letter(&prefix, name, &route.name)
+                });
+                p.publish.add(dead_letter);
+                let dead_letter_stream = crate::jetstream::settings::dead_letter_stream(&prefix);
+                for subject in jetstream::stream(&dead_letter_stream) {
+                    p.publish.add(subject);
+                }
+            }
+        }
+    }
+    for subject in &uses.publishes {
+        if let Some(subject) = uses::resolve(subject, config) {
+            p.publish.add(subject);
+        }
+    }
+    for subject in &uses.requests {
+        if let Some(subject) = uses::resolve(subject, config) {
+            p.publish.add(subject);
+        }
+    }
+    for subject in &uses.subscribes {
+        if let Some(subject) = uses::resolve(subject, config) {
+            p.subscribe.add(subject);
+        }
+    }
+    for stream in &uses.streams {
+        jetstream_used = true;
+        for subject in jetstream::stream(stream) {
+            p.publish.add(subject);
+        }
+    }
+    for bucket in &uses.key_values {
+        jetstream_used = true;
+        for subject in jetstream::key_value(bucket) {
+            p.publish.add(subject);
+        }
+    }
+    if jetstream_used {
+        for subject in jetstream::lookup() {
+            p.publish.add(subject);
+        }
+    }
+    p.publish.deny = jetstream::denied();
+    p
+}
+
+/// Whether this process's command line asks for the permissions.
+pub(crate) fn permissions_in_args() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .any(|arg| arg == "--nats-permissions")
+}
