@@ -85,7 +85,10 @@ pub fn nats_permissions(routes: &[Route], uses: &Uses, config: &Config, name: &s
         allow_responses: true,
         ..NatsPermissions::default()
     };
+    // Its own inbox: replies come there, and the runtime checks its
+    // connection with a round trip through it.
     p.subscribe.add(format!("{}.>", inbox_prefix(name)));
+    p.publish.add(format!("{}.>", inbox_prefix(name)));
     for subject in [
         crate::observe::health::SUBJECT,
         crate::observe::health::SUBJECT_DOTTED,

@@ -1,0 +1,234 @@
+//! The example backend under the permissions its services generate
+//! (issue 26, points 1, 2, 3 and 5): `nats_config` builds the server's
+//! users from every service's `--nats-permissions` and two people (an
+//! operator and a viewer); the whole backend runs with them without a
+//! single permissions violation, anonymous clients are refused, and every
+//! forged publish an attacker tried on the open bus is refused by the
+//! server. Against Debian's nats-server and the current release.
+//!
+//! Old behaviour: the server had no users; any client could publish on
+//! `telecommand.outgoing`, answer `telecommand.ack.<id>`, forge
+//! `telemetry.parsed` and delete streams.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backend_tests::{Backend, binary, read_counts, server_binaries};
+use serde_json::{Value, json};
+use telestion_test::{ServerOptions, WAIT, eventually, eventually_async};
+
+/// The services of the secured backend (standard_ops too).
+const SECURED: [&str; 7] = [
+    "io_service",
+    "telemetry_parser",
+    "db_writer",
+    "db_query",
+    "telecommand",
+    "web",
+    "standard_ops",
+];
+
+/// Runs `nats_config` for the backend and two people; returns the
+/// `authorization` block it wrote.
+fn generate(dir: &Path) -> String {
+    let services: Vec<String> = SECURED
+        .iter()
+        .map(|name| format!("{name}={}", binary(name).display()))
+        .collect();
+    let output = telestion_test::clean_command(binary("nats_config"))
+        .env("SERVICES", services.join(","))
+        .env("PEOPLE", "otto:operator,vera:viewer")
+        .env("CREDENTIALS_DIR", dir.join("credentials"))
+        .env("OUT_DIR", dir.join("nats"))
+        .output()
+        .expect("cannot run nats_config");
+    assert!(
+        output.status.success(),
+        "nats_config failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let conf = std::fs::read_to_string(dir.join("nats").join("nats-server.conf")).unwrap();
+    assert!(conf.contains("include ./auth.conf"), "{conf}");
+    let auth = std::fs::read_to_string(dir.join("nats").join("auth.conf")).unwrap();
+    assert!(!auth.contains(&password(dir, "otto")), "a password in the configuration");
+    auth
+}
+
+fn password(dir: &Path, user: &str) -> String {
+    std::fs::read_to_string(dir.join("credentials").join(format!("{user}.password")))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// A client of `user`, with its own inbox prefix; the server's errors
+/// (permissions violations) are collected.
+async fn connect(
+    url: &str,
+    user: &str,
+    password: &str,
+) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .custom_inbox_prefix(format!("_INBOX.{user}"))
+        .event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    seen.lock().unwrap().push(e.to_string());
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"));
+    (client, errors)
+}
+
+/// Publishes `subject` as `client` and waits for the server to refuse it.
+async fn refused(client: &async_nats::Client, errors: &Arc<Mutex<Vec<String>>>, subject: &str) {
+    client
+        .publish(subject.to_owned(), "forged".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    eventually(WAIT, &format!("the server refuses a publish to {subject}"), || {
+        errors
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("ermissions") && e.contains(subject))
+    })
+    .await;
+}
+
+async fn secured_backend(server: PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = generate(dir.path());
+    let env: Vec<(&'static str, String, String)> = SECURED
+        .iter()
+        .flat_map(|name| {
+            [
+                (*name, "NATS_USER".to_owned(), (*name).to_owned()),
+                (
+                    *name,
+                    "NATS_PASSWORD_FILE".to_owned(),
+                    dir.path()
+                        .join("credentials")
+                        .join(format!("{name}.password"))
+                        .display()
+                        .to_string(),
+                ),
+            ]
+        })
+        .collect();
+    let backend = Backend::start_on(
+        ServerOptions::new().binary(&server).config(auth),
+        20,
+        &SECURED,
+        env,
+    );
+    let url = backend.server.url();
+    let started = std::time::Instant::now();
+    eprintln!("backend started");
+
+    // The pipeline works: frames reach the database.
+    let database = backend.database();
+    eventually(Duration::from_secs(60), "frames stored under the permissions", || {
+        database.exists() && read_counts(&database).iter().map(|c| c.count).sum::<u64>() >= 40
+    })
+    .await;
+
+    eprintln!("frames stored after {:?}", started.elapsed());
+    // Anonymous clients are refused.
+    assert!(
+        async_nats::connect(&url).await.is_err(),
+        "an anonymous client was let in"
+    );
+
+    // The operator sends a telecommand; the viewer queries but cannot.
+    let (otto, otto_errors) = connect(&url, "otto", &password(dir.path(), "otto")).await;
+    let reply = otto
+        .request(
+            "telecommand.send",
+            json!({"command": "set_rate", "args": {"hz": 25}}).to_string().into(),
+        )
+        .await
+        .expect("the operator's telecommand");
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(reply["status"], "confirmed", "{reply}");
+    assert_eq!(backend.device_stat("rate_hz"), 25);
+    let (vera, vera_errors) = connect(&url, "vera", &password(dir.path(), "vera")).await;
+    eventually_async(WAIT, "the viewer's query answered", || {
+        let vera = vera.clone();
+        async move {
+            match vera.request("telemetry.query.count", "{}".into()).await {
+                Ok(reply) => serde_json::from_slice::<Value>(&reply.payload).is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let mut live = vera.subscribe("telemetry.parsed").await.unwrap();
+    telestion_test::next_message(&mut live, WAIT).await;
+    refused(&vera, &vera_errors, "telecommand.send").await;
+
+    // No service did anything its permissions do not cover (the people's
+    // refusals above are the test's own).
+    let log = backend.server.log();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Violation") && !l.contains("vera"))
+        .collect();
+    assert!(
+        refusals.is_empty(),
+        "a service of the backend was refused by the server:\n{}",
+        refusals.join("\n")
+    );
+
+    // Every forged publish found on the open bus is refused.
+    for subject in [
+        "telecommand.outgoing",
+        "telecommand.ack.evil",
+        "telemetry.parsed",
+        "telemetry.raw",
+        "device.link",
+        "$JS.API.STREAM.DELETE.TELEMETRY",
+    ] {
+        refused(&vera, &vera_errors, subject).await;
+        refused(&otto, &otto_errors, subject).await;
+    }
+    // Only the right service speaks for the device.
+    for (user, subjects) in [
+        ("web", &["telemetry.parsed", "telecommand.outgoing", "device.link"][..]),
+        ("db_query", &["telecommand.outgoing", "telemetry.parsed"][..]),
+        ("telemetry_parser", &["telemetry.raw", "telecommand.ack.evil"][..]),
+        ("telecommand", &["telemetry.parsed", "telecommand.ack.evil"][..]),
+        ("io_service", &["telemetry.parsed", "telecommand.outgoing"][..]),
+        ("db_writer", &["telemetry.parsed", "$JS.API.STREAM.DELETE.TELEMETRY"][..]),
+        ("standard_ops", &["telemetry.parsed", "$JS.API.STREAM.PURGE.TELEMETRY_RAW"][..]),
+    ] {
+        let (client, errors) = connect(&url, user, &password(dir.path(), user)).await;
+        for subject in subjects {
+            refused(&client, &errors, subject).await;
+        }
+    }
+    // The streams are still there, and frames are still stored.
+    let (writer, _) = connect(&url, "db_writer", &password(dir.path(), "db_writer")).await;
+    let info = writer
+        .request("$JS.API.STREAM.INFO.TELEMETRY", "".into())
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(info["config"]["name"], "TELEMETRY", "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_backend_runs_under_its_generated_permissions() {
+    for (label, server) in server_binaries() {
+        eprintln!("[{label}]");
+        secured_backend(server).await;
+    }
+}
