@@ -22,6 +22,8 @@ set -e
 . scripts/ensure-nats-py.sh >/dev/null
 # Headless Chromium for the example backend's page test.
 . scripts/ensure-chromium.sh
+# Node.js and npm (Debian packages) for the WebSocket frontend test.
+. scripts/ensure-node.sh
 # PostgreSQL (Debian package) for the database services' tests; they start
 # private clusters themselves.
 . scripts/ensure-postgresql.sh

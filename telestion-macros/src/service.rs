@@ -141,7 +141,13 @@ fn parse_nats(args: &mut ServiceArgs, _: &Ident, value: &Expr, errors: &mut Erro
 }
 
 /// A list of string literals for the `Options` method `method`.
-fn parse_uses(method: &'static str, args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
+fn parse_uses(
+    method: &'static str,
+    args: &mut ServiceArgs,
+    key: &Ident,
+    value: &Expr,
+    errors: &mut Errors,
+) {
     let items: Vec<&Expr> = match value {
         Expr::Array(array) => array.elems.iter().collect(),
         other => vec![other],

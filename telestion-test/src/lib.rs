@@ -52,6 +52,7 @@ mod files;
 mod limits;
 mod logs;
 mod mark;
+mod node;
 mod pki;
 mod postgres;
 mod process;
@@ -72,6 +73,7 @@ pub use files::{Umask, files_below, mode, paths_below};
 pub use limits::{Resource, Tmpfs, limit};
 pub use logs::{Logs, capture_logs};
 pub use mark::{MARK_VAR, MarkedProcess, ProcessMark};
+pub use node::node_packages;
 pub use pki::Pki;
 pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::{

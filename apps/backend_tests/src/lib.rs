@@ -9,6 +9,8 @@
 pub mod browser;
 pub mod rate;
 
+pub mod secured;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -10,11 +10,12 @@
 //! `telecommand.outgoing`, answer `telecommand.ack.<id>`, forge
 //! `telemetry.parsed` and delete streams.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backend_tests::{Backend, binary, read_counts, server_binaries};
+use backend_tests::secured::{credentials_env, generate, password};
+use backend_tests::{Backend, read_counts, server_binaries};
 use serde_json::{Value, json};
 use telestion_test::{ServerOptions, WAIT, eventually, eventually_async};
 
@@ -28,39 +29,6 @@ const SECURED: [&str; 7] = [
     "web",
     "standard_ops",
 ];
-
-/// Runs `nats_config` for the backend and two people; returns the
-/// `authorization` block it wrote.
-fn generate(dir: &Path) -> String {
-    let services: Vec<String> = SECURED
-        .iter()
-        .map(|name| format!("{name}={}", binary(name).display()))
-        .collect();
-    let output = telestion_test::clean_command(binary("nats_config"))
-        .env("SERVICES", services.join(","))
-        .env("PEOPLE", "otto:operator,vera:viewer")
-        .env("CREDENTIALS_DIR", dir.join("credentials"))
-        .env("OUT_DIR", dir.join("nats"))
-        .output()
-        .expect("cannot run nats_config");
-    assert!(
-        output.status.success(),
-        "nats_config failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let conf = std::fs::read_to_string(dir.join("nats").join("nats-server.conf")).unwrap();
-    assert!(conf.contains("include ./auth.conf"), "{conf}");
-    let auth = std::fs::read_to_string(dir.join("nats").join("auth.conf")).unwrap();
-    assert!(!auth.contains(&password(dir, "otto")), "a password in the configuration");
-    auth
-}
-
-fn password(dir: &Path, user: &str) -> String {
-    std::fs::read_to_string(dir.join("credentials").join(format!("{user}.password")))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 /// A client of `user`, with its own inbox prefix; the server's errors
 /// (permissions violations) are collected.
@@ -94,36 +62,24 @@ async fn refused(client: &async_nats::Client, errors: &Arc<Mutex<Vec<String>>>, 
         .await
         .unwrap();
     client.flush().await.unwrap();
-    eventually(WAIT, &format!("the server refuses a publish to {subject}"), || {
-        errors
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e.contains("ermissions") && e.contains(subject))
-    })
+    eventually(
+        WAIT,
+        &format!("the server refuses a publish to {subject}"),
+        || {
+            errors
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.contains("ermissions") && e.contains(subject))
+        },
+    )
     .await;
 }
 
 async fn secured_backend(server: PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let auth = generate(dir.path());
-    let env: Vec<(&'static str, String, String)> = SECURED
-        .iter()
-        .flat_map(|name| {
-            [
-                (*name, "NATS_USER".to_owned(), (*name).to_owned()),
-                (
-                    *name,
-                    "NATS_PASSWORD_FILE".to_owned(),
-                    dir.path()
-                        .join("credentials")
-                        .join(format!("{name}.password"))
-                        .display()
-                        .to_string(),
-                ),
-            ]
-        })
-        .collect();
+    let auth = generate(dir.path(), &SECURED, "otto:operator,vera:viewer");
+    let env = credentials_env(dir.path(), &SECURED);
     let backend = Backend::start_on(
         ServerOptions::new().binary(&server).config(auth),
         20,
@@ -136,9 +92,11 @@ async fn secured_backend(server: PathBuf) {
 
     // The pipeline works: frames reach the database.
     let database = backend.database();
-    eventually(Duration::from_secs(60), "frames stored under the permissions", || {
-        database.exists() && read_counts(&database).iter().map(|c| c.count).sum::<u64>() >= 40
-    })
+    eventually(
+        Duration::from_secs(60),
+        "frames stored under the permissions",
+        || database.exists() && read_counts(&database).iter().map(|c| c.count).sum::<u64>() >= 40,
+    )
     .await;
 
     eprintln!("frames stored after {:?}", started.elapsed());
@@ -153,7 +111,9 @@ async fn secured_backend(server: PathBuf) {
     let reply = otto
         .request(
             "telecommand.send",
-            json!({"command": "set_rate", "args": {"hz": 25}}).to_string().into(),
+            json!({"command": "set_rate", "args": {"hz": 25}})
+                .to_string()
+                .into(),
         )
         .await
         .expect("the operator's telecommand");
@@ -202,13 +162,34 @@ async fn secured_backend(server: PathBuf) {
     }
     // Only the right service speaks for the device.
     for (user, subjects) in [
-        ("web", &["telemetry.parsed", "telecommand.outgoing", "device.link"][..]),
-        ("db_query", &["telecommand.outgoing", "telemetry.parsed"][..]),
-        ("telemetry_parser", &["telemetry.raw", "telecommand.ack.evil"][..]),
-        ("telecommand", &["telemetry.parsed", "telecommand.ack.evil"][..]),
-        ("io_service", &["telemetry.parsed", "telecommand.outgoing"][..]),
-        ("db_writer", &["telemetry.parsed", "$JS.API.STREAM.DELETE.TELEMETRY"][..]),
-        ("standard_ops", &["telemetry.parsed", "$JS.API.STREAM.PURGE.TELEMETRY_RAW"][..]),
+        (
+            "web",
+            &["telemetry.parsed", "telecommand.outgoing", "device.link"][..],
+        ),
+        (
+            "db_query",
+            &["telecommand.outgoing", "telemetry.parsed"][..],
+        ),
+        (
+            "telemetry_parser",
+            &["telemetry.raw", "telecommand.ack.evil"][..],
+        ),
+        (
+            "telecommand",
+            &["telemetry.parsed", "telecommand.ack.evil"][..],
+        ),
+        (
+            "io_service",
+            &["telemetry.parsed", "telecommand.outgoing"][..],
+        ),
+        (
+            "db_writer",
+            &["telemetry.parsed", "$JS.API.STREAM.DELETE.TELEMETRY"][..],
+        ),
+        (
+            "standard_ops",
+            &["telemetry.parsed", "$JS.API.STREAM.PURGE.TELEMETRY_RAW"][..],
+        ),
     ] {
         let (client, errors) = connect(&url, user, &password(dir.path(), user)).await;
         for subject in subjects {

@@ -98,7 +98,10 @@ mod tests {
         let dir = tempfile_dir();
         let first = password(&dir, "alice").unwrap();
         assert_eq!(password(&dir, "alice").unwrap(), first);
-        let mode = fs::metadata(dir.join("alice.password")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.join("alice.password"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::os::unix::fs::symlink("/etc/hostname", dir.join("bob.password")).unwrap();
         assert!(password(&dir, "bob").is_err());

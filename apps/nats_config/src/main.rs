@@ -137,7 +137,10 @@ fn generate() -> Result<String, String> {
             .filter(|v| !v.is_empty())
             .cloned()
             .unwrap_or_else(|| "127.0.0.1:4222".into()),
-        websocket: keys.get("WEBSOCKET_LISTEN").filter(|v| !v.is_empty()).cloned(),
+        websocket: keys
+            .get("WEBSOCKET_LISTEN")
+            .filter(|v| !v.is_empty())
+            .cloned(),
         jetstream_dir: keys
             .get("JETSTREAM_DIR")
             .filter(|v| !v.is_empty())
@@ -145,7 +148,10 @@ fn generate() -> Result<String, String> {
             .unwrap_or_else(|| out_dir.join("jetstream").display().to_string()),
     };
     write(&out_dir.join("auth.conf"), &render::auth_conf(&users))?;
-    write(&out_dir.join("nats-server.conf"), &render::server_conf(&server))?;
+    write(
+        &out_dir.join("nats-server.conf"),
+        &render::server_conf(&server),
+    )?;
     Ok(format!(
         "wrote {} and {} ({} services, {} people); passwords in {}\n",
         out_dir.join("nats-server.conf").display(),
@@ -191,7 +197,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // Never `eprintln!`: it panics when stderr is gone.
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("error: {e}\n").as_bytes());
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("error: {e}\n").as_bytes(),
+            );
             ExitCode::FAILURE
         }
     }

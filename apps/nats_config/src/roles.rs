@@ -83,7 +83,13 @@ mod tests {
         let viewer = permissions("vera", role("viewer").unwrap());
         let operator = permissions("otto", role("operator").unwrap());
         assert!(!viewer.publish.allow.iter().any(|s| s == "telecommand.send"));
-        assert!(operator.publish.allow.iter().any(|s| s == "telecommand.send"));
+        assert!(
+            operator
+                .publish
+                .allow
+                .iter()
+                .any(|s| s == "telecommand.send")
+        );
         for p in [&viewer, &operator] {
             assert!(p.publish.deny.iter().any(|s| s == "$JS.>"));
             assert!(!p.allow_responses);

@@ -17,9 +17,9 @@ use crate::error::{BoxError, StartError, error_chain};
 use crate::jetstream::condition::Condition;
 use crate::jetstream::declare as stream;
 use crate::jetstream::settings::{
-    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX,
-    DEFAULT_MAX_DELIVER, DEFAULT_RETRY_FOR_SECS, Durable, backoff_from, default_consumer,
-    default_dead_letter, invalid, seconds,
+    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
+    DEFAULT_RETRY_FOR_SECS, Durable, backoff_from, default_consumer, default_dead_letter, invalid,
+    seconds,
 };
 use crate::jetstream::stream::StreamSpec;
 use crate::observe::health::DurableHealth;

@@ -80,7 +80,12 @@ pub fn inbox_prefix(name: &str) -> String {
 /// The permissions service `name` needs for `routes` and `uses`, subjects
 /// from config keys resolved with `config` (a key that is not set and has
 /// no default is left out: set it when generating permissions).
-pub fn nats_permissions(routes: &[Route], uses: &Uses, config: &Config, name: &str) -> NatsPermissions {
+pub fn nats_permissions(
+    routes: &[Route],
+    uses: &Uses,
+    config: &Config,
+    name: &str,
+) -> NatsPermissions {
     let mut p = NatsPermissions {
         allow_responses: true,
         ..NatsPermissions::default()
@@ -96,7 +101,11 @@ pub fn nats_permissions(routes: &[Route], uses: &Uses, config: &Config, name: &s
         p.subscribe.add(subject);
     }
     let srv = crate::observe::micro::PREFIX;
-    for subject in [format!("{srv}.*"), format!("{srv}.*.{name}"), format!("{srv}.*.{name}.*")] {
+    for subject in [
+        format!("{srv}.*"),
+        format!("{srv}.*.{name}"),
+        format!("{srv}.*.{name}.*"),
+    ] {
         p.subscribe.add(subject);
     }
     let mut jetstream_used = false;
@@ -143,7 +152,9 @@ pub fn nats_permissions(routes: &[Route], uses: &Uses, config: &Config, name: &s
                 let prefix = config
                     .get_str("DURABLE_DEAD_LETTER_PREFIX")
                     .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| crate::jetstream::settings::DEFAULT_DEAD_LETTER_PREFIX.into());
+                    .unwrap_or_else(|| {
+                        crate::jetstream::settings::DEFAULT_DEAD_LETTER_PREFIX.into()
+                    });
                 let dead_letter = durable.dead_letter.clone().unwrap_or_else(|| {
                     crate::jetstream::settings::default_dead_letter(&prefix, name, &route.name)
                 });

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn config_forms() {
         let config = crate::Config::from_pairs([("A", "x.y")]);
-        assert_eq!(resolve("plain.subject", &config).as_deref(), Some("plain.subject"));
+        assert_eq!(
+            resolve("plain.subject", &config).as_deref(),
+            Some("plain.subject")
+        );
         assert_eq!(resolve("{A}", &config).as_deref(), Some("x.y"));
         assert_eq!(resolve("{A:z}", &config).as_deref(), Some("x.y"));
         assert_eq!(resolve("{B:z.w}", &config).as_deref(), Some("z.w"));
