@@ -99,11 +99,7 @@ pub fn login(addr: &str, user: &str, password: &str) -> String {
     let cookie = response
         .header("set-cookie")
         .unwrap_or_else(|| panic!("no cookie: {response:?}"));
-    cookie
-        .split(';')
-        .next()
-        .expect("a cookie value")
-        .to_owned()
+    cookie.split(';').next().expect("a cookie value").to_owned()
 }
 
 /// An open `/api/live` stream.
@@ -148,11 +144,7 @@ impl Live {
     /// # Panics
     ///
     /// When the stream ends or nothing comes within [`WAIT`].
-    pub fn next_event_seeing(
-        &mut self,
-        event: &str,
-        mut seen: impl FnMut(&str, &str),
-    ) -> String {
+    pub fn next_event_seeing(&mut self, event: &str, mut seen: impl FnMut(&str, &str)) -> String {
         let deadline = Instant::now() + WAIT;
         let mut current = String::new();
         loop {

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use backend_tests::{Backend, auth};
 use backend_tests::browser::Browser;
+use backend_tests::{Backend, auth};
 
 #[test]
 fn the_page_plots_live_telemetry_and_sends_a_telecommand() {

@@ -37,11 +37,10 @@ async fn page_live_stream_forwarding_limits_and_stop() {
     );
 
     let web_addr = addr.clone();
-    let cookie = tokio::task::spawn_blocking(move || {
-        login(&web_addr, auth::OPERATOR.0, auth::OPERATOR.1)
-    })
-    .await
-    .unwrap();
+    let cookie =
+        tokio::task::spawn_blocking(move || login(&web_addr, auth::OPERATOR.0, auth::OPERATOR.1))
+            .await
+            .unwrap();
     let (status, page) = http(&addr, "GET", "/", "", &cookie);
     assert_eq!(status, 200);
     assert!(page.contains("<title>Telestion example backend</title>"));
@@ -59,7 +58,13 @@ async fn page_live_stream_forwarding_limits_and_stop() {
     assert!(body.contains("no responders"), "{body}");
     let (status, body) = http(&addr, "POST", "/api/query/drop_table", "{}", &cookie);
     assert_eq!(status, 404, "{body}");
-    let (status, _) = http(&addr, "POST", "/api/query/latest", &"x".repeat(20_000), &cookie);
+    let (status, _) = http(
+        &addr,
+        "POST",
+        "/api/query/latest",
+        &"x".repeat(20_000),
+        &cookie,
+    );
     assert_eq!(status, 413, "a body over 16 KiB");
 
     // A responder that never answers: 504 after WEB_REQUEST_TIMEOUT_MS.
@@ -100,7 +105,13 @@ async fn page_live_stream_forwarding_limits_and_stop() {
     let web_addr = addr.clone();
     let session = cookie.clone();
     let (status, body) = tokio::task::spawn_blocking(move || {
-        http(&web_addr, "POST", "/api/query/latest", r#"{"n":0}"#, &session)
+        http(
+            &web_addr,
+            "POST",
+            "/api/query/latest",
+            r#"{"n":0}"#,
+            &session,
+        )
     })
     .await
     .unwrap();

@@ -48,7 +48,7 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 pub async fn guard(State(app): State<App>, request: Request, next: Next) -> Response {
     let mut response = match check(&app, &request) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err((status, reason)) => error(status, reason),
     };
     let headers = response.headers_mut();
     for (name, value) in [
@@ -63,14 +63,14 @@ pub async fn guard(State(app): State<App>, request: Request, next: Next) -> Resp
     response
 }
 
-fn check(app: &App, request: &Request) -> Result<(), Response> {
+fn check(app: &App, request: &Request) -> Result<(), (StatusCode, &'static str)> {
     let headers = request.headers();
     let Some(host) = headers.get(header::HOST) else {
-        return Err(error(StatusCode::BAD_REQUEST, "no Host header"));
+        return Err((StatusCode::BAD_REQUEST, "no Host header"));
     };
     let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
     if !app.settings.hosts.contains(&host) {
-        return Err(error(
+        return Err((
             StatusCode::MISDIRECTED_REQUEST,
             "this Host is not served here (WEB_HOSTS)",
         ));
@@ -83,13 +83,13 @@ fn check(app: &App, request: &Request) -> Result<(), Response> {
         .and_then(|o| o.to_str().ok())
         .map(str::to_ascii_lowercase);
     if !origin.is_some_and(|o| app.origins.contains(&o)) {
-        return Err(error(
+        return Err((
             StatusCode::FORBIDDEN,
             "a write must come from this site's own page (Origin)",
         ));
     }
     if media_type(headers).as_deref() != Some("application/json") {
-        return Err(error(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be Content-Type: application/json",
         ));
@@ -106,8 +106,7 @@ impl FromRequest<App> for JsonBody {
     async fn from_request(request: Request, app: &App) -> Result<JsonBody, Response> {
         let body = request.into_body();
         let read = axum::body::to_bytes(body, MAX_BODY);
-        let bytes = match telestion::tokio::time::timeout(app.settings.header_timeout, read).await
-        {
+        let bytes = match telestion::tokio::time::timeout(app.settings.header_timeout, read).await {
             Err(_) => {
                 return Err(error(
                     StatusCode::REQUEST_TIMEOUT,
@@ -161,7 +160,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, "a=1; telestion_session=abc".parse().unwrap());
+        headers.append(
+            header::COOKIE,
+            "a=1; telestion_session=abc".parse().unwrap(),
+        );
         assert_eq!(token(&headers).as_deref(), Some("abc"));
         headers.clear();
         headers.append(header::COOKIE, "xtelestion_session=abc".parse().unwrap());

@@ -63,7 +63,10 @@ pub fn router(app: App) -> Router {
         .route("/api/query/{kind}", post(query))
         .route("/api/history", post(history))
         .route("/api/telecommand", post(telecommand))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), guard::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::guard,
+        ))
         .with_state(app)
 }
 
@@ -102,7 +105,10 @@ async fn login(State(app): State<App>, JsonBody(body): JsonBody) -> Response {
         || credentials.user.len() > MAX_USER
         || credentials.password.len() > MAX_PASSWORD
     {
-        return error(StatusCode::BAD_REQUEST, "user name or password too long or empty");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "user name or password too long or empty",
+        );
     }
     match app
         .sessions
@@ -211,7 +217,10 @@ async fn forward(app: &App, session: &Session, subject: &str, body: Bytes) -> Re
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("no reply from {subject} within {timeout:?}"),
             ),
-            _ => error(StatusCode::BAD_GATEWAY, format!("request to {subject} failed: {e}")),
+            _ => error(
+                StatusCode::BAD_GATEWAY,
+                format!("request to {subject} failed: {e}"),
+            ),
         },
     }
 }
@@ -285,11 +294,11 @@ impl Drop for LiveSlot {
     }
 }
 
-fn take_slot(app: &App, session: &Arc<Session>) -> Result<LiveSlot, Response> {
+fn take_slot(app: &App, session: &Arc<Session>) -> Result<LiveSlot, (StatusCode, String)> {
     let settings = &app.settings;
     if app.hub.open.fetch_add(1, Ordering::SeqCst) >= settings.max_live {
         app.hub.open.fetch_sub(1, Ordering::SeqCst);
-        return Err(error(
+        return Err((
             StatusCode::SERVICE_UNAVAILABLE,
             format!("at most {} live streams at once", settings.max_live),
         ));
@@ -297,7 +306,7 @@ fn take_slot(app: &App, session: &Arc<Session>) -> Result<LiveSlot, Response> {
     if session.live.fetch_add(1, Ordering::SeqCst) >= settings.max_live_per_session {
         session.live.fetch_sub(1, Ordering::SeqCst);
         app.hub.open.fetch_sub(1, Ordering::SeqCst);
-        return Err(error(
+        return Err((
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "at most {} live streams per session",
@@ -321,7 +330,7 @@ async fn live(
 ) -> Response {
     let slot = match take_slot(&app, &session) {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err((status, reason)) => return error(status, reason),
     };
     let client = app.hub.join();
     let service = app.service.clone();
@@ -341,7 +350,9 @@ async fn live(
             };
             match next {
                 Next::Item((name, data)) => {
-                    yielder.send(Event::default().event(name).data(&*data)).await;
+                    yielder
+                        .send(Event::default().event(name).data(&*data))
+                        .await;
                 }
                 Next::Dropped => {
                     telestion::tracing::warn!(
@@ -354,7 +365,9 @@ async fn live(
                     if let Some(axum::Extension(kill)) = &kill {
                         kill.close_soon();
                     }
-                    yielder.send(Event::default().event("dropped").data("")).await;
+                    yielder
+                        .send(Event::default().event("dropped").data(""))
+                        .await;
                     return;
                 }
             }

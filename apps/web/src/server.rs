@@ -91,7 +91,7 @@ pub async fn serve(
         let router = router.clone();
         let conn_kill = kill.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(axum::Extension(kill.clone()));
+            request.extensions_mut().insert(kill.clone());
             router.clone().call(request.map(axum::body::Body::new))
         });
         let mut stop = stop.subscribe();

@@ -266,19 +266,18 @@ impl Sessions {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         let connect = options.connect(self.target.servers.as_slice());
-        let client = match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connect)
-            .await
-        {
-            Err(_) => return Err(LoginError::Unreachable(None)),
-            Ok(Err(e)) => {
-                return Err(match e.kind() {
-                    ConnectErrorKind::AuthorizationViolation
-                    | ConnectErrorKind::Authentication => LoginError::Refused,
-                    _ => LoginError::Unreachable(Some(e)),
-                });
-            }
-            Ok(Ok(client)) => client,
-        };
+        let client =
+            match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connect).await {
+                Err(_) => return Err(LoginError::Unreachable(None)),
+                Ok(Err(e)) => {
+                    return Err(match e.kind() {
+                        ConnectErrorKind::AuthorizationViolation
+                        | ConnectErrorKind::Authentication => LoginError::Refused,
+                        _ => LoginError::Unreachable(Some(e)),
+                    });
+                }
+                Ok(Ok(client)) => client,
+            };
         if !client.server_info().auth_required {
             let _ = client.drain().await;
             return Err(LoginError::OpenServer);
@@ -301,7 +300,10 @@ mod tests {
             denied_subject("'Permissions Violation for Publish to \"a.b\"'").as_deref(),
             Some("a.b")
         );
-        assert_eq!(denied_subject("Permissions Violation for Subscription to \"x\""), None);
+        assert_eq!(
+            denied_subject("Permissions Violation for Subscription to \"x\""),
+            None
+        );
     }
 
     #[test]

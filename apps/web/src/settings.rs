@@ -223,6 +223,10 @@ mod tests {
         let settings = Settings::from_config(&config).unwrap().with_bound_port(1);
         assert_eq!(settings.hosts, ["ops.example:8443", "ground"]);
         let config = Config::from_pairs([("WEB_HOSTS", "http://x/")]);
-        assert!(Settings::from_config(&config).unwrap_err().contains("WEB_HOSTS"));
+        assert!(
+            Settings::from_config(&config)
+                .unwrap_err()
+                .contains("WEB_HOSTS")
+        );
     }
 }

@@ -92,11 +92,27 @@ mod tests {
     #[test]
     fn duplicates_are_refused_at_every_level() {
         assert!(check(br#"{"a": 1, "b": [{"c": 1, "d": {"e": 2}}]}"#).is_ok());
-        assert!(check(br#"{"a": 1, "a": 2}"#).unwrap_err().contains("duplicate"));
-        assert!(check(br#"{"x": [{"b": {"c": 1, "c": 1}}]}"#).unwrap_err().contains("duplicate"));
+        assert!(
+            check(br#"{"a": 1, "a": 2}"#)
+                .unwrap_err()
+                .contains("duplicate")
+        );
+        assert!(
+            check(br#"{"x": [{"b": {"c": 1, "c": 1}}]}"#)
+                .unwrap_err()
+                .contains("duplicate")
+        );
         // Escapes decode before the comparison.
-        assert!(check(br#"{"a": 1, "\u0061": 2}"#).unwrap_err().contains("duplicate"));
-        assert!(check(b"{\"a\": 1} trailing").unwrap_err().contains("not JSON"));
+        assert!(
+            check(br#"{"a": 1, "\u0061": 2}"#)
+                .unwrap_err()
+                .contains("duplicate")
+        );
+        assert!(
+            check(b"{\"a\": 1} trailing")
+                .unwrap_err()
+                .contains("not JSON")
+        );
         assert!(check(b"command=ping").unwrap_err().contains("not JSON"));
     }
 }
