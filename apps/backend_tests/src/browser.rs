@@ -144,6 +144,12 @@ impl Browser {
         }
     }
 
+    /// Loads `url` in the page.
+    pub fn navigate(&mut self, url: &str) {
+        let session = self.session.clone();
+        self.call("Page.navigate", json!({ "url": url }), Some(&session));
+    }
+
     /// Evaluates `expression` in the page (promises are awaited) and
     /// returns its value.
     ///

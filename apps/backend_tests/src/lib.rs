@@ -6,7 +6,9 @@
 //! The binaries are the workspace's own (`telestion_test::workspace_binary`
 //! builds them when they are not current).
 
+pub mod auth;
 pub mod browser;
+pub mod http;
 pub mod rate;
 
 pub mod secured;

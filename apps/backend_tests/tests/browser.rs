@@ -1,5 +1,6 @@
-//! The web page in headless Chromium against the whole backend: it renders,
-//! the live plot updates, queries show stored rows, and a telecommand sent
+//! The web page in headless Chromium against the whole backend: the
+//! operator signs in with their NATS user, the page renders, the live plot
+//! updates, queries show stored rows, and a telecommand sent
 //! from the page (with an id the page chose) reaches the device simulator,
 //! whose answer the page shows (confirmed, refused).
 //!
@@ -8,18 +9,24 @@
 
 use std::time::Duration;
 
-use backend_tests::Backend;
 use backend_tests::browser::Browser;
+use backend_tests::{Backend, auth};
 
 #[test]
 fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
     // Fail early with the install hint, before starting anything.
     backend_tests::browser::chromium_bin();
-    let backend = Backend::start(50, &backend_tests::SERVICES);
+    let backend = Backend::start_on(
+        auth::server_options(),
+        50,
+        &backend_tests::SERVICES,
+        auth::service_env(),
+    );
     let mut browser = Browser::open(&format!("http://{}/", backend.web_addr));
 
     let title = browser.wait_for("document.title", "the page title", Duration::from_secs(20));
     assert_eq!(title, "Telestion example backend");
+    sign_in(&mut browser, auth::OPERATOR);
 
     // The live plot draws frames, and keeps drawing newer ones.
     let first = browser.wait_for(
@@ -122,5 +129,24 @@ fn the_page_plots_live_telemetry_and_sends_a_telecommand() {
     assert!(
         refused.as_str().unwrap_or_default().contains("400"),
         "{refused}"
+    );
+}
+
+/// Signs in with the page's form as `user`.
+pub fn sign_in(browser: &mut Browser, (user, password): (&str, &str)) {
+    browser.wait_for(
+        "!document.getElementById('login-section').classList.contains('hidden')",
+        "the sign-in form",
+        Duration::from_secs(20),
+    );
+    browser.eval(&format!(
+        "document.getElementById('login-user').value = {user:?}; \
+         document.getElementById('login-password').value = {password:?}; \
+         document.getElementById('login-send').click(); true"
+    ));
+    browser.wait_for(
+        &format!("document.getElementById('user').textContent === {user:?}"),
+        "signed in",
+        Duration::from_secs(20),
     );
 }

@@ -15,28 +15,78 @@ let dirty = false;
 const $ = (id) => document.getElementById(id);
 const plot = $("plot");
 
+// --- sign-in -------------------------------------------------------------
+// The web service keeps the session in an HttpOnly cookie; the page only
+// learns who is signed in, and shows the sign-in form otherwise.
+let live = null;
+let refresher = null;
+
+function showLogin(reason) {
+  if (live) { live.close(); live = null; }
+  if (refresher) { clearInterval(refresher); refresher = null; }
+  $("main").className = "hidden";
+  $("login-section").className = "";
+  $("login-error").textContent = reason || "";
+  $("live").textContent = "closed";
+}
+
+function showMain(user) {
+  $("user").textContent = user;
+  $("login-section").className = "hidden";
+  $("main").className = "";
+  startLive();
+  refresh();
+  if (!refresher) refresher = setInterval(refresh, 5000);
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("login-error").textContent = "signing in ...";
+  try {
+    const reply = await post("/api/login", { user: $("login-user").value, password: $("login-password").value });
+    $("login-password").value = "";
+    showMain(reply.user);
+  } catch (e) {
+    $("login-error").textContent = String(e.message || e);
+  }
+});
+
+$("logout").onclick = async () => {
+  try { await post("/api/logout", {}); } catch (e) { /* signed out anyway */ }
+  showLogin("signed out");
+};
+
+fetch("/api/session").then(async (response) => {
+  if (response.ok) showMain((await response.json()).user); else showLogin("");
+}, () => showLogin("the web service cannot be reached"));
+
 // --- live stream ---------------------------------------------------------
-const live = new EventSource("/api/live");
-live.onopen = () => { $("live").textContent = "open"; $("live").className = "status ok"; };
-live.onerror = () => { $("live").textContent = "reconnecting"; $("live").className = "status bad"; };
-live.addEventListener("telemetry", (event) => {
-  let frame;
-  try { frame = JSON.parse(event.data); } catch (e) { return; }
-  if (typeof frame.time_ms !== "number") return;
-  frames.push(frame);
-  if (frames.length > MAX_POINTS) frames.splice(0, frames.length - MAX_POINTS);
-  received += 1;
-  plot.dataset.frames = String(received);
-  $("frames").textContent = String(received);
-  dirty = true;
-});
-live.addEventListener("link", (event) => {
-  let link;
-  try { link = JSON.parse(event.data); } catch (e) { return; }
-  const el = $("link");
-  el.textContent = link.connected ? "connected" : "disconnected" + (link.reason ? " (" + link.reason + ")" : "");
-  el.className = "status " + (link.connected ? "ok" : "bad");
-});
+function startLive() {
+  if (live) return;
+  live = new EventSource("/api/live");
+  live.onopen = () => { $("live").textContent = "open"; $("live").className = "status ok"; };
+  live.onerror = () => { $("live").textContent = "reconnecting"; $("live").className = "status bad"; };
+  live.addEventListener("signed-out", () => showLogin("the session ended; sign in again"));
+  live.addEventListener("dropped", () => { $("live").textContent = "too slow, reconnecting"; });
+  live.addEventListener("telemetry", (event) => {
+    let frame;
+    try { frame = JSON.parse(event.data); } catch (e) { return; }
+    if (typeof frame.time_ms !== "number") return;
+    frames.push(frame);
+    if (frames.length > MAX_POINTS) frames.splice(0, frames.length - MAX_POINTS);
+    received += 1;
+    plot.dataset.frames = String(received);
+    $("frames").textContent = String(received);
+    dirty = true;
+  });
+  live.addEventListener("link", (event) => {
+    let link;
+    try { link = JSON.parse(event.data); } catch (e) { return; }
+    const el = $("link");
+    el.textContent = link.connected ? "connected" : "disconnected" + (link.reason ? " (" + link.reason + ")" : "");
+    el.className = "status " + (link.connected ? "ok" : "bad");
+  });
+}
 
 // --- the plot: one panel per field, own y scale, shared time axis ----------
 function draw() {
@@ -89,6 +139,7 @@ async function post(path, body) {
   });
   let data = null;
   try { data = await response.json(); } catch (e) { data = null; }
+  if (response.status === 401 && path !== "/api/login") showLogin("the session ended; sign in again");
   if (!response.ok) {
     const reason = data && data.error ? data.error : response.statusText;
     const error = new Error(response.status + ": " + reason);
@@ -191,8 +242,6 @@ $("q-latest").onclick = latest;
 $("q-series").onclick = series;
 $("q-count").onclick = count;
 function refresh() { latest(); series(); count(); history(); }
-refresh();
-setInterval(refresh, 5000);
 
 // --- telecommands ---------------------------------------------------------
 // Every command gets an id, its idempotency key all the way to the device:
