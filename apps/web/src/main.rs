@@ -153,7 +153,7 @@ async fn serve_http(
     Ok(())
 }
 
-#[telestion::service(requests = ["telemetry.query.*", "telecommand.send", "{HISTORY_SUBJECT:query.database}"])]
+#[telestion::service]
 async fn main(service: Service) -> Result<(), String> {
     let settings = Settings::from_config(service.config())?;
     let addr = settings.addr.clone();

@@ -75,6 +75,15 @@ impl Session {
     }
 }
 
+/// Whether `user` can be a NATS user of a person (see apps/nats_config).
+fn valid_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Why a login failed; the message shown is generic on purpose.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -202,7 +211,15 @@ impl Sessions {
         if self.expire() >= self.max {
             return Err(LoginError::Full);
         }
-        let result = self.connect(user, password).await;
+        // A user name is also a subject token (the inbox prefix
+        // `_INBOX.<user>`): letters, digits, `_` and `-` only, as
+        // nats_config makes them; anything else is refused like a wrong
+        // password.
+        let result = if valid_user(user) {
+            self.connect(user, password).await
+        } else {
+            Err(LoginError::Refused)
+        };
         let (client, denied) = match result {
             Ok(connected) => connected,
             Err(error) => {
@@ -249,6 +266,9 @@ impl Sessions {
         let mut options =
             ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
                 .name(format!("web session of {user}"))
+                // The person's replies come to their own inbox prefix, the
+                // only one their NATS user may read (see apps/nats_config).
+                .custom_inbox_prefix(telestion::permissions::inbox_prefix(user))
                 .connection_timeout(CONNECT_TIMEOUT)
                 .max_reconnects(Some(10))
                 .request_timeout(Some(self.target.request_timeout))
