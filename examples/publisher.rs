@@ -64,7 +64,9 @@ async fn reading(noise: State<Noise>) -> Json<Reading> {
     })
 }
 
-#[telestion::service]
+// The timer is built at start (below), so what it publishes is declared
+// here for the service's NATS permissions.
+#[telestion::service(publishes = ["{DATA_SUBJECT}"])]
 async fn main(service: Service) -> Result<(), String> {
     let config = service
         .typed_config::<Config>()

@@ -39,7 +39,7 @@ fn publishable(key: &str, subject: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[telestion::service]
+#[telestion::service(requests = ["{REQUEST_SUBJECT}"], publishes = ["{OUTPUT_SUBJECT}"])]
 async fn main(service: Service) -> Result<(), String> {
     let config = service
         .typed_config::<Config>()

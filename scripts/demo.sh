@@ -73,6 +73,9 @@ export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 SECONDS_TO_RUN="${DEMO_SECONDS:-20}"
 SAMPLES=(standard_ops latest_value_cache publisher requester)
 BACKEND=(device_sim io_service telemetry_parser db_writer db_query telecommand web database database_query)
+# Every NATS client the demo runs, each its own NATS user.
+NATS_SERVICES=(standard_ops latest_value_cache publisher requester io_service telemetry_parser
+    db_writer db_query telecommand database database_query web health)
 # Bounds of the stop, in seconds (see "Stopping").
 SERVICE_DRAIN=4       # the services' SHUTDOWN_TIMEOUT: a drain takes at most twice this
 SERVICE_STOP_LIMIT=10 # from SIGTERM until the services still running get SIGKILL
@@ -227,14 +230,14 @@ run_demo() {
         say "building the services"
         cargo build --quiet -p standard_ops -p health -p device_sim -p io_service \
             -p telemetry_parser -p db_writer -p db_query -p telecommand -p web \
-            -p database -p database_query &
+            -p database -p database_query -p nats_config &
         wait $!
         cargo build --quiet -p telestion-examples --example publisher \
             --example latest_value_cache --example requester &
         wait $!
         TARGET="${CARGO_TARGET_DIR:-target}/debug"
         BIN_DIR="$(mktemp -d /tmp/telestion-demo-bin.XXXXXX)"
-        for name in standard_ops health "${BACKEND[@]}"; do ln -s "$(cd "$TARGET" && pwd)/$name" "$BIN_DIR/$name"; done
+        for name in standard_ops health nats_config "${BACKEND[@]}"; do ln -s "$(cd "$TARGET" && pwd)/$name" "$BIN_DIR/$name"; done
         for name in publisher latest_value_cache requester; do
             ln -s "$(cd "$TARGET/examples" && pwd)/$name" "$BIN_DIR/$name"
         done
@@ -244,7 +247,39 @@ run_demo() {
     mkdir -p "$DATA_DIR/output"
     DATA_DIR="$(cd "$DATA_DIR" && pwd)"
 
+    # Each NATS service's configuration (also what its permissions are
+    # generated from).
+    env_of() {
+        case "$1" in
+        latest_value_cache) ENV_ARGS=(DATA_SUBJECT='data.demo.>' REQUEST_SUBJECT='latest.demo.>') ;;
+        publisher) ENV_ARGS=(DATA_SUBJECT=data.demo.temperature FREQUENCY=500) ;;
+        requester)
+            ENV_ARGS=(REQUEST_SUBJECT=latest.demo.temperature
+                OUTPUT_SUBJECT=__telestion__/log/temperature FREQUENCY=1000)
+            ;;
+        database) ENV_ARGS=(DATA_SUBJECT='data.>') ;;
+        database_query) ENV_ARGS=(QUERY_SUBJECT=query.database) ;;
+        # The live view keeps few messages per subscription: memory stays
+        # bounded even for large forged messages (see apps/web).
+        web) ENV_ARGS=(NATS_SUBSCRIPTION_CAPACITY=32) ;;
+        *) ENV_ARGS=() ;;
+        esac
+    }
+    SECURED=""
     if [ -z "${NATS_URL:-}" ]; then
+        # A secured server: one NATS user per service with the permissions
+        # the service declares (--nats-permissions), two people (operator,
+        # viewer), passwords in $DATA_DIR/credentials, anonymous refused.
+        SECURED=1
+        mkdir -p "$DATA_DIR/nats/permissions"
+        services_list=""
+        for name in "${NATS_SERVICES[@]}"; do
+            env_of "$name"
+            env SERVICE_NAME="$name" "${ENV_ARGS[@]}" "$BIN_DIR/$name" --nats-permissions \
+                >"$DATA_DIR/nats/permissions/$name.json" &
+            wait $!
+            services_list="$services_list${services_list:+,}$name=$DATA_DIR/nats/permissions/$name.json"
+        done
         # A random port below Linux's ephemeral range (32768+), so it is not in
         # use as some connection's local port; if it is taken anyway, the server
         # exits and the next attempt takes another one.
@@ -252,7 +287,12 @@ run_demo() {
         for _attempt in $(seq 10); do
             port=$((20000 + RANDOM % 12000))
             reachable 127.0.0.1 "$port" && continue
-            nats-server -a 127.0.0.1 -p "$port" -js -sd "$DATA_DIR/jetstream" \
+            SERVICES="$services_list" PEOPLE=operator:operator,viewer:viewer \
+                CREDENTIALS_DIR="$DATA_DIR/credentials" OUT_DIR="$DATA_DIR/nats" \
+                LISTEN="127.0.0.1:$port" JETSTREAM_DIR="$DATA_DIR/jetstream" \
+                "$BIN_DIR/nats_config" >"$DATA_DIR/output/nats_config.log" 2>&1 &
+            wait $! || { say "nats_config failed:"; cat "$DATA_DIR/output/nats_config.log" >&2; exit 1; }
+            nats-server -c "$DATA_DIR/nats/nats-server.conf" \
                 >"$DATA_DIR/output/nats-server.log" 2>&1 &
             NATS_PID=$!
             for _ in $(seq 100); do
@@ -270,10 +310,11 @@ run_demo() {
             exit 1
         }
         export NATS_URL="nats://127.0.0.1:$port"
-        say "started nats-server on port $port"
+        say "started nats-server on port $port (users and permissions: $DATA_DIR/nats/auth.conf)"
         say "JetStream stores in $DATA_DIR/jetstream"
+        say "credentials: $DATA_DIR/credentials (<user>.password; people: operator, viewer)"
     else
-        say "using the NATS server at $NATS_URL"
+        say "using the NATS server at $NATS_URL (no users generated)"
     fi
     export DATA_DIR
     unset SERVICE_NAME SERVICE_ID CONFIG_FILE DATABASE_URL
@@ -313,10 +354,20 @@ run_demo() {
     fi
 
     # ---- services ---------------------------------------------------------
+    # The NATS user of service $1, when the demo made one.
+    credentials_of() {
+        CREDENTIALS=()
+        if [ -n "$SECURED" ]; then
+            CREDENTIALS=(NATS_USER="$1" NATS_PASSWORD_FILE="$DATA_DIR/credentials/$1.password")
+        fi
+    }
     start() {
         local name="$1"
         shift
-        env SERVICE_NAME="$name" SHUTDOWN_TIMEOUT="$SERVICE_DRAIN" "$@" "$BIN_DIR/$name" \
+        env_of "$name"
+        credentials_of "$name"
+        env SERVICE_NAME="$name" SHUTDOWN_TIMEOUT="$SERVICE_DRAIN" "${ENV_ARGS[@]}" \
+            "${CREDENTIALS[@]}" "$@" "$BIN_DIR/$name" \
             >"$DATA_DIR/output/$name.log" 2>&1 &
         PIDS+=("$!")
         for _ in $(seq 100); do
@@ -329,10 +380,9 @@ run_demo() {
         exit 1
     }
     start standard_ops
-    start latest_value_cache DATA_SUBJECT='data.demo.>' REQUEST_SUBJECT='latest.demo.>'
-    start publisher DATA_SUBJECT=data.demo.temperature FREQUENCY=500
-    start requester REQUEST_SUBJECT=latest.demo.temperature \
-        OUTPUT_SUBJECT=__telestion__/log/temperature FREQUENCY=1000
+    start latest_value_cache
+    start publisher
+    start requester
 
     # The example backend. The simulator is not a NATS service: it prints its
     # TCP address, which the IO service connects to.
@@ -360,8 +410,8 @@ run_demo() {
     start db_writer
     start db_query
     start telecommand
-    start database DATA_SUBJECT='data.>'
-    start database_query QUERY_SUBJECT=query.database
+    start database
+    start database_query
     start web WEB_ADDR="$WEB_ADDR"
     say "running ${SAMPLES[*]} ${BACKEND[*]} (data dir $DATA_DIR) for $SECONDS_TO_RUN s; Ctrl-C stops"
     say "web page: http://$WEB_ADDR/"
@@ -375,13 +425,29 @@ run_demo() {
 
     # POST $2 to path $1 of the web service with bash's /dev/tcp (no curl
     # needed); prints the response body.
-    post() {
+    # The page needs a sign-in: the demo signs in as the operator (its
+    # password from the credentials directory, sent in the request body).
+    COOKIE=""
+    post_raw() {
         local body="$2" response
         exec 3<>"/dev/tcp/${WEB_ADDR%:*}/${WEB_ADDR##*:}" || return 1
-        printf 'POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-            "$1" "$WEB_ADDR" "${#body}" "$body" >&3
+        printf 'POST %s HTTP/1.1\r\nHost: %s\r\nOrigin: http://%s\r\nCookie: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+            "$1" "$WEB_ADDR" "$WEB_ADDR" "$COOKIE" "${#body}" "$body" >&3
         response="$(timeout 5 cat <&3)" || true
         exec 3<&-
+        printf '%s\n' "$response"
+    }
+    sign_in() {
+        [ -n "$SECURED" ] && [ -z "$COOKIE" ] || return 0
+        local password response
+        password="$(cat "$DATA_DIR/credentials/operator.password")"
+        response="$(post_raw /api/login "{\"user\":\"operator\",\"password\":\"$password\"}")" || return 0
+        COOKIE="$(printf '%s' "$response" | sed -n 's/^[Ss]et-[Cc]ookie: \(telestion_session=[^;]*\).*/\1/p' | tr -d '\r')"
+    }
+    post() {
+        local response
+        sign_in
+        response="$(post_raw "$@")" || return 1
         printf '%s\n' "${response#*$'\r\n\r\n'}"
     }
 
@@ -426,7 +492,8 @@ run_demo() {
     done
 
     say "health of every instance on the bus:"
-    SERVICE_NAME=health "$BIN_DIR/health" 2>>"$DATA_DIR/output/health.log" &
+    credentials_of health
+    env SERVICE_NAME=health "${CREDENTIALS[@]}" "$BIN_DIR/health" 2>>"$DATA_DIR/output/health.log" &
     wait $! || true
     frames_stored
     say "web page: http://$WEB_ADDR/ (until the demo stops)"

@@ -28,6 +28,7 @@ fn demo_cmd(seconds: u32, data: &std::path::Path) -> Command {
         workspace_binary("web", "web"),
         workspace_binary("database", "database"),
         workspace_binary("database_query", "database_query"),
+        workspace_binary("nats_config", "nats_config"),
         workspace_example("telestion-examples", "publisher"),
         workspace_example("telestion-examples", "latest_value_cache"),
         workspace_example("telestion-examples", "requester"),
@@ -85,7 +86,9 @@ fn nats_port(stdout: &str) -> u16 {
         .lines()
         .find_map(|l| l.strip_prefix("demo: started nats-server on port "))
         .expect("the demo did not start its own nats-server")
-        .trim()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
         .parse()
         .unwrap()
 }
@@ -218,6 +221,27 @@ fn demo_runs_shows_growing_log_and_health_then_stops() {
         stdout.contains("database_query: newest telemetry.device temperature_c"),
         "{stdout}"
     );
+
+    // Every service and sample ran as its own NATS user, under the
+    // permissions it generated, and never did anything they do not cover;
+    // anonymous clients were refused.
+    assert!(stdout.contains("credentials: "), "{stdout}");
+    let server_log = std::fs::read_to_string(data.path().join("output/nats-server.log")).unwrap();
+    assert!(
+        !server_log.contains("Violation"),
+        "a service was refused by the server:\n{server_log}"
+    );
+    let auth = std::fs::read_to_string(data.path().join("nats/auth.conf")).unwrap();
+    for name in [
+        "standard_ops",
+        "publisher",
+        "requester",
+        "io_service",
+        "web",
+        "health",
+    ] {
+        assert!(auth.contains(&format!("\"user\": \"{name}\"")), "{auth}");
+    }
 
     // Everything it started is gone.
     assert!(!port_open(nats_port(&stdout)), "nats-server still running");

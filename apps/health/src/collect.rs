@@ -106,14 +106,17 @@ pub async fn round(
     own_id: &str,
 ) -> Result<Vec<Instance>, String> {
     let inbox = client.new_inbox();
+    // One reply subject per request (`<inbox>.0`, `.1`, `.2`): a service
+    // may answer each request it received once (its NATS permissions allow
+    // one response per reply subject).
     let mut replies = client
-        .subscribe(inbox.clone())
+        .subscribe(format!("{inbox}.*"))
         .await
         .map_err(|e| format!("cannot subscribe to the reply inbox: {e}"))?;
     let sent = Instant::now();
-    for subject in [SUBJECT, SUBJECT_DOTTED, "$SRV.STATS"] {
+    for (index, subject) in [SUBJECT, SUBJECT_DOTTED, "$SRV.STATS"].iter().enumerate() {
         client
-            .publish_with_reply(subject, inbox.clone(), "".into())
+            .publish_with_reply(*subject, format!("{inbox}.{index}"), "".into())
             .await
             .map_err(|e| format!("cannot send the request on {subject}: {e}"))?;
     }

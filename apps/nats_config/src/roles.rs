@@ -70,7 +70,7 @@ pub fn permissions(user: &str, role: &Role) -> NatsPermissions {
                 .collect(),
             deny: Vec::new(),
         },
-        allow_responses: false,
+        allow_responses: None,
     }
 }
 
@@ -92,7 +92,7 @@ mod tests {
         );
         for p in [&viewer, &operator] {
             assert!(p.publish.deny.iter().any(|s| s == "$JS.>"));
-            assert!(!p.allow_responses);
+            assert!(p.allow_responses.is_none());
         }
         assert!(viewer.subscribe.allow.iter().any(|s| s == "_INBOX.vera.>"));
     }

@@ -21,7 +21,9 @@ pub struct ServiceEntry {
 }
 
 /// Parses `SERVICES`: `name` (the binary `name` in `bin_dir`, else on
-/// `PATH`) or `name=binary`, comma-separated.
+/// `PATH`), `name=binary`, or `name=file.json` (what the service printed
+/// for `--nats-permissions` before, with its own configuration),
+/// comma-separated.
 pub fn parse(list: &str, bin_dir: &Path) -> Result<Vec<ServiceEntry>, String> {
     let mut entries = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -62,8 +64,14 @@ fn find(name: &str, bin_dir: &Path) -> Result<PathBuf, String> {
         })
 }
 
-/// What `service` prints for `--nats-permissions`.
+/// What `service` prints for `--nats-permissions` (or printed, into its
+/// `.json` file).
 pub fn permissions(service: &ServiceEntry) -> Result<Value, String> {
+    if service.binary.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(&service.binary)
+            .map_err(|e| format!("cannot read {}: {e}", service.binary.display()))?;
+        return check(&service.binary, &text);
+    }
     let mut child = Command::new(&service.binary)
         .arg("--nats-permissions")
         .env("SERVICE_NAME", &service.name)
@@ -108,17 +116,22 @@ pub fn permissions(service: &ServiceEntry) -> Result<Value, String> {
             stderr.trim()
         ));
     }
-    let value: Value = serde_json::from_str(&text).map_err(|e| {
+    check(&service.binary, &text)
+}
+
+/// The permissions object in `text`, from `source`.
+fn check(source: &Path, text: &str) -> Result<Value, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
         format!(
-            "{} --nats-permissions printed no permissions object ({e}); is it a Telestion \
+            "{}: no permissions object from --nats-permissions ({e}); is it a Telestion \
              service of this version?",
-            service.binary.display()
+            source.display()
         )
     })?;
     if !value["publish"]["allow"].is_array() || !value["subscribe"]["allow"].is_array() {
         return Err(format!(
-            "{} --nats-permissions printed no publish and subscribe lists",
-            service.binary.display()
+            "{}: the permissions have no publish and subscribe lists",
+            source.display()
         ));
     }
     Ok(value)

@@ -58,6 +58,21 @@ impl SubjectPermissions {
     }
 }
 
+/// The replies a user may send to requests it received (nats-server's
+/// `allow_responses`): up to `max` to one reply subject, within `expires`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Responses {
+    /// Replies per request's reply subject.
+    pub max: u32,
+    /// How long after the request (a duration such as `2m`).
+    pub expires: String,
+}
+
+/// How many replies a service may send to one reply subject: one per
+/// request (a client that asks several requests with one reply subject,
+/// as the health tool once did, gets only the first answer).
+const RESPONSES_PER_REPLY_SUBJECT: u32 = 1;
+
 /// A nats-server permissions object (the `permissions` of a user), as
 /// `--nats-permissions` prints it in JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -66,9 +81,10 @@ pub struct NatsPermissions {
     pub publish: SubjectPermissions,
     /// What the user may subscribe to.
     pub subscribe: SubjectPermissions,
-    /// Whether the user may answer requests it received (publish once to
-    /// their reply subject), which every service needs.
-    pub allow_responses: bool,
+    /// Whether the user may answer requests it received (publish to their
+    /// reply subjects), which every service needs; `None`: it may not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_responses: Option<Responses>,
 }
 
 /// The inbox prefix of service `name`: its requests' replies come to
@@ -87,7 +103,10 @@ pub fn nats_permissions(
     name: &str,
 ) -> NatsPermissions {
     let mut p = NatsPermissions {
-        allow_responses: true,
+        allow_responses: Some(Responses {
+            max: RESPONSES_PER_REPLY_SUBJECT,
+            expires: "2m".into(),
+        }),
         ..NatsPermissions::default()
     };
     // Its own inbox: replies come there, and the runtime checks its
