@@ -79,18 +79,25 @@
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use standard_ops::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, log_line};
+use standard_ops::{
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, LogError, log_line,
+};
 use telestion::data_log::category_of;
 use telestion::period::{BareNumber, parse_setting};
 use telestion::tokio;
+use telestion::extract::ReplyTo;
 use telestion::{Bytes, Json, Reply, Service, State, Subject, TypedConfig, subscribe};
 
 /// The bounds of `LOCK_TIMEOUT`: 1 ms to an hour.
 const LOCK_TIMEOUT_BOUNDS: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(3600);
+
+/// Failed lines that nobody waited for are logged at most this often.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The reply to a log request.
 #[derive(serde::Serialize)]
@@ -141,33 +148,55 @@ impl Settings {
 #[subscribe("*", concurrency = 64)]
 async fn log_spec(
     Subject(subject): Subject,
+    ReplyTo(reply): ReplyTo,
     State(log): State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
 ) -> Reply {
-    log_message(&subject, &log, &service, &body).await
+    log_message(&subject, reply.is_some(), &log, &service, &body).await
 }
 
 /// The dotted form `__telestion__.log.<category>`.
 #[subscribe("__telestion__.log.>", concurrency = 64)]
 async fn log_dotted(
     Subject(subject): Subject,
+    ReplyTo(reply): ReplyTo,
     State(log): State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
 ) -> Reply {
-    log_message(&subject, &log, &service, &body).await
+    log_message(&subject, reply.is_some(), &log, &service, &body).await
 }
 
-async fn log_message(subject: &str, log: &DataLog, service: &Service, body: &[u8]) -> Reply {
+async fn log_message(
+    subject: &str,
+    request: bool,
+    log: &DataLog,
+    service: &Service,
+    body: &[u8],
+) -> Reply {
     let Some(category) = category_of(subject) else {
         // Not a data-log message: ignore it, no reply.
         return Reply::None;
     };
-    // `write` rejects an invalid category before touching any file.
+    // `write` and `enqueue` reject an invalid category before touching any
+    // file.
     let line = log_line(subject, body, SystemTime::now());
+    if !request {
+        // Nobody waits for an answer: queued (waiting only while the queues
+        // are over budget); a line that fails later is counted and logged
+        // by the failure hook.
+        return match log.enqueue(category, line).await {
+            Ok(()) => Reply::None,
+            Err(error) => {
+                tracing::warn!(%subject, %error, "message not logged");
+                service.record_error();
+                Reply::None
+            }
+        };
+    }
     let ack = match log.write(category, line).await {
         Ok(()) => Ack {
             ok: true,
@@ -184,6 +213,26 @@ async fn log_message(subject: &str, log: &DataLog, service: &Service, body: &[u8
         }
     };
     telestion::IntoReply::into_reply(Json(ack))
+}
+
+/// What happens to lines nobody waits for that could not be written: each
+/// is counted in health; the first failure is logged at once, later ones
+/// summarised at most once per [`REPORT_INTERVAL`].
+fn failure_reporter(service: Service) -> impl Fn(&LogError, usize) + Send + Sync + 'static {
+    let last = Mutex::new((None::<Instant>, 0usize));
+    move |error, lines| {
+        for _ in 0..lines {
+            service.record_error();
+        }
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (logged, held) = &mut *last;
+        *held += lines;
+        if logged.is_none_or(|at| now.duration_since(at) >= REPORT_INTERVAL) {
+            tracing::warn!(%error, lines = *held, "lines not logged");
+            (*logged, *held) = (Some(now), 0);
+        }
+    }
 }
 
 #[telestion::service]
@@ -224,6 +273,7 @@ async fn main(service: Service) -> Result<(), String> {
             }
         }
     });
+    log.on_failure(failure_reporter(service.clone()));
     service.provide(log);
     Ok(())
 }
