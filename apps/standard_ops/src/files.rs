@@ -596,7 +596,14 @@ fn write_lines(
             let source = e.into();
             let action = "inspect";
             let path = path.to_owned();
-            return (0, Some(LogError::Io { path, action, source }));
+            return (
+                0,
+                Some(LogError::Io {
+                    path,
+                    action,
+                    source,
+                }),
+            );
         }
     };
     buffer.clear();
@@ -638,12 +645,25 @@ fn write_lines(
                 file.torn.store(false, Ordering::Relaxed);
             }
             let path = path.to_owned();
-            (whole, Some(LogError::RolledBack { path, source: failure }))
+            (
+                whole,
+                Some(LogError::RolledBack {
+                    path,
+                    source: failure,
+                }),
+            )
         }
         Err(truncate) => {
             file.torn.store(true, Ordering::Relaxed);
             let (path, truncate) = (path.to_owned(), truncate.into());
-            (whole, Some(LogError::Torn { path, source: failure, truncate }))
+            (
+                whole,
+                Some(LogError::Torn {
+                    path,
+                    source: failure,
+                    truncate,
+                }),
+            )
         }
     }
 }

@@ -8,13 +8,15 @@
 use std::collections::HashMap;
 use std::mem;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use telestion::Bytes;
 use telestion::data_log::check_category;
 use telestion::tokio;
 use telestion::tokio::sync::{Notify, oneshot};
 
 use crate::files::{DataLog, LogError, lock};
+use crate::line::log_line;
 
 /// Bytes of lines one category may hold queued (or being written) before
 /// its callers wait for room.
@@ -23,9 +25,42 @@ pub const CATEGORY_BUDGET: usize = 8 << 20;
 /// wait for room.
 pub const TOTAL_BUDGET: usize = 32 << 20;
 
+/// What becomes a line: the line itself, or a message that the writer
+/// turns into its line (so that the formatting runs on the writer's
+/// thread, not on the async workers).
+pub(crate) enum Text {
+    Line(String),
+    Message {
+        subject: String,
+        body: Bytes,
+        time: SystemTime,
+    },
+}
+
+impl Text {
+    /// Bytes it holds (what the budgets count).
+    fn len(&self) -> usize {
+        match self {
+            Text::Line(line) => line.len(),
+            Text::Message { subject, body, .. } => subject.len() + body.len() + 64,
+        }
+    }
+
+    fn render(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Text::Line(line) => line.as_str().into(),
+            Text::Message {
+                subject,
+                body,
+                time,
+            } => log_line(subject, body, *time).into(),
+        }
+    }
+}
+
 /// A line waiting for its writer.
 struct Pending {
-    line: String,
+    line: Text,
     /// Refused (`LogError::Timeout`) when not written by then.
     deadline: Instant,
     /// Who waits for the outcome, if anyone.
@@ -58,44 +93,84 @@ pub(crate) struct Queues {
 }
 
 impl DataLog {
-    /// Writes `line` to the file of `category` off the async workers and
-    /// waits for the outcome: lines of one category are written in the
-    /// order their calls began, by one writer that takes every line queued
-    /// and writes them with one write; other categories go on meanwhile. A
-    /// line that cannot be written within `LOCK_TIMEOUT` (lock held
-    /// elsewhere, slow disk) is refused. When the caller stops waiting, the
-    /// line is still written.
-    pub async fn write(&self, category: &str, line: String) -> Result<(), LogError> {
-        check_category(category)?;
-        let (done, outcome) = oneshot::channel();
-        self.push(category, line, Some(done));
-        outcome.await.unwrap_or_else(|_| {
-            Err(LogError::Interrupted {
-                path: self.file_path(category),
-                reason: "the writer stopped".into(),
+    /// Writes `line` to the file of `category` off the async workers; the
+    /// future tells the outcome. The line is queued at once, when this is
+    /// called (so lines of one category are written in the order of the
+    /// calls), and written by the category's one writer, which takes every
+    /// line queued and writes them with one write; other categories go on
+    /// meanwhile. A line that cannot be written within `LOCK_TIMEOUT` (lock
+    /// held elsewhere, slow disk) is refused. When the caller stops
+    /// waiting, the line is still written. This call does not wait for
+    /// room in the queues: see [`DataLog::wait_for_room`].
+    pub fn write(
+        &self,
+        category: &str,
+        line: String,
+    ) -> impl Future<Output = Result<(), LogError>> + Send + 'static {
+        let queued = check_category(category).map(|()| {
+            let (done, outcome) = oneshot::channel();
+            self.push(category, Text::Line(line), Some(done));
+            outcome
+        });
+        let path = self.file_path(category);
+        async move {
+            queued?.await.unwrap_or_else(|_| {
+                Err(LogError::Interrupted {
+                    path,
+                    reason: "the writer stopped".into(),
+                })
             })
-        })
+        }
     }
 
-    /// Queues `line` for the file of `category` like [`DataLog::write`],
-    /// without waiting for the outcome: it returns once the line is queued
-    /// and the queues are within their budget (8 MiB per category, 32 MiB
-    /// in all), or after `LOCK_TIMEOUT` at most. A line that then fails is
-    /// reported to the hook set with [`DataLog::on_failure`].
-    pub async fn enqueue(&self, category: &str, line: String) -> Result<(), LogError> {
+    /// Queues the line of a message (see [`log_line`]: `subject`, `body`,
+    /// received at `time`) for the file of `category` like
+    /// [`DataLog::write`], without waiting for the outcome; the writer
+    /// formats it. Returns once the line is queued and the queues are
+    /// within their budget (8 MiB per category, 32 MiB in all), or after
+    /// `LOCK_TIMEOUT` at most. A line that then fails is reported to the
+    /// hook set with [`DataLog::on_failure`].
+    pub async fn enqueue(
+        &self,
+        category: &str,
+        subject: String,
+        body: Bytes,
+        time: SystemTime,
+    ) -> Result<(), LogError> {
         check_category(category)?;
         let deadline = Instant::now() + self.lock_timeout();
-        let mut over = self.push(category, line, None);
-        while over {
+        let message = Text::Message {
+            subject,
+            body,
+            time,
+        };
+        if self.push(category, message, None) {
+            self.wait_until(category, deadline).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until the queues are within their budget (8 MiB of lines for
+    /// `category`, 32 MiB in all), or `LOCK_TIMEOUT` at most: what a caller
+    /// of [`DataLog::write`] does to slow down with the writer.
+    pub async fn wait_for_room(&self, category: &str) {
+        self.wait_until(category, Instant::now() + self.lock_timeout())
+            .await;
+    }
+
+    async fn wait_until(&self, category: &str, deadline: Instant) {
+        loop {
             let room = self.inner.queues.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            over = self.over_budget(category);
-            if !over || tokio::time::timeout_at(deadline.into(), room).await.is_err() {
-                break;
+            if !self.over_budget(category)
+                || tokio::time::timeout_at(deadline.into(), room)
+                    .await
+                    .is_err()
+            {
+                return;
             }
         }
-        Ok(())
     }
 
     /// Sets what is told about lines queued with [`DataLog::enqueue`] that
@@ -111,7 +186,7 @@ impl DataLog {
     fn push(
         &self,
         category: &str,
-        line: String,
+        line: Text,
         done: Option<oneshot::Sender<Result<(), LogError>>>,
     ) -> bool {
         let deadline = Instant::now() + self.lock_timeout();
@@ -127,10 +202,7 @@ impl DataLog {
             let total = state.bytes;
             let (queue, start) = match state.queues.get_mut(category) {
                 Some(queue) => (queue, false),
-                None => (
-                    state.queues.entry(category.to_owned()).or_default(),
-                    true,
-                ),
+                None => (state.queues.entry(category.to_owned()).or_default(), true),
             };
             queue.lines.push(pending);
             queue.bytes += len;
@@ -226,7 +298,8 @@ impl DataLog {
                 outcomes.push(Some(timeout()));
                 continue;
             }
-            let lines: Vec<&[u8]> = batch[next..].iter().map(|p| p.line.as_bytes()).collect();
+            let texts: Vec<_> = batch[next..].iter().map(|p| p.line.render()).collect();
+            let lines: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
             let (written, error) =
                 self.append_lines(category, &lines, batch[next].deadline, buffer);
             outcomes.extend((0..written).map(|_| None));
