@@ -2,14 +2,13 @@
 //! directory, whole lines or nothing, rotation-aware, a bounded number of
 //! open files, and the file work on blocking threads.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -19,6 +18,8 @@ use telestion::ServiceError;
 use telestion::data_log::check_category;
 use telestion::extract::{DataDir, DataFileError, DataFiles, FileAccess};
 use telestion::tokio;
+
+use crate::queue::Queues;
 
 /// Default of `LOCK_TIMEOUT`: how long a line may wait for its file.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,6 +133,54 @@ pub enum LogError {
     },
 }
 
+impl LogError {
+    /// The same error for another line of a batch that failed together
+    /// (an I/O error is copied by its kind and text).
+    pub(crate) fn duplicate(&self) -> LogError {
+        let copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            LogError::Category(e) => LogError::Refused {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            },
+            LogError::Refused { path, reason } => LogError::Refused {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            LogError::Io {
+                path,
+                action,
+                source,
+            } => LogError::Io {
+                path: path.clone(),
+                action,
+                source: copy(source),
+            },
+            LogError::Timeout { path, seconds } => LogError::Timeout {
+                path: path.clone(),
+                seconds: *seconds,
+            },
+            LogError::RolledBack { path, source } => LogError::RolledBack {
+                path: path.clone(),
+                source: copy(source),
+            },
+            LogError::Torn {
+                path,
+                source,
+                truncate,
+            } => LogError::Torn {
+                path: path.clone(),
+                source: copy(source),
+                truncate: copy(truncate),
+            },
+            LogError::Interrupted { path, reason } => LogError::Interrupted {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
 /// Appends lines to `<dir>/<category>.log` files.
 ///
 /// - **Confined**: every file is opened relative to a handle of `dir`
@@ -163,10 +212,10 @@ pub enum LogError {
 /// same write as a blocking call.
 #[derive(Clone)]
 pub struct DataLog {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     path: PathBuf,
     lock_timeout: Duration,
     max_open_files: usize,
@@ -175,13 +224,18 @@ struct Inner {
     /// [`DataLog::reopen`]).
     dir: Mutex<Option<Arc<Dir>>>,
     files: Mutex<LruCache<String, Arc<LogFile>>>,
-    /// One FIFO queue per category with lines in flight (removed when the
-    /// last leaves).
-    queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Bounds the lines written at once (and so the files open outside the
-    /// cache).
-    worker_slots: Arc<tokio::sync::Semaphore>,
+    /// The lines waiting for their category's writer.
+    pub(crate) queues: Queues,
+    /// Bounds the writers at work at once (and so the files open outside
+    /// the cache).
+    pub(crate) worker_slots: Arc<tokio::sync::Semaphore>,
+    /// Told about lines that failed with nobody waiting for them.
+    pub(crate) on_failure: OnceLock<FailureHook>,
 }
+
+/// What [`DataLog::on_failure`] calls: the error and how many lines it
+/// refused.
+pub(crate) type FailureHook = Box<dyn Fn(&LogError, usize) + Send + Sync>;
 
 impl fmt::Debug for DataLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,7 +265,7 @@ struct LogFile {
     torn: AtomicBool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -240,8 +294,9 @@ impl DataLog {
                 workers,
                 dir: Mutex::new(None),
                 files: Mutex::new(LruCache::new(capacity)),
-                queues: Mutex::new(HashMap::new()),
+                queues: Queues::default(),
                 worker_slots: Arc::new(tokio::sync::Semaphore::new(workers)),
+                on_failure: OnceLock::new(),
             }),
         }
     }
@@ -300,60 +355,16 @@ impl DataLog {
         Ok(())
     }
 
-    /// Writes `line` to the file of `category` off the async workers: on a
-    /// blocking thread, after the lines of the same category that came
-    /// before (in the order the calls began), at most
-    /// [`DataLog::workers`] lines at once. A line that cannot start within
-    /// `LOCK_TIMEOUT` (lock held elsewhere, slow disk) is refused. When the
-    /// caller stops waiting, a line already being written is finished.
-    pub async fn write(&self, category: &str, line: String) -> Result<(), LogError> {
-        check_category(category)?;
-        let deadline = Instant::now() + self.inner.lock_timeout;
-        let timeout = || LogError::Timeout {
-            path: self.file_path(category),
-            seconds: self.inner.lock_timeout.as_secs_f64(),
-        };
-        let turn = Turn::take(&self.inner, category);
-        let queued = tokio::time::timeout_at(deadline.into(), turn.queue.clone().lock_owned())
-            .await
-            .map_err(|_| timeout())?;
-        let slots = self.inner.worker_slots.clone();
-        let worker = match tokio::time::timeout_at(deadline.into(), slots.acquire_owned()).await {
-            Ok(Ok(worker)) => worker,
-            // Never closed; `acquire_owned` fails only then.
-            Ok(Err(closed)) => {
-                return Err(LogError::Interrupted {
-                    path: self.file_path(category),
-                    reason: closed.to_string(),
-                });
-            }
-            Err(_) => return Err(timeout()),
-        };
-        let log = self.clone();
-        let owned = category.to_owned();
-        let job = tokio::task::spawn_blocking(move || {
-            let result = log.append_by(&owned, line.as_bytes(), deadline);
-            drop((worker, queued, turn));
-            result
-        });
-        job.await.unwrap_or_else(|e| {
-            Err(LogError::Interrupted {
-                path: self.file_path(category),
-                reason: e.to_string(),
-            })
-        })
-    }
-
     /// Appends `line` to the file of `category`, waiting at most
     /// `LOCK_TIMEOUT` for the file's lock: [`DataLog::write`] as a blocking
     /// call, without its per-category order. An invalid category (see
     /// [`check_category`]) is an error and writes nothing.
     pub fn append(&self, category: &str, line: &str) -> Result<(), LogError> {
-        self.append_by(
-            category,
-            line.as_bytes(),
-            Instant::now() + self.inner.lock_timeout,
-        )
+        let deadline = Instant::now() + self.inner.lock_timeout;
+        match self.append_lines(category, &[line.as_bytes()], deadline, &mut Vec::new()) {
+            (_, Some(error)) => Err(error),
+            (_, None) => Ok(()),
+        }
     }
 
     /// Closes every open file and the directory handle; the next line of
@@ -367,12 +378,25 @@ impl DataLog {
         drop((files, dir));
     }
 
-    fn file_path(&self, category: &str) -> PathBuf {
+    pub(crate) fn file_path(&self, category: &str) -> PathBuf {
         self.inner.path.join(format!("{category}.log"))
     }
 
-    fn append_by(&self, category: &str, line: &[u8], deadline: Instant) -> Result<(), LogError> {
-        check_category(category)?;
+    /// Appends `lines` (each a whole line) to the file of `category` with
+    /// one write, waiting for the file's lock at most until `deadline`;
+    /// `buffer` is scratch space kept between calls. Returns how many lines
+    /// were written (always the first ones) and the error that stopped the
+    /// rest. A blocking call.
+    pub(crate) fn append_lines(
+        &self,
+        category: &str,
+        lines: &[&[u8]],
+        deadline: Instant,
+        buffer: &mut Vec<u8>,
+    ) -> (usize, Option<LogError>) {
+        if let Err(e) = check_category(category) {
+            return (0, Some(e.into()));
+        }
         let name = format!("{category}.log");
         let path = self.inner.path.join(&name);
         let io_error = |action, source: io::Error| LogError::Io {
@@ -381,30 +405,37 @@ impl DataLog {
             source,
         };
         for _ in 0..MAX_REOPENS {
-            let dir = self.current_dir()?;
-            let file = self.cached_or_open(&dir, category, &name, &path)?;
+            let file = match self
+                .current_dir()
+                .and_then(|dir| Ok((self.cached_or_open(&dir, category, &name, &path)?, dir)))
+            {
+                Ok(found) => found,
+                Err(e) => return (0, Some(e)),
+            };
+            let (file, dir) = file;
             let _busy = lock(&file.busy);
-            let _locked = FileLock::take(&file.file, deadline).map_err(|e| match e {
-                Some(source) => io_error("lock", source),
-                None => LogError::Timeout {
-                    path: path.clone(),
-                    seconds: self.inner.lock_timeout.as_secs_f64(),
-                },
-            })?;
+            let _locked = match FileLock::take(&file.file, deadline) {
+                Ok(locked) => locked,
+                Err(Some(source)) => return (0, Some(io_error("lock", source))),
+                Err(None) => {
+                    let seconds = self.inner.lock_timeout.as_secs_f64();
+                    return (0, Some(LogError::Timeout { path, seconds }));
+                }
+            };
             // Under the lock: is this still the file at the path?
             match rfs::statat(&dir.files, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) if identity(&stat) == file.id => return write_line(&file, line, &path),
+                Ok(stat) if identity(&stat) == file.id => {
+                    return write_lines(&file, lines, &path, buffer);
+                }
                 // Renamed, deleted or replaced: open what is there now.
                 Ok(_) | Err(Errno::NOENT) => self.forget(category, &file),
-                Err(e) => return Err(io_error("inspect", e.into())),
+                Err(e) => return (0, Some(io_error("inspect", e.into()))),
             }
         }
-        Err(io_error(
-            "open",
-            io::Error::other(format!(
-                "it was replaced while being opened, {MAX_REOPENS} times in a row"
-            )),
-        ))
+        let replaced = io::Error::other(format!(
+            "it was replaced while being opened, {MAX_REOPENS} times in a row"
+        ));
+        (0, Some(io_error("open", replaced)))
     }
 
     /// The open log directory, opened (and created) again when the path no
@@ -481,39 +512,6 @@ impl DataLog {
     }
 }
 
-/// A category's place in its FIFO queue; the queue is removed from the map
-/// when its last user drops its turn.
-struct Turn {
-    inner: Arc<Inner>,
-    category: String,
-    queue: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Turn {
-    fn take(inner: &Arc<Inner>, category: &str) -> Turn {
-        let queue = lock(&inner.queues)
-            .entry(category.to_owned())
-            .or_default()
-            .clone();
-        Turn {
-            inner: inner.clone(),
-            category: category.to_owned(),
-            queue,
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let mut queues = lock(&self.inner.queues);
-        // Clones are made only under this lock or from a live turn: two
-        // references (the map's and ours) mean nobody else waits.
-        if Arc::strong_count(&self.queue) == 2 {
-            queues.remove(&self.category);
-        }
-    }
-}
-
 /// An exclusive `flock` on a file, released on drop.
 struct FileLock<'a>(&'a File);
 
@@ -582,45 +580,91 @@ fn open_file(dir: &Dir, name: &str, path: &Path) -> Result<LogFile, LogError> {
     })
 }
 
-/// Appends `line` with the file locked; a failed write is cut off again.
-fn write_line(file: &LogFile, line: &[u8], path: &Path) -> Result<(), LogError> {
-    let size = rfs::fstat(&file.file)
-        .map_err(|e| LogError::Io {
-            path: path.to_owned(),
-            action: "inspect",
-            source: e.into(),
-        })?
-        .st_size;
-    let size = u64::try_from(size).unwrap_or(0);
-    let torn = file.torn.load(Ordering::Relaxed);
-    let mut data = Vec::new();
-    let bytes = if torn {
-        data.reserve(line.len() + 1);
-        data.push(b'\n');
-        data.extend_from_slice(line);
-        &data[..]
-    } else {
-        line
-    };
-    match (&file.file).write_all(bytes) {
-        Ok(()) => {
-            file.torn.store(false, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(source) => match rfs::ftruncate(&file.file, size) {
-            Ok(()) => Err(LogError::RolledBack {
-                path: path.to_owned(),
-                source,
-            }),
-            Err(truncate) => {
-                file.torn.store(true, Ordering::Relaxed);
-                Err(LogError::Torn {
-                    path: path.to_owned(),
+/// Appends `lines` with the file locked, in one write (more only when the
+/// kernel takes part of it); a write that fails part way is cut off again
+/// after the last whole line. Returns how many lines were written and the
+/// error that stopped the rest.
+fn write_lines(
+    file: &LogFile,
+    lines: &[&[u8]],
+    path: &Path,
+    buffer: &mut Vec<u8>,
+) -> (usize, Option<LogError>) {
+    let size = match rfs::fstat(&file.file) {
+        Ok(stat) => u64::try_from(stat.st_size).unwrap_or(0),
+        Err(e) => {
+            let source = e.into();
+            let action = "inspect";
+            let path = path.to_owned();
+            return (
+                0,
+                Some(LogError::Io {
+                    path,
+                    action,
                     source,
-                    truncate: truncate.into(),
-                })
+                }),
+            );
+        }
+    };
+    buffer.clear();
+    // A partial line could not be cut off: start on a new line.
+    let torn = file.torn.load(Ordering::Relaxed);
+    if torn {
+        buffer.push(b'\n');
+    }
+    let prefix = buffer.len();
+    for line in lines {
+        buffer.extend_from_slice(line);
+    }
+    let mut written = 0;
+    let failure = loop {
+        if written == buffer.len() {
+            file.torn.store(false, Ordering::Relaxed);
+            return (lines.len(), None);
+        }
+        match (&file.file).write(&buffer[written..]) {
+            Ok(0) => break io::Error::from(io::ErrorKind::WriteZero),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break e,
+        }
+    };
+    // The lines written whole stay; the rest is cut off.
+    let (mut whole, mut end) = (0, prefix);
+    for line in lines {
+        if end + line.len() > written {
+            break;
+        }
+        end += line.len();
+        whole += 1;
+    }
+    let keep = if whole == 0 { 0 } else { end };
+    match rfs::ftruncate(&file.file, size + keep as u64) {
+        Ok(()) => {
+            if whole > 0 {
+                file.torn.store(false, Ordering::Relaxed);
             }
-        },
+            let path = path.to_owned();
+            (
+                whole,
+                Some(LogError::RolledBack {
+                    path,
+                    source: failure,
+                }),
+            )
+        }
+        Err(truncate) => {
+            file.torn.store(true, Ordering::Relaxed);
+            let (path, truncate) = (path.to_owned(), truncate.into());
+            (
+                whole,
+                Some(LogError::Torn {
+                    path,
+                    source: failure,
+                    truncate,
+                }),
+            )
+        }
     }
 }
 

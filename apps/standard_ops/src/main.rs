@@ -42,18 +42,25 @@
 //!
 //! ## Concurrency and order
 //!
-//! File work runs on blocking threads, never on the async workers. Each
-//! subscription handles up to 64 messages at once; lines of one category
-//! are written one at a time in the order their handlers started, other
-//! categories go on meanwhile. So a file locked by another process, a FIFO
-//! or a slow disk delays only its own category; health, other categories
-//! and SIGTERM keep working. A line that cannot be written within
-//! `LOCK_TIMEOUT` seconds is refused. Order: a message sent after the reply
-//! to an earlier one is always written after it; messages of one category
-//! published back to back are written in arrival order as far as their
-//! handlers start in that order, which the runtime does not promise when
-//! more than one is in flight (the two subject forms are two
-//! subscriptions, with no order between them).
+//! File work runs on blocking threads, never on the async workers. The
+//! handlers only queue: each category has one queue and one writer (a
+//! blocking thread, at most 16 at once) that takes every line queued and
+//! writes them with one write, so the service writes at file speed. A
+//! message without a reply subject is formatted by the writer; a request
+//! is answered by a task of its own once its line is written, so the
+//! subscription goes on meanwhile. The queues are bounded (8 MiB of lines
+//! per category, 32 MiB in all): past that, the handler waits for the
+//! writer (at most `LOCK_TIMEOUT`), which slows the subscription; what
+//! arrives while it waits is held by the client's subscription buffer
+//! (`NATS_SUBSCRIPTION_CAPACITY`, 65,536 messages by default), and only
+//! what exceeds that is dropped, counted in health as a slow consumer. A
+//! line that fails with nobody waiting for it is counted in health and
+//! logged, at most once per 10 s (with the number of lines since). A file
+//! locked by another process, a FIFO or a slow disk delays only its own
+//! category; health, other categories and SIGTERM keep working. A line
+//! that cannot be written within `LOCK_TIMEOUT` seconds is refused. Order:
+//! lines of one subject form are written in arrival order (the two subject
+//! forms are two subscriptions, with no order between them).
 //!
 //! ## Configuration
 //!
@@ -79,18 +86,25 @@
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use standard_ops::{DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, log_line};
+use standard_ops::{
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DataLog, Limits, LogError, log_line,
+};
 use telestion::data_log::category_of;
+use telestion::extract::ReplyTo;
 use telestion::period::{BareNumber, parse_setting};
 use telestion::tokio;
-use telestion::{Bytes, Json, Reply, Service, State, Subject, TypedConfig, subscribe};
+use telestion::{Bytes, Reply, Service, State, Subject, TypedConfig, subscribe};
 
 /// The bounds of `LOCK_TIMEOUT`: 1 ms to an hour.
 const LOCK_TIMEOUT_BOUNDS: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(3600);
+
+/// Failed lines that nobody waited for are logged at most this often.
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The reply to a log request.
 #[derive(serde::Serialize)]
@@ -138,52 +152,110 @@ impl Settings {
 
 /// Every single-token subject arrives here (`__telestion__/log/<category>`
 /// is one token); only data-log subjects are used.
-#[subscribe("*", concurrency = 64)]
+#[subscribe("*")]
 async fn log_spec(
     Subject(subject): Subject,
+    ReplyTo(reply): ReplyTo,
     State(log): State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
 ) -> Reply {
-    log_message(&subject, &log, &service, &body).await
+    log_message(subject, reply, &log, &service, body).await
 }
 
 /// The dotted form `__telestion__.log.<category>`.
-#[subscribe("__telestion__.log.>", concurrency = 64)]
+#[subscribe("__telestion__.log.>")]
 async fn log_dotted(
     Subject(subject): Subject,
+    ReplyTo(reply): ReplyTo,
     State(log): State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
 ) -> Reply {
-    log_message(&subject, &log, &service, &body).await
+    log_message(subject, reply, &log, &service, body).await
 }
 
-async fn log_message(subject: &str, log: &DataLog, service: &Service, body: &[u8]) -> Reply {
-    let Some(category) = category_of(subject) else {
+async fn log_message(
+    subject: String,
+    reply_to: Option<String>,
+    log: &DataLog,
+    service: &Service,
+    body: Bytes,
+) -> Reply {
+    let Some(category) = category_of(&subject).map(str::to_owned) else {
         // Not a data-log message: ignore it, no reply.
         return Reply::None;
     };
-    // `write` rejects an invalid category before touching any file.
-    let line = log_line(subject, body, SystemTime::now());
-    let ack = match log.write(category, line).await {
-        Ok(()) => Ack {
-            ok: true,
-            error: None,
-        },
-        Err(error) => {
-            let error = error.to_string();
-            tracing::warn!(%subject, %error, "message not logged");
-            service.record_error();
-            Ack {
-                ok: false,
-                error: Some(error),
+    // `write` and `enqueue` reject an invalid category before touching any
+    // file.
+    if reply_to.is_none() {
+        // Nobody waits for an answer: queued (waiting only while the queues
+        // are over budget) and formatted by the writer; a line that fails
+        // later is counted and logged by the failure hook.
+        return match log
+            .enqueue(&category, subject, body, SystemTime::now())
+            .await
+        {
+            Ok(()) => Reply::None,
+            Err(error) => {
+                // Only an invalid category is refused here.
+                tracing::warn!(%category, %error, "message not logged");
+                service.record_error();
+                Reply::None
             }
+        };
+    }
+    // A request: queued now, answered by a task of its own once the line
+    // is written, so that the subscription goes on meanwhile.
+    let line = log_line(&subject, &body, SystemTime::now());
+    let written = log.write(&category, line);
+    if let Some(reply_to) = reply_to {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let ack = match written.await {
+                Ok(()) => Ack {
+                    ok: true,
+                    error: None,
+                },
+                Err(error) => {
+                    let error = error.to_string();
+                    tracing::warn!(%subject, %error, "message not logged");
+                    service.record_error();
+                    Ack {
+                        ok: false,
+                        error: Some(error),
+                    }
+                }
+            };
+            if let Err(error) = service.publish_json(reply_to, &ack).await {
+                tracing::warn!(%subject, %error, "cannot answer a log request");
+            }
+        });
+    }
+    log.wait_for_room(&category).await;
+    Reply::None
+}
+
+/// What happens to lines nobody waits for that could not be written: each
+/// is counted in health; the first failure is logged at once, later ones
+/// summarised at most once per [`REPORT_INTERVAL`].
+fn failure_reporter(service: Service) -> impl Fn(&LogError, usize) + Send + Sync + 'static {
+    let last = Mutex::new((None::<Instant>, 0usize));
+    move |error, lines| {
+        for _ in 0..lines {
+            service.record_error();
         }
-    };
-    telestion::IntoReply::into_reply(Json(ack))
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (logged, held) = &mut *last;
+        *held += lines;
+        if logged.is_none_or(|at| now.duration_since(at) >= REPORT_INTERVAL) {
+            tracing::warn!(%error, lines = *held, "lines not logged");
+            (*logged, *held) = (Some(now), 0);
+        }
+    }
 }
 
 #[telestion::service]
@@ -224,6 +296,7 @@ async fn main(service: Service) -> Result<(), String> {
             }
         }
     });
+    log.on_failure(failure_reporter(service.clone()));
     service.provide(log);
     Ok(())
 }

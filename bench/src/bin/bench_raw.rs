@@ -44,6 +44,41 @@ async fn subscribe(client: &Client, subject: &str) -> Subscriber {
         .expect("cannot subscribe")
 }
 
+/// The raw data-log appender: each message on `bench.raw.log.<category>`
+/// becomes a line in standard_ops' format, appended with one `write` to
+/// `$DATA_DIR/raw-logs/<category>.log` (kept open); a request is answered
+/// after its line, as standard_ops does.
+async fn appender(client: &Client) -> tokio::task::JoinHandle<()> {
+    use std::io::Write;
+    let dir = std::path::PathBuf::from(std::env::var("DATA_DIR").expect("DATA_DIR is not set"))
+        .join("raw-logs");
+    std::fs::create_dir_all(&dir).expect("cannot create raw-logs");
+    let mut sub = subscribe(client, "bench.raw.log.*").await;
+    let cl = client.clone();
+    tokio::spawn(async move {
+        let mut files = std::collections::HashMap::<String, std::fs::File>::new();
+        while let Some(message) = sub.next().await {
+            let subject = message.subject.as_str();
+            let category = subject.rsplit('.').next().unwrap_or_default().to_owned();
+            let line =
+                standard_ops::log_line(subject, &message.payload, std::time::SystemTime::now());
+            let file = files.entry(category).or_insert_with_key(|category| {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(dir.join(format!("{category}.log")))
+                    .expect("cannot open a raw log file")
+            });
+            let written = file.write_all(line.as_bytes()).is_ok();
+            if let Some(reply) = message.reply {
+                let _ = cl
+                    .publish(reply, format!("{{\"ok\":{written}}}").into())
+                    .await;
+            }
+        }
+    })
+}
+
 fn main() {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -82,6 +117,8 @@ async fn serve() {
             count(&c.hot, message.payload.len(), &cl).await;
         }
     }));
+
+    tasks.push(appender(&client).await);
 
     let mut sub = subscribe(&client, "bench.raw.plain").await;
     let (c, cl) = (counters.clone(), client.clone());
