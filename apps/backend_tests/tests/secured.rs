@@ -213,3 +213,59 @@ async fn the_backend_runs_under_its_generated_permissions() {
         secured_backend(server).await;
     }
 }
+
+/// A service that does something its permissions do not cover is caught:
+/// the server refuses it, and the service counts the refusal as an error
+/// (health) and logs it at ERROR naming the subject. Here the publisher
+/// sample runs with another `DATA_SUBJECT` than the one its permissions
+/// were generated for.
+///
+/// Old behaviour: the client only logged the server's `-ERR` at INFO
+/// (async-nats' event); health showed 0 errors while nothing was
+/// published.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undeclared_publish_is_refused_counted_and_logged() {
+    let publisher = telestion_test::workspace_example("telestion-examples", "publisher");
+    let output = telestion_test::clean_command(&publisher)
+        .env("SERVICE_NAME", "publisher")
+        .env("DATA_SUBJECT", "allowed.temperature")
+        .arg("--nats-permissions")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let permissions = String::from_utf8(output.stdout).unwrap();
+    assert!(permissions.contains("allowed.temperature"), "{permissions}");
+    let config = format!(
+        "authorization {{ users: [
+  {{user: publisher, password: pw-publisher, permissions: {permissions}}}
+  {{user: probe, password: pw-probe, permissions: {{publish: [\"__telestion__.health\"], subscribe: [\"_INBOX.probe.>\"]}}}}
+] }}\n"
+    );
+    let server = telestion_test::NatsServer::start_with(ServerOptions::new().config(config));
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = telestion_test::service_command(&publisher, &server, "publisher", data.path());
+    cmd.env("NATS_USER", "publisher")
+        .env("NATS_PASSWORD", "pw-publisher")
+        .env("DATA_SUBJECT", "other.temperature")
+        .env("FREQUENCY", "100");
+    let process = telestion_test::spawn_ready(cmd);
+    let (probe, _) = connect(&server.url(), "probe", "pw-probe").await;
+    eventually_async(WAIT, "the refusals counted in health", || {
+        let probe = probe.clone();
+        async move {
+            match probe.request("__telestion__.health", "".into()).await {
+                Ok(reply) => serde_json::from_slice::<Value>(&reply.payload)
+                    .is_ok_and(|h| h["errors"].as_u64().unwrap_or(0) >= 2),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let log = process.stderr();
+    assert!(
+        log.contains("ERROR")
+            && log.contains("permissions violation")
+            && log.contains("other.temperature"),
+        "{log}"
+    );
+}
