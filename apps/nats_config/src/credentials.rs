@@ -6,7 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 
@@ -30,7 +30,7 @@ pub fn password(dir: &Path, user: &str) -> Result<String, String> {
     }
 }
 
-fn read(file: File, path: &PathBuf) -> Result<String, String> {
+fn read(file: File, path: &Path) -> Result<String, String> {
     let metadata = file
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -91,6 +91,8 @@ pub fn hash(password: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
