@@ -100,9 +100,34 @@ async fn unstorable_telemetry_does_not_make_the_link_spin(server: &Path) {
     })
     .await;
 
-    // No stream captures telemetry.raw any more: every connection fails at
-    // its first frame.
+    // Telemetry cannot be stored any more: a stream that refuses every
+    // frame (too small, new messages discarded) takes TELEMETRY_RAW's
+    // place (a deleted stream alone the service would declare again), so
+    // every connection fails at its first frame.
     js.delete_stream("TELEMETRY_RAW").await.unwrap();
+    js.create_stream(jetstream::stream::Config {
+        name: "REFUSES_TELEMETRY".into(),
+        subjects: vec!["telemetry.raw".into()],
+        max_bytes: 16,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A durable publish keeps trying for a while (the stream may get room
+    // again) before the frame counts as unstorable and the link goes down.
+    let deadline = std::time::Instant::now() + 2 * WAIT;
+    while !backend.services["io_service"]
+        .stderr()
+        .contains("device link down")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link never went down:\n{}",
+            backend.services["io_service"].stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let before = backend.device_stat("connections");
     tokio::time::sleep(OBSERVE).await;
     let during = backend.device_stat("connections") - before;
@@ -110,13 +135,9 @@ async fn unstorable_telemetry_does_not_make_the_link_spin(server: &Path) {
         during <= 10,
         "{during} connections in {OBSERVE:?} while telemetry could not be stored: the link spins"
     );
-    assert!(
-        backend.services["io_service"]
-            .stderr()
-            .contains("device link down")
-    );
 
     // Storable again: the flow resumes (within the back-off).
+    js.delete_stream("REFUSES_TELEMETRY").await.unwrap();
     js.get_or_create_stream(jetstream::stream::Config {
         name: "TELEMETRY_RAW".into(),
         subjects: vec!["telemetry.raw".into()],
