@@ -177,8 +177,13 @@ impl Browser {
     /// After `timeout`, naming `what` and the last value.
     pub fn wait_for(&mut self, expression: &str, what: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
+        // While a page is still loading the expression may throw (an
+        // element not there yet): that counts as not yet.
+        let guarded = format!(
+            "(() => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()"
+        );
         loop {
-            let value = self.eval(expression);
+            let value = self.eval(&guarded);
             let truthy = match &value {
                 Value::Null => false,
                 Value::Bool(b) => *b,
