@@ -417,3 +417,84 @@ fn health_tool_rejects_malformed_wait() {
     cmd.env("HEALTH_WAIT_MS", "soon");
     assert_fails_naming(cmd, "HEALTH_WAIT_MS");
 }
+
+// ---- under generated permissions -------------------------------------------
+
+/// The samples and examples as a secured deployment runs them: each as its
+/// own NATS user with exactly the permissions it prints for
+/// `--nats-permissions`. Everything they do keeps working, and the server
+/// refuses nothing (its log has no permissions violation). A client with
+/// every right drives them.
+#[tokio::test(flavor = "multi_thread")]
+async fn samples_work_under_their_generated_permissions() {
+    let data = tempfile::tempdir().unwrap();
+    let publisher_env = [
+        ("DATA_SUBJECT", "data.demo.temperature"),
+        ("FREQUENCY", "100"),
+    ];
+    let cache_env = [
+        ("DATA_SUBJECT", "data.demo.>"),
+        ("REQUEST_SUBJECT", "latest.demo.>"),
+    ];
+    let requester_env = [
+        ("REQUEST_SUBJECT", "latest.demo.temperature"),
+        ("OUTPUT_SUBJECT", "out.temperature"),
+        ("FREQUENCY", "200"),
+    ];
+    let samples: [(&str, &[(&str, &str)]); 5] = [
+        ("publisher", &publisher_env),
+        ("latest_value_cache", &cache_env),
+        ("requester", &requester_env),
+        ("thermal_api", &[]),
+        ("quickstart", &[]),
+    ];
+    let permissions: Vec<String> = samples
+        .iter()
+        .map(|(name, env)| support::service_permissions(&binary(name), name, env))
+        .collect();
+    let mut users: Vec<(&str, &str, Option<&str>)> = samples
+        .iter()
+        .zip(&permissions)
+        .map(|((name, _), permissions)| (*name, "pw", Some(permissions.as_str())))
+        .collect();
+    users.push(("probe", "pw-probe", None));
+    let server = NatsServer::start_with(
+        support::ServerOptions::new().config(support::authorization(&users)),
+    );
+    let mut processes = Vec::new();
+    for (name, env) in samples {
+        let mut cmd = service_cmd(name, &server, name, data.path());
+        cmd.env("NATS_USER", name).env("NATS_PASSWORD", "pw");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        processes.push(spawn_ready(cmd));
+    }
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("probe".into(), "pw-probe".into())
+            .connect(server.url())
+            .await
+            .unwrap();
+    // publisher -> latest_value_cache <- requester -> out.temperature.
+    let mut out = client.subscribe("out.temperature").await.unwrap();
+    let forwarded = next(&mut out).await;
+    let reading: Value = serde_json::from_slice(&forwarded.payload).unwrap();
+    assert!(reading["value"].is_f64(), "{reading}");
+    // thermal_api answers, quickstart answers.
+    let ack = request(&client, "thermal.heater.set", r#"{"power_percent": 50}"#).await;
+    let ack: Value = serde_json::from_slice(&ack.payload).unwrap();
+    assert_eq!(ack["accepted"], true, "{ack}");
+    let fahrenheit = request(&client, "sensors.fahrenheit", r#"{"celsius": 20}"#).await;
+    assert_eq!(&fahrenheit.payload[..], b"68.0");
+    // Each answers health (the probe asks; every instance replies once).
+    for (name, _) in samples {
+        let report = health(&client, &format!("$SRV.PING.{name}")).await;
+        assert_eq!(report["name"], name, "{report}");
+    }
+    let log = server.log();
+    assert!(
+        !log.contains("Violation"),
+        "a sample was refused by the server:\n{log}"
+    );
+    drop(processes);
+}

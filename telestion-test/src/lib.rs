@@ -46,6 +46,7 @@
 //! PostgreSQL (a private cluster on a free loopback port).
 
 mod arbitrary;
+mod auth;
 mod binaries;
 mod client;
 mod files;
@@ -63,6 +64,7 @@ mod server;
 mod service;
 
 pub use arbitrary::json_value;
+pub use auth::{authorization, service_permissions};
 pub use binaries::{target_dir, workspace_binary, workspace_example};
 pub use client::{
     collect_replies, error_header, eventually, eventually_async, health, health_report,
