@@ -692,9 +692,10 @@ fn web_port() -> u16 {
     *PORT.get_or_init(free_port)
 }
 
-/// GETs `path` from the page's service on the host; status and the
-/// response's head (lowercase).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// Sends one request to the page's service on the host (a POST with a JSON
+/// `body` and this origin, or a GET without one); status, the response's
+/// head (lowercase) and body.
+fn http(port: u16, path: &str, body: Option<&str>) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),
@@ -704,41 +705,22 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let request = match body {
+        Some(body) => format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        None => {
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+        }
+    };
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, _) = response.split_once("\r\n\r\n")?;
-    Some((status, head.to_ascii_lowercase()))
-}
-
-/// POSTs `body` to the page's service on the host; status and body.
-fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_secs(2),
-    )
-    .ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    Some((status, body.to_owned()))
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((status, head.to_ascii_lowercase(), body.to_owned()))
 }
 
 fn nats_image_tag() -> &'static str {
@@ -881,12 +863,12 @@ fn compose_stack_up_data_flows_health_table_and_down() {
     }
     // The page is served on the published port (its Host allowed by
     // WEB_HOSTS), with its security headers; its API needs a sign-in.
-    let (status, headers) = http_get(web_port(), "/").expect("the page does not answer");
+    let (status, headers, _) = http(web_port(), "/", None).expect("the page does not answer");
     assert_eq!(status, 200, "{headers}");
     assert!(headers.contains("content-security-policy"), "{headers}");
-    let reply = http_post(web_port(), "/api/query/count", "{}");
+    let reply = http(web_port(), "/api/query/count", Some("{}"));
     assert!(
-        matches!(reply, Some((401 | 403, _))),
+        matches!(reply, Some((401 | 403, _, _))),
         "the API answered without a sign-in: {reply:?}"
     );
 

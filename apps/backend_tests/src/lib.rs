@@ -12,6 +12,7 @@ pub mod http;
 pub mod rate;
 
 pub mod secured;
+pub mod telecommands;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -25,37 +25,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backend_tests::Backend;
+use backend_tests::telecommands::{body, code, send};
 use serde_json::{Value, json};
-use telestion_test::{WAIT, error_header, eventually, request_within};
-
-async fn send(client: &async_nats::Client, request: Value) -> async_nats::Message {
-    request_within(
-        client,
-        "telecommand.send",
-        request.to_string(),
-        Duration::from_secs(20),
-    )
-    .await
-}
-
-fn code(reply: &async_nats::Message) -> Option<String> {
-    reply
-        .headers
-        .as_ref()?
-        .get("Nats-Service-Error-Code")
-        .map(|v| v.as_str().to_owned())
-}
-
-/// The JSON of a successful reply.
-fn body(reply: &async_nats::Message) -> Value {
-    assert_eq!(
-        error_header(reply),
-        None,
-        "error reply: {}",
-        String::from_utf8_lossy(&reply.payload)
-    );
-    serde_json::from_slice(&reply.payload).expect("the reply is not JSON")
-}
+use telestion_test::{WAIT, error_header, eventually};
 
 /// How often the device received a telecommand frame with `id` (it logs
 /// each one).
