@@ -87,8 +87,12 @@ pub struct NatsPermissions {
     pub allow_responses: Option<Responses>,
 }
 
-/// The inbox prefix of service `name`: its requests' replies come to
-/// `_INBOX.<name>.…`.
+/// The inbox prefix of service (or person) `name`: its requests' replies
+/// come to `_INBOX.<name>.…`, the only inbox its permissions let it read.
+///
+/// ```
+/// assert_eq!(telestion::permissions::inbox_prefix("parser"), "_INBOX.parser");
+/// ```
 pub fn inbox_prefix(name: &str) -> String {
     format!("_INBOX.{name}")
 }
@@ -96,6 +100,26 @@ pub fn inbox_prefix(name: &str) -> String {
 /// The permissions service `name` needs for `routes` and `uses`, subjects
 /// from config keys resolved with `config` (a key that is not set and has
 /// no default is left out: set it when generating permissions).
+///
+/// ```
+/// use telestion::permissions::{Uses, nats_permissions};
+/// use telestion::{Config, Durable, Route};
+///
+/// async fn parse(_frame: String) {}
+///
+/// let routes = [Route::new("telemetry.raw", parse)
+///     .name("parse")
+///     .durable(Durable::new().stream("TELEMETRY_RAW"))];
+/// let uses = Uses::new().publishes("telemetry.parsed").streams("TELEMETRY");
+/// let p = nats_permissions(&routes, &uses, &Config::from_pairs([("A", "b")]), "parser");
+/// let publish = &p.publish.allow;
+/// assert!(publish.contains(&"telemetry.parsed".to_owned()));
+/// assert!(publish.contains(&"$JS.API.STREAM.CREATE.TELEMETRY".to_owned()));
+/// assert!(publish.iter().any(|s| s.starts_with("$JS.API.CONSUMER.MSG.NEXT.TELEMETRY_RAW.")));
+/// assert!(publish.contains(&"telestion.dead.parser.parse".to_owned()));
+/// // Never allowed: deleting, purging.
+/// assert!(!publish.iter().any(|s| s.contains("DELETE") || s.contains("PURGE")));
+/// ```
 pub fn nats_permissions(
     routes: &[Route],
     uses: &Uses,

@@ -141,7 +141,20 @@ impl Options {
     }
 
     /// Declares a subject this service's own code publishes to (see
-    /// [`Uses::publishes`](crate::permissions::Uses::publishes)).
+    /// [`Uses::publishes`](crate::permissions::Uses::publishes)), for its
+    /// NATS permissions (`--nats-permissions`).
+    ///
+    /// ```
+    /// use telestion::Options;
+    ///
+    /// let options = Options::new()
+    ///     .publishes("device.link")
+    ///     .requests("telemetry.query.*")
+    ///     .subscribes("telecommand.ack.*")
+    ///     .streams("TELEMETRY_RAW")
+    ///     .key_value("TELECOMMAND_IDS");
+    /// # let _ = options;
+    /// ```
     pub fn publishes(mut self, subject: impl Into<String>) -> Options {
         self.uses = self.uses.publishes(subject);
         self
