@@ -190,6 +190,16 @@ async fn log_message(
     };
     // `write` and `enqueue` reject an invalid category before touching any
     // file.
+    if reply_to.is_none() && service.is_stopping() {
+        // Draining: the line is written before the handler returns, so the
+        // drain (which waits for the handlers) ends with it on disk.
+        let line = log_line(&subject, &body, SystemTime::now());
+        if let Err(error) = log.write(&category, line).await {
+            tracing::warn!(%category, %error, "message not logged");
+            service.record_error();
+        }
+        return Reply::None;
+    }
     if reply_to.is_none() {
         // Nobody waits for an answer: queued (waiting only while the queues
         // are over budget) and formatted by the writer; a line that fails
@@ -236,6 +246,20 @@ async fn log_message(
     }
     log.wait_for_room(&category).await;
     Reply::None
+}
+
+/// At shutdown, every line queued before it is written before the process
+/// exits: the drain awaits this task after the handlers (which, while
+/// draining, wait for their own lines).
+#[subscribe(task)]
+async fn flush_at_shutdown(State(log): State<DataLog>, service: Service) {
+    service.stopped().await;
+    if !log.flush(service.shutdown_timeout()).await {
+        service.record_error();
+        tracing::error!(
+            "lines were still queued after SHUTDOWN_TIMEOUT; they may not be in the log files"
+        );
+    }
 }
 
 /// What happens to lines nobody waits for that could not be written: each

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::mem;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use telestion::Bytes;
 use telestion::data_log::check_category;
@@ -156,6 +156,38 @@ impl DataLog {
     pub async fn wait_for_room(&self, category: &str) {
         self.wait_until(category, Instant::now() + self.lock_timeout())
             .await;
+    }
+
+    /// Waits until every line queued so far is written (or refused), at
+    /// most `limit`; `false` when lines were still queued then. What a
+    /// service does before it exits, so that no queued line is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = standard_ops::DataLog::new(dir.path());
+    /// let written = log.write("temperature", "{\"value\":1}".into());
+    /// assert!(log.flush(std::time::Duration::from_secs(5)).await);
+    /// assert!(written.await.is_ok());
+    /// # }
+    /// ```
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let room = self.inner.queues.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if lock(&self.inner.queues.state).bytes == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), room)
+                .await
+                .is_err()
+            {
+                return lock(&self.inner.queues.state).bytes == 0;
+            }
+        }
     }
 
     async fn wait_until(&self, category: &str, deadline: Instant) {
