@@ -156,7 +156,7 @@ impl Settings {
 async fn log_spec(
     Subject(subject): Subject,
     ReplyTo(reply): ReplyTo,
-    State(log): State<DataLog>,
+    log: State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
@@ -169,7 +169,7 @@ async fn log_spec(
 async fn log_dotted(
     Subject(subject): Subject,
     ReplyTo(reply): ReplyTo,
-    State(log): State<DataLog>,
+    log: State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
