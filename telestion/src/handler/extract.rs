@@ -1,5 +1,6 @@
 //! Extractors: the types a handler takes as parameters, in any order. This
-//! table is the list (the compiler's hints and the README point here):
+//! table is the list (the compiler's hints and the
+//! [guide](crate::guide::handlers) point here):
 //!
 //! | extractor | what it gives | body |
 //! | --- | --- | --- |
