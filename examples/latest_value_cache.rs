@@ -107,11 +107,7 @@ impl Values {
 /// Stores every data message under its key. A value too big for the cache
 /// is an error (logged and counted in health).
 #[subscribe(config = "DATA_SUBJECT", queue = false)]
-async fn store(
-    Subject(subject): Subject,
-    State(cache): State<Cache>,
-    body: Bytes,
-) -> Result<(), String> {
+async fn store(Subject(subject): Subject, cache: State<Cache>, body: Bytes) -> Result<(), String> {
     let Some(key) = Cache::key(&cache.data_prefix, &subject) else {
         return Ok(());
     };
@@ -124,7 +120,7 @@ async fn store(
 
 /// Answers with the latest value of the requested key (or an empty body).
 #[subscribe(config = "REQUEST_SUBJECT")]
-async fn latest(Subject(subject): Subject, State(cache): State<Cache>) -> Bytes {
+async fn latest(Subject(subject): Subject, cache: State<Cache>) -> Bytes {
     let values = cache.values.lock().unwrap_or_else(|e| e.into_inner());
     Cache::key(&cache.request_prefix, &subject)
         .and_then(|key| values.get(key))

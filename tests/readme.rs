@@ -1,5 +1,6 @@
-//! The README's claims: its quick-start code is `examples/quickstart.rs`,
-//! and that service behaves as the README says.
+//! The README's and the guide's claims: the quick-start code is
+//! `examples/quickstart.rs`, and that service behaves as the README says;
+//! the guide's examples are the files they show.
 
 use telestion_test as support;
 
@@ -7,10 +8,24 @@ use std::time::Duration;
 
 use support::{NatsServer, Process, clean_command};
 
+/// A guide chapter (`telestion/src/docs/<name>.md`).
+fn chapter(name: &str) -> String {
+    let path = format!(
+        "{}/../telestion/src/docs/{name}.md",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// The README's code block that follows `after` and opens with `fence`.
 fn readme_block(after: &str, fence: &str) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    text_block(&readme, after, fence)
+}
+
+/// The code block of `text` that follows `after` and opens with `fence`.
+fn text_block(readme: &str, after: &str, fence: &str) -> String {
     let from = readme
         .find(after)
         .unwrap_or_else(|| panic!("README lacks {after:?}"));
@@ -33,7 +48,11 @@ fn readme_by_hand_service_compiles_without_a_tokio_dependency() {
     let crate_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/without_tokio");
     let main = std::fs::read_to_string(format!("{crate_dir}/src/main.rs")).unwrap();
     assert_eq!(
-        readme_block("### Without the macros", "```rust,no_run\n"),
+        text_block(
+            &chapter("handlers"),
+            "## Without the macros",
+            "```rust,no_run\n"
+        ),
         main
     );
     // That crate depends on telestion alone (and the workspace builds it).
@@ -46,7 +65,7 @@ fn readme_by_hand_service_compiles_without_a_tokio_dependency() {
     assert_eq!(names, ["telestion"]);
 }
 
-/// The README's "Dependencies" promise: a service with derives, logging
+/// The guide's "Dependencies" promise: a service with derives, logging
 /// and a timer needs only `telestion` and `serde` (the workspace builds
 /// `tests/with_serde`).
 #[test]
@@ -59,11 +78,12 @@ fn a_service_needs_only_telestion_and_serde() {
         .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
         .collect();
     assert_eq!(names, ["telestion", "serde"]);
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let configuration = chapter("configuration");
     assert!(
-        readme.contains("#### Dependencies"),
-        "README lacks the section"
+        configuration.contains("\n## Dependencies\n")
+            && configuration.contains("telestion = \"0.1\"")
+            && configuration.contains("serde = { version = \"1\", features = [\"derive\"] }"),
+        "the guide's configuration chapter lacks the section"
     );
 }
 
@@ -73,7 +93,7 @@ fn readme_testing_section_is_the_testing_example() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testing_example.rs"))
             .unwrap();
     assert_eq!(
-        readme_block("### Testing your service", "```rust,ignore\n"),
+        text_block(&chapter("testing"), "", "```rust,ignore\n"),
         example
     );
 }
@@ -157,20 +177,6 @@ async fn quickstart_behaves_as_documented() {
     assert_eq!(service.wait_exit(Duration::from_secs(20)), Some(0));
 }
 
-/// The README's section that starts with the heading `heading`, up to the
-/// next heading of the same level.
-fn readme_section(heading: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme
-        .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README lacks {heading:?}"));
-    let level = heading.split(' ').next().unwrap_or("###");
-    let body = &readme[start + heading.len() + 2..];
-    let end = body.find(&format!("\n{level} ")).unwrap_or(body.len());
-    body[..end].to_owned()
-}
-
 /// Issue 23, points 6 and 8: the drain's known limit is stated as it is
 /// (async-nats has had pull request #1504 since 0.46, and a drained
 /// subscription is still forgotten at the next poll, not on the `PONG`),
@@ -181,7 +187,7 @@ fn readme_section(heading: &str) -> String {
 /// have" PR #1504; no exit codes besides 0, 1 and 130.
 #[test]
 fn the_shutdown_section_tells_the_truth() {
-    let shutdown = readme_section("### Shutdown");
+    let shutdown = chapter("shutdown");
     assert!(
         !shutdown.contains("does not have it") && !shutdown.contains("newest release"),
         "{shutdown}"

@@ -177,12 +177,15 @@ fn help_names_the_flag() {
 }
 
 #[test]
-fn the_readme_excerpt_is_what_the_sample_prints() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+fn the_guide_excerpt_is_what_the_sample_prints() {
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../telestion/src/docs/asyncapi.md"
+    ))
+    .unwrap();
     let start = readme
         .find("thermal_api --asyncapi`):")
-        .expect("the README's AsyncAPI excerpt");
+        .expect("the guide's AsyncAPI excerpt");
     let rest = &readme[start..];
     let open = rest.find("```json\n").expect("a json block") + "```json\n".len();
     let close = open + rest[open..].find("\n```").expect("the block's end");

@@ -161,7 +161,13 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `<SERVICE_NAME>_<handler>`), `stream = "NAME"` the stream (default:
 ///   the one that captures the subject). `queue` does not apply;
 ///   `concurrency = N` allows `N` unacknowledged messages at once;
+/// - `batch = N` (1 to 10,000), with an optional `batch_window = "50ms"`
+///   (default 100 ms): one call for up to `N` messages, taken as a
+///   `Batch<T>` parameter; `concurrency` does not apply;
 /// - `crate = "path"`: the `telestion` crate under another name.
+///
+/// The guide's chapter `telestion::guide::handlers` has the table of every
+/// argument, and a chapter for each kind of handler.
 ///
 /// ```no_run
 /// use telestion::{Json, subscribe};

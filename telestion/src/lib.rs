@@ -30,6 +30,11 @@
 //! code says; see [`extract`] for the parameters a handler can take, and
 //! [`IntoReply`] for what it can return.
 //!
+//! The manual is the [`guide`]: one chapter per topic (configuration,
+//! handlers, replies and errors, publish targets, timers and tasks, batches,
+//! durable handlers, health, discovery, metrics, AsyncAPI, shutdown,
+//! testing, deployment, security).
+//!
 //! Everything the macros do is available by hand:
 //!
 //! ```no_run
@@ -90,6 +95,7 @@ pub mod data_log;
 mod engine;
 mod error;
 pub mod exit_code;
+pub mod guide;
 mod handler;
 mod jetstream;
 mod observe;

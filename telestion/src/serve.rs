@@ -312,7 +312,7 @@ impl Service {
     /// at the next poll of its connection task after writing the `UNSUB`,
     /// not on the server's `PONG`, so a message the server routed here
     /// before it processed the `UNSUB` and that arrives after that poll is
-    /// dropped by the client (see the README's Shutdown section). What was
+    /// dropped by the client (see the guide's [shutdown](crate::guide::shutdown) chapter). What was
     /// not confirmed is reported in [`Service::exit_code`].
     pub async fn drain(&self) {
         self.shutdown();

@@ -160,7 +160,7 @@ pub struct Retention(pub Duration);
 /// Deletes the points older than `RETENTION` (a timer; a plain `fn`, on the
 /// blocking pool, waiting for the database thread).
 pub fn purge(writer: State<Writer>, retention: State<Retention>) -> Result<(), HandlerError> {
-    match writer.purge(retention.0.0) {
+    match writer.purge(retention.0) {
         Ok(0) => Ok(()),
         Ok(deleted) => {
             tracing::info!(deleted, "deleted points older than RETENTION");

@@ -52,7 +52,7 @@ pub fn server_conf(server: &Server) -> String {
     if let Some(websocket) = &server.websocket {
         // For Telestion's nats.ws frontend; people sign in with their
         // users. No TLS here: put it behind a TLS proxy or add a `tls`
-        // block (see the README's security section).
+        // block (see the guide's security chapter).
         text.push_str(&format!(
             "websocket {{\n  listen: {}\n  no_tls: true\n}}\n",
             json!(websocket)

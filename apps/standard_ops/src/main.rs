@@ -156,7 +156,7 @@ impl Settings {
 async fn log_spec(
     Subject(subject): Subject,
     ReplyTo(reply): ReplyTo,
-    State(log): State<DataLog>,
+    log: State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
@@ -169,7 +169,7 @@ async fn log_spec(
 async fn log_dotted(
     Subject(subject): Subject,
     ReplyTo(reply): ReplyTo,
-    State(log): State<DataLog>,
+    log: State<DataLog>,
     _keys: TypedConfig<Settings>,
     service: Service,
     body: Bytes,
@@ -252,7 +252,7 @@ async fn log_message(
 /// exits: the drain awaits this task after the handlers (which, while
 /// draining, wait for their own lines).
 #[subscribe(task)]
-async fn flush_at_shutdown(State(log): State<DataLog>, service: Service) {
+async fn flush_at_shutdown(log: State<DataLog>, service: Service) {
     service.stopped().await;
     if !log.flush(service.shutdown_timeout()).await {
         service.record_error();

@@ -213,8 +213,8 @@ async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
     // arrives: draining must write every one of them. The rest is published
     // after the first instance exited, and the second takes all of it.
     // (Messages the server sends in the round trip of the drain's UNSUB,
-    // while a publisher keeps going, are the async-nats limit the README's
-    // Shutdown section describes; this test does not publish during it.)
+    // while a publisher keeps going, are the async-nats limit the guide's
+    // shutdown chapter describes; this test does not publish during it.)
     let publish = |range: std::ops::Range<usize>| {
         let client = client.clone();
         async move {
@@ -263,7 +263,7 @@ async fn two_instances_share_messages_and_data_dir_and_drain_on_sigterm() {
     assert!(first.stderr().contains("drained"), "{}", first.stderr());
 }
 
-/// The README's advice for publishers that must not lose a message across a
+/// The guide's advice (shutdown chapter) for publishers that must not lose a message across a
 /// restart: send requests (the reply comes after the line is written) and
 /// retry when none comes. Requests keep going while one of two instances
 /// drains on SIGTERM; every message ends up logged exactly once.

@@ -133,7 +133,7 @@ async fn send(
         .clone()
         .unwrap_or_else(|| nuid::next().to_string());
     let command = request.command.as_str();
-    let timeout = limit.0.0;
+    let timeout = limit.0;
     let started = tokio::time::Instant::now();
     let claim = registry
         .claim(&id, command, &request.args)

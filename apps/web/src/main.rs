@@ -131,15 +131,15 @@ async fn serve_http(
     settings: State<Settings>,
     listener: State<Listener>,
 ) -> Result<(), HandlerError> {
-    let listener = listener.0.0.try_clone()?;
+    let listener = listener.0.try_clone()?;
     let listener = telestion::tokio::net::TcpListener::from_std(listener)?;
-    let settings = settings.0.clone();
+    let settings = State::arc(&settings).clone();
     let app = http::App {
         service: service.clone(),
         origins: Arc::new(settings.origins()),
         settings: settings.clone(),
-        sessions: sessions.0.clone(),
-        hub: hub.0.clone(),
+        sessions: State::arc(&sessions).clone(),
+        hub: State::arc(&hub).clone(),
     };
     server::serve(
         listener,

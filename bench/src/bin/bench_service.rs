@@ -47,13 +47,13 @@ async fn count(counter: &Counter, bytes: usize, service: &Service) {
 
 /// Raw bytes throughput.
 #[subscribe("bench.tel.bytes")]
-async fn on_bytes(body: Bytes, State(counters): State<Counters>, service: Service) {
+async fn on_bytes(body: Bytes, counters: State<Counters>, service: Service) {
     count(&counters.hot, body.len(), &service).await;
 }
 
 /// `Json<T>` throughput.
 #[subscribe("bench.tel.json")]
-async fn on_json(Json(sample): Json<Sample>, State(counters): State<Counters>, service: Service) {
+async fn on_json(Json(sample): Json<Sample>, counters: State<Counters>, service: Service) {
     count(&counters.hot, sample.data.len(), &service).await;
 }
 
@@ -78,14 +78,14 @@ async fn echo(body: Bytes) -> Bytes {
 
 /// A backlogged handler, one message at a time.
 #[subscribe("bench.tel.slow")]
-async fn slow(body: Bytes, State(counters): State<Counters>, service: Service) {
+async fn slow(body: Bytes, counters: State<Counters>, service: Service) {
     work::slow_work(&body);
     count(&counters.slow, body.len(), &service).await;
 }
 
 /// A backlogged handler, up to 8 messages at once.
 #[subscribe("bench.tel.slow8", concurrency = 8)]
-async fn slow8(body: Bytes, State(counters): State<Counters>, service: Service) {
+async fn slow8(body: Bytes, counters: State<Counters>, service: Service) {
     work::slow_work(&body);
     count(&counters.slow8, body.len(), &service).await;
 }
@@ -97,7 +97,7 @@ const STREAM: &str = "BENCH_TEL";
 /// acknowledged with the server's confirmation after it returns). It
 /// waits while the driver holds it (filling the stream before a round).
 #[subscribe("bench.tel.durable", durable, stream = "BENCH_TEL")]
-async fn on_durable(body: Bytes, State(counters): State<Counters>, service: Service) {
+async fn on_durable(body: Bytes, counters: State<Counters>, service: Service) {
     counters.gate.pass().await;
     if let Some(n) = counters.durable_hit(body.len() as u64) {
         let _ = service.publish(DONE, n.to_string()).await;
@@ -106,13 +106,13 @@ async fn on_durable(body: Bytes, State(counters): State<Counters>, service: Serv
 
 /// Starts a round: `"<counter> <target>"`.
 #[subscribe("bench.tel.reset")]
-async fn reset(command: String, State(counters): State<Counters>) -> Result<&'static str, String> {
+async fn reset(command: String, counters: State<Counters>) -> Result<&'static str, String> {
     counters.reset(&command).map(|()| "ok")
 }
 
 /// The counts so far.
 #[subscribe("bench.tel.stats")]
-async fn stats(State(counters): State<Counters>) -> String {
+async fn stats(counters: State<Counters>) -> String {
     counters.stats()
 }
 

@@ -1,5 +1,6 @@
 //! Extractors: the types a handler takes as parameters, in any order. This
-//! table is the list (the compiler's hints and the README point here):
+//! table is the list (the compiler's hints and the
+//! [guide](crate::guide::handlers) point here):
 //!
 //! | extractor | what it gives | body |
 //! | --- | --- | --- |
@@ -287,8 +288,54 @@ impl FromMessage for Service {
 /// Shared state provided in start-up code with
 /// [`Service::provide`](crate::Service::provide), resolved once when the
 /// route is subscribed (a missing state fails the start).
+///
+/// `State<T>` dereferences to `T`, so a parameter `db: State<Db>` is used
+/// like a `&Db`: with `struct Db(Mutex<...>)`, `db.0.lock()` locks the
+/// mutex (the `Arc` inside is private, so `.0` is `Db`'s field). It is a
+/// cheap clone of an `Arc`; [`State::arc`] and [`State::into_arc`] give
+/// that `Arc` (for a task that outlives the handler call, say).
+///
+/// ```no_run
+/// use std::sync::Mutex;
+/// use telestion::{Json, Service, State, subscribe};
+///
+/// /// The notes, behind a lock: handlers may run at once.
+/// struct Db(Mutex<Vec<String>>);
+///
+/// /// Stores a note; answers with how many there are.
+/// #[subscribe("notes.add", concurrency = 4)]
+/// async fn add(Json(note): Json<String>, db: State<Db>) -> Json<usize> {
+///     let mut notes = db.0.lock().unwrap();
+///     notes.push(note);
+///     Json(notes.len())
+/// }
+///
+/// #[telestion::service]
+/// async fn main(service: Service) {
+///     service.provide(Db(Mutex::new(Vec::new())));
+/// }
+/// ```
 #[derive(Debug)]
-pub struct State<T>(pub Arc<T>);
+pub struct State<T>(Arc<T>);
+
+impl<T> State<T> {
+    /// State around a shared value (what a route's handler receives when
+    /// the value was given to [`Service::provide_arc`](crate::Service::provide_arc)).
+    pub fn new(value: Arc<T>) -> Self {
+        State(value)
+    }
+
+    /// The shared `Arc` (an associated function, `State::arc(&state)`, so
+    /// it never hides a method of `T`).
+    pub fn arc(this: &Self) -> &Arc<T> {
+        &this.0
+    }
+
+    /// The shared `Arc`, taken out (`State::into_arc(state)`).
+    pub fn into_arc(this: Self) -> Arc<T> {
+        this.0
+    }
+}
 
 impl<T> Clone for State<T> {
     fn clone(&self) -> Self {

@@ -41,7 +41,7 @@ async fn message(message: Message) {
 
 #[subscribe("p.parts")]
 async fn parts(
-    State(counter): State<Counter>,
+    counter: State<Counter>,
     settings: TypedConfig<Settings>,
     Subject(subject): Subject,
     mut headers: Headers,
