@@ -73,7 +73,12 @@ async fn stored_times(
     use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
     let js = async_nats::jetstream::new(client.clone());
     let mut stream = js.get_stream(name).await.map_err(|e| e.to_string())?;
-    let total = stream.info().await.map_err(|e| e.to_string())?.state.messages;
+    let total = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .messages;
     let consumer = stream
         .create_consumer(pull::Config {
             deliver_policy: DeliverPolicy::All,
@@ -124,7 +129,9 @@ fn hops(backend: &Backend, start_ms: i64) -> Result<Vec<Hop>, String> {
         .prepare("SELECT session, counter, time_ms, stored_ms FROM telemetry WHERE time_ms >= ?1")
         .map_err(|e| e.to_string())?;
     let rows: Vec<(u32, u32, i64, i64)> = statement
-        .query_map([start_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_map([start_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .and_then(|rows| rows.collect())
         .map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -140,7 +147,10 @@ fn hops(backend: &Backend, start_ms: i64) -> Result<Vec<Hop>, String> {
     let (mut device_raw, mut raw_parsed, mut parsed_row, mut total) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (session, counter, time_ms, stored_ms) in rows {
-        let (Some(raw), Some(parsed)) = (raw.get(&(session, counter)), parsed.get(&(session, counter))) else {
+        let (Some(raw), Some(parsed)) = (
+            raw.get(&(session, counter)),
+            parsed.get(&(session, counter)),
+        ) else {
             return Err(format!("frame {session}/{counter} is not in both streams"));
         };
         device_raw.push(raw - time_ms as f64);

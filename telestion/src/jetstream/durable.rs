@@ -415,12 +415,12 @@ async fn handle<H, Args>(
     let mut tries = Tries::default();
     let decision = loop {
         let mut incoming = Incoming::new(delivery.message(), service.clone());
-        let started = Instant::now();
+        let watch = route.info.stats.stopwatch();
         let outcome = call_handler(handler, context, &mut incoming).await;
         let sequence = delivery.sequence;
         let outcome = published(&service, route, outcome, sequence, sequence).await;
         let subject = delivery.subject.as_str();
-        record(&route.info, &outcome, 1, started.elapsed(), subject);
+        record(&route.info, &outcome, 1, watch, subject);
         match outcome {
             Outcome::Done(_) => break Settle::Done,
             Outcome::Failed(failure) => {
