@@ -9,7 +9,7 @@ use telestion_test::NatsServer;
 use crate::binaries::Binaries;
 use crate::bus::{Res, bench_service_ready, first_reply, pong};
 use crate::cases::{
-    backend, cold_start, database, durable, health_backlog, instructions, latency, memory,
+    backend, cold_start, database, durable, health_backlog, instructions, latency, memory, scale,
     standard_ops, throughput,
 };
 use crate::cli::Plan;
@@ -178,6 +178,13 @@ async fn cases(ctx: &mut Ctx, results: &mut serde_json::Map<String, Value>) -> R
         println!("durable handlers (JetStream) ...");
         let outcome = durable::durable(ctx).await;
         record(ctx, results, "durable", "durable handlers", outcome);
+    }
+
+    // 8. Scale: 1, 2 and 4 instances on a 3-node cluster.
+    if plan.runs("scale") {
+        println!("scale: instances in one queue group on a 3-node cluster ...");
+        let outcome = scale::scale(ctx).await;
+        record(ctx, results, "scale", "scale", outcome);
     }
 
     for (name, process) in [("bench-tel", &mut fw), ("bench-raw", &mut raw)] {

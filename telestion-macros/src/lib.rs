@@ -95,6 +95,12 @@ use proc_macro::TokenStream;
 ///
 /// Arguments:
 /// - `nats = false`: run without a NATS connection (no handlers);
+/// - `publishes`, `requests`, `subscribes`, `streams`, `key_value` (lists
+///   of strings): what the service's own code does on the bus, for its
+///   NATS permissions;
+/// - `subscription_capacity = 262_144`: the service's own default for
+///   `NATS_SUBSCRIPTION_CAPACITY` (messages buffered per subscription;
+///   the configuration key overrides it; see `Options::subscription_capacity`);
 /// - `crate = "path"`: the `telestion` crate under another name.
 ///
 /// ```no_run

@@ -19,6 +19,9 @@ struct ServiceArgs {
     /// `publishes = [...]` and the other declarations of what the
     /// service's own code does on the bus: (the `Options` method, value).
     uses: Vec<(&'static str, syn::LitStr)>,
+    /// `subscription_capacity = N`: the service's own default for
+    /// `NATS_SUBSCRIPTION_CAPACITY`.
+    subscription_capacity: Option<usize>,
 }
 
 /// The validated `async fn main`.
@@ -110,6 +113,12 @@ const SPEC: Spec<ServiceArgs> = Spec {
             parse: parse_key_value,
         },
         Key {
+            name: "subscription_capacity",
+            usage: "`subscription_capacity = 262_144` (messages buffered per subscription unless \
+                    NATS_SUBSCRIPTION_CAPACITY says otherwise)",
+            parse: parse_subscription_capacity,
+        },
+        Key {
             name: "crate",
             usage: "`crate = \"path\"` (the telestion crate under another name)",
             parse: parse_crate,
@@ -123,6 +132,7 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> ServiceArgs {
         nats: true,
         krate: args::default_crate(),
         uses: Vec::new(),
+        subscription_capacity: None,
     };
     SPEC.parse(tokens, &mut args, errors);
     args
@@ -181,6 +191,23 @@ fn parse_streams(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut
 
 fn parse_key_value(args: &mut ServiceArgs, key: &Ident, value: &Expr, errors: &mut Errors) {
     parse_uses("key_value", args, key, value, errors);
+}
+
+/// `subscription_capacity = N`, N at least 1.
+fn parse_subscription_capacity(
+    args: &mut ServiceArgs,
+    _: &Ident,
+    value: &Expr,
+    errors: &mut Errors,
+) {
+    match args::lit_int(value).map(|lit| lit.base10_parse::<usize>()) {
+        Some(Ok(n)) if n >= 1 => args.subscription_capacity = Some(n),
+        _ => errors.spanned(
+            value,
+            "`subscription_capacity` takes a number of messages, at least 1; write \
+             `subscription_capacity = 262_144`",
+        ),
+    }
 }
 
 /// `crate = "path"`.
@@ -254,7 +281,12 @@ fn check_main(func: Function) -> syn::Result<MainFn> {
 }
 
 fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
-    let ServiceArgs { nats, krate, uses } = args;
+    let ServiceArgs {
+        nats,
+        krate,
+        uses,
+        subscription_capacity,
+    } = args;
     let MainFn {
         attrs,
         vis,
@@ -288,6 +320,7 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
         let method = Ident::new(method, value.span());
         quote!(.#method(#value))
     });
+    let capacity = subscription_capacity.map(|n| quote!(.subscription_capacity(#n)));
     let setup = quote! {
         |#binding: #krate::__private::Service| async move { #result }
     };
@@ -297,7 +330,7 @@ fn generate(args: &ServiceArgs, main: MainFn) -> TokenStream {
             #inner_fn
             #krate::__private::run(
                 #krate::__private::with_crate_version(
-                    #krate::__private::Options::new().nats(#nats)#(#uses)*,
+                    #krate::__private::Options::new().nats(#nats)#(#uses)*#capacity,
                     ::core::option_env!("CARGO_PKG_VERSION"),
                 ),
                 #krate::__private::collected_routes(),

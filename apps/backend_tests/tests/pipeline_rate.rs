@@ -38,6 +38,12 @@ fn device_to_database_rate_and_latency() {
              latency p50 {} ms, p99 {} ms, max {} ms",
             f.rate_hz, f.sent, f.stored_per_s, f.drain, f.p50_ms, f.p99_ms, f.max_ms
         );
+        for hop in &f.hops {
+            println!(
+                "  {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                hop.name, hop.p50_ms, hop.p99_ms, hop.max_ms
+            );
+        }
     }
 }
 

@@ -31,8 +31,10 @@ use telestion::{Batch, HandlerError, Json, Service, State, StreamSpec, subscribe
 
 use db::{Db, Telemetry};
 
-/// Stores a batch of frames in one transaction: up to 200 frames, or what
-/// arrived within 50 ms after the first. On success every frame of the
+/// Stores a batch of frames in one transaction: up to 200 frames, what
+/// arrived back to back (no gap of 1 ms), at most 50 ms after the first:
+/// one frame at a time when they trickle in, larger batches under load or
+/// while a commit takes long. On success every frame of the
 /// batch is acknowledged; on a failure every one is delivered again. A
 /// message that is not a valid frame is left out of the batch by the
 /// framework (answered with 400 and dead-lettered on its own).

@@ -8,5 +8,6 @@ pub mod health_backlog;
 pub mod instructions;
 pub mod latency;
 pub mod memory;
+pub mod scale;
 pub mod standard_ops;
 pub mod throughput;

@@ -146,9 +146,13 @@ pub async fn standard_ops(ctx: &mut Ctx, program: &Path) -> Res<Value> {
     let (_, lines) = burst(ctx, "__telestion__/log/default", &file, n)
         .await
         .map_err(|e| format!("{e}\n{}", log_tail(&process)))?;
+    let (_, peak_kib) = crate::measure::memory_kib(process.pid())?;
     drop(process);
     let lost = n - lines.min(n);
-    println!("  default settings: {lost} of {n} lines lost");
+    println!(
+        "  default settings: {lost} of {n} lines lost, peak RSS {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
     ctx.table.row(
         &format!("standard_ops lines lost, {n} burst, default settings"),
         format!("{lost}"),
@@ -156,6 +160,14 @@ pub async fn standard_ops(ctx: &mut Ctx, program: &Path) -> Res<Value> {
         String::new(),
         "0",
         Some(lost == 0),
+    );
+    ctx.table.row(
+        "  standard_ops peak RSS in that burst (MiB)",
+        format!("{:.1}", peak_kib as f64 / 1024.0),
+        String::new(),
+        String::new(),
+        "",
+        None,
     );
 
     // An unrelated busy subject (the raw subscriber), without and with
@@ -209,6 +221,7 @@ pub async fn standard_ops(ctx: &mut Ctx, program: &Path) -> Res<Value> {
         "raw_appender_lines_per_s_median": raw,
         "lines_ratio": ratio,
         "lines_lost_default_settings": lost,
+        "peak_rss_kib_default_settings": peak_kib,
         "unrelated_without_msgs_per_s": without,
         "unrelated_with_msgs_per_s": with,
         "unrelated_ratio": b / a,

@@ -1,5 +1,6 @@
 //! Batch routes: one call for up to N messages, or for what arrived
-//! within a time window, in arrival order. The messages a `Batch<T>`
+//! within a time window (closed early when no message follows within the
+//! quiet gap), in arrival order. The messages a `Batch<T>`
 //! parameter rejects fail on their own; the call's outcome applies to the
 //! others. The core route's loop is here; the durable one settles the same
 //! [`BatchCall`] in `jetstream`.
@@ -21,6 +22,22 @@ use super::RouteInfo;
 use super::core::warn_drain_unconfirmed;
 use super::deliver::{Sink, publish_targets, send_error_reply};
 use super::outcome::{Cause, Failure, Outcome, record_failure};
+
+/// How long a batch waits for its next message before it is handled: a
+/// batch closes when it holds `max` messages, when `window` has passed
+/// since its first message, or when no further message arrived for this
+/// long, whichever comes first. Messages published back to back (one
+/// flush, or a burst) arrive well within it and form one batch; a lone
+/// message is handled about a millisecond after it arrived. Under load
+/// the next message is always near, so batches grow towards `max` or the
+/// window: batching costs latency only when it saves work.
+pub(crate) const QUIET_GAP: Duration = Duration::from_millis(1);
+
+/// When a batch waiting since `now` for its next message closes: after
+/// the quiet gap, never after the window's end.
+pub(crate) fn quiet_until(now: Instant, window_end: Instant) -> Instant {
+    (now + QUIET_GAP).min(window_end)
+}
 
 /// A route's batch size and window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +116,9 @@ where
 }
 
 /// Runs a core batch route until its subscription ends: collect up to
-/// `max` messages or what arrives within `window` of the first, call the
-/// handler once, answer every request. At shutdown the subscription is
+/// `max` messages, or what arrives within `window` of the first as long
+/// as the next one follows within the [`QUIET_GAP`], call the handler
+/// once, answer every request. At shutdown the subscription is
 /// drained like any route's (bounded by `SHUTDOWN_TIMEOUT`), and what
 /// arrives is still handled in batches.
 pub(crate) async fn run<H, Args>(
@@ -196,7 +214,16 @@ async fn serve<H, Args>(
         }
         let mut ended = false;
         while pending.len() < spec.max {
-            match tokio::time::timeout_at(window_end.into(), subscriber.next()).await {
+            // What the client already holds joins at once; otherwise wait
+            // for the quiet gap (never past the window).
+            let next = match subscriber.next().now_or_never() {
+                Some(next) => Ok(next),
+                None => {
+                    let limit = quiet_until(Instant::now(), window_end);
+                    tokio::time::timeout_at(limit.into(), subscriber.next()).await
+                }
+            };
+            match next {
                 Ok(Some(message)) => pending.push(message),
                 Ok(None) => {
                     ended = true;

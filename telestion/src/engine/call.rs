@@ -28,11 +28,25 @@ macro_rules! call {
     ($handler:expr, $context:expr, $incoming:expr) => {
         $crate::engine::call::call!($handler, $context, $incoming, |_| true)
     };
+    ($handler:expr, $context:expr, $incoming:expr, $proceed:expr) => {
+        $crate::engine::outcome::Outcome::of($crate::engine::call::call_result!(
+            $handler, $context, $incoming, $proceed
+        ))
+    };
+}
+
+/// [`call!`] before its result becomes an [`Outcome`]: the handler's reply,
+/// a rejection or a panic, as a `std::thread::Result<Result<Reply,
+/// ExtractError>>`. The core route's loop checks for the common case (no
+/// reply, no failure) on this and builds an `Outcome` only otherwise.
+///
+/// [`Outcome`]: super::outcome::Outcome
+macro_rules! call_result {
     ($handler:expr, $context:expr, $incoming:expr, $proceed:expr) => {{
         use ::futures::FutureExt as _;
         use $crate::handler::reply::IntoReply as _;
         let incoming: &mut $crate::handler::extract::Incoming = $incoming;
-        let result = ::std::panic::AssertUnwindSafe(async {
+        ::std::panic::AssertUnwindSafe(async {
             let args = H::extract(&mut *incoming, $context)?;
             if !($proceed)(&*incoming) {
                 return Ok($crate::handler::reply::Reply::None);
@@ -40,12 +54,11 @@ macro_rules! call {
             Ok($handler.invoke(args).await.into_reply())
         })
         .catch_unwind()
-        .await;
-        $crate::engine::outcome::Outcome::of(result)
+        .await
     }};
 }
 
-pub(crate) use call;
+pub(crate) use {call, call_result};
 
 /// [`call!`] as a function, for the routes that are not on a hot path.
 pub(crate) async fn call_handler<H, Args>(

@@ -17,12 +17,12 @@ use crate::observe::call_context::CallContext;
 use crate::service::Service;
 
 use super::RouteInfo;
-use super::call::{call, call_handler};
+use super::call::{call_handler, call_result};
 use super::deliver::deliver;
 use super::outcome::{Outcome, record};
 
 /// Handles one message in place: call, deliver, record, with the call's
-/// context set for the logs. A macro for the same reason as [`call!`]: it
+/// context set for the logs. A macro for the same reason as [`call_result!`]: it
 /// expands into the route's own loop.
 macro_rules! handle {
     ($handler:expr, $context:expr, $incoming:expr, $info:expr, $call_context:expr) => {{
@@ -30,10 +30,11 @@ macro_rules! handle {
         let info: &RouteInfo = $info;
         let call_context: &CallContext = $call_context;
         call_context.begin(&incoming.message.subject, None);
-        let started = Instant::now();
-        let outcome = call!($handler, $context, &mut *incoming);
+        let watch = info.stats.stopwatch();
+        let result = call_result!($handler, $context, &mut *incoming, |_| true);
         // The common case (nothing to send, no failure) costs nothing more.
-        if !matches!(outcome, Outcome::Done(Reply::None)) || incoming.message.reply.is_some() {
+        if !matches!(result, Ok(Ok(Reply::None))) || incoming.message.reply.is_some() {
+            let outcome = Outcome::of(result);
             let subject = incoming.message.subject.as_str();
             let outcome = deliver(
                 &incoming.service,
@@ -43,9 +44,9 @@ macro_rules! handle {
                 subject,
             )
             .await;
-            record(info, &outcome, 1, started.elapsed(), subject);
+            record(info, &outcome, 1, watch, subject);
         } else {
-            info.stats.record(1, started.elapsed(), false);
+            info.stats.record_call(1, watch, false);
         }
         call_context.end();
     }};
@@ -273,7 +274,7 @@ where
     Args: 'static,
 {
     call_context.begin(&incoming.message.subject, None);
-    let started = Instant::now();
+    let watch = info.stats.stopwatch();
     let outcome = call_handler(handler, context, incoming).await;
     let subject = incoming.message.subject.as_str();
     let outcome = deliver(
@@ -284,7 +285,7 @@ where
         subject,
     )
     .await;
-    record(info, &outcome, 1, started.elapsed(), subject);
+    record(info, &outcome, 1, watch, subject);
     call_context.end();
     outcome
 }

@@ -4,11 +4,10 @@
 //! logs at the level the code says (4xx: WARN, else ERROR), for every kind
 //! of route.
 
-use std::time::Duration;
-
 use crate::error::{ExtractError, error_chain};
 use crate::handler::reply::Reply;
 use crate::observe::error_log::Severity;
+use crate::observe::stats::Stopwatch;
 
 use super::RouteInfo;
 
@@ -114,11 +113,11 @@ pub(crate) fn record(
     info: &RouteInfo,
     outcome: &Outcome,
     count: u64,
-    elapsed: Duration,
+    watch: Stopwatch,
     subject: &str,
 ) {
     let failure = outcome.failure();
-    info.stats.record(count, elapsed, failure.is_some());
+    info.stats.record_call(count, watch, failure.is_some());
     if let Some(failure) = failure {
         record_failure(info, failure, count, subject);
     }

@@ -22,6 +22,7 @@ use crate::handler::extract::{FromMessage, Incoming, Json};
 use crate::handler::reply::Reply;
 use crate::observe::error_counter::ErrorCounter;
 use crate::observe::error_log::ErrorLog;
+use crate::observe::stats::Stopwatch;
 use crate::observe::stats::{HandlerStats, RouteKind};
 use crate::service::{Options, Service};
 
@@ -278,7 +279,7 @@ async fn recording_counts_calls_and_failures() {
         &info,
         &Outcome::Done(Reply::None),
         1,
-        Duration::from_micros(5),
+        Stopwatch::started(),
         "a.b",
     );
     let failure = Failure::new(503, "database gone", Cause::Error);
@@ -286,7 +287,7 @@ async fn recording_counts_calls_and_failures() {
         &info,
         &Outcome::Failed(failure),
         3,
-        Duration::from_micros(5),
+        Stopwatch::started(),
         "a.b",
     );
     let snapshot = info.stats.snapshot();

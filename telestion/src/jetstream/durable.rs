@@ -14,7 +14,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::engine::batch::call_batch;
+use crate::engine::batch::{call_batch, quiet_until};
 use crate::engine::call::call_handler;
 use crate::engine::outcome::{Cause, Failure, Outcome, record, record_failure};
 use crate::handler::Handler;
@@ -121,10 +121,13 @@ async fn serve<H, Args>(
         // window of the first of them closes.
         let mut pending: Vec<async_nats::Message> = Vec::new();
         let mut window_end = Instant::now();
+        // When the pending batch closes: the quiet gap after its latest
+        // message, at the latest the window's end.
+        let mut close_at = window_end;
         loop {
             let item = tokio::select! {
                 biased;
-                () = tokio::time::sleep_until(window_end), if !pending.is_empty() => {
+                () = tokio::time::sleep_until(close_at), if !pending.is_empty() => {
                     let messages = std::mem::take(&mut pending);
                     handle_batch(&handler, &context, &service, messages, &route, call_context).await;
                     continue;
@@ -174,9 +177,11 @@ async fn serve<H, Args>(
                 route.condition.hold(sequence, ack);
             }
             if let Some(spec) = route.batch {
+                let now = Instant::now();
                 if pending.is_empty() {
-                    window_end = Instant::now() + spec.window;
+                    window_end = now + spec.window;
                 }
+                close_at = Instant::from_std(quiet_until(now.into_std(), window_end.into_std()));
                 pending.push(message.message);
                 if pending.len() >= spec.max {
                     let messages = std::mem::take(&mut pending);
@@ -410,12 +415,12 @@ async fn handle<H, Args>(
     let mut tries = Tries::default();
     let decision = loop {
         let mut incoming = Incoming::new(delivery.message(), service.clone());
-        let started = Instant::now();
+        let watch = route.info.stats.stopwatch();
         let outcome = call_handler(handler, context, &mut incoming).await;
         let sequence = delivery.sequence;
         let outcome = published(&service, route, outcome, sequence, sequence).await;
         let subject = delivery.subject.as_str();
-        record(&route.info, &outcome, 1, started.elapsed(), subject);
+        record(&route.info, &outcome, 1, watch, subject);
         match outcome {
             Outcome::Done(_) => break Settle::Done,
             Outcome::Failed(failure) => {

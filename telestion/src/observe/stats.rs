@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What kind of route a handler is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,28 @@ impl RouteKind {
     }
 }
 
+/// Every call is timed until a route has taken this many messages (so a
+/// route that handles few messages reports exact times).
+pub(crate) const TIME_EVERY_CALL_UNTIL: u64 = 256;
+
+/// After that, one call in this many is timed (when the route's message
+/// count is a multiple of it as the call begins).
+pub(crate) const TIME_ONE_IN: u64 = 16;
+
+/// The start of a handler call's timing, when the call is timed (see
+/// [`HandlerStats::stopwatch`]).
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub(crate) struct Stopwatch(Option<Instant>);
+
+#[cfg(test)]
+impl Stopwatch {
+    /// A stopwatch that times the call.
+    pub(crate) fn started() -> Stopwatch {
+        Stopwatch(Some(Instant::now()))
+    }
+}
+
 /// A callback told of every handled message (metrics): handler index,
 /// handling time, failed or not.
 pub(crate) type Observer = Arc<dyn Fn(&HandlerStats, Duration, bool) + Send + Sync>;
@@ -52,7 +74,10 @@ pub(crate) struct HandlerStats {
     pub(crate) publish: Vec<String>,
     messages: AtomicU64,
     errors: AtomicU64,
-    processing_ns: AtomicU64,
+    /// The handling time of the timed calls (see [`HandlerStats::stopwatch`]).
+    timed_ns: AtomicU64,
+    /// The messages of the timed calls.
+    timed_messages: AtomicU64,
     last_error: Mutex<String>,
     observer: Option<Observer>,
 }
@@ -75,7 +100,8 @@ pub(crate) struct StatsSnapshot {
     pub(crate) messages: u64,
     /// Messages whose handling failed.
     pub(crate) errors: u64,
-    /// Total handling time, nanoseconds.
+    /// Total handling time, nanoseconds (estimated from the timed calls
+    /// once not every call is timed, see [`HandlerStats::stopwatch`]).
     pub(crate) processing_ns: u64,
     /// The latest failure's message ("" when none).
     pub(crate) last_error: String,
@@ -106,18 +132,51 @@ impl HandlerStats {
             publish,
             messages: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            processing_ns: AtomicU64::new(0),
+            timed_ns: AtomicU64::new(0),
+            timed_messages: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
             observer,
         }
     }
 
-    /// Counts `count` messages handled together in `elapsed`.
+    /// Starts a stopwatch for the route's next call. Every call is timed
+    /// while the route has taken fewer than [`TIME_EVERY_CALL_UNTIL`]
+    /// messages, and always when an observer (the metrics) needs every
+    /// handling time; after that one call in [`TIME_ONE_IN`]: two clock
+    /// reads are the largest part of what the statistics cost per message,
+    /// and the total handling time is then estimated from the timed calls
+    /// (see [`HandlerStats::snapshot`]).
+    #[inline]
+    pub(crate) fn stopwatch(&self) -> Stopwatch {
+        let taken = self.messages.load(Ordering::Relaxed);
+        let timed = self.observer.is_some()
+            || taken < TIME_EVERY_CALL_UNTIL
+            || taken.is_multiple_of(TIME_ONE_IN);
+        Stopwatch(timed.then(Instant::now))
+    }
+
+    /// Counts `count` messages handled together in one call, timed by
+    /// `watch` (started before the call).
+    #[inline]
+    pub(crate) fn record_call(&self, count: u64, watch: Stopwatch, failed: bool) {
+        self.messages.fetch_add(count, Ordering::Relaxed);
+        if let Some(started) = watch.0 {
+            self.timed(count, started.elapsed(), failed);
+        }
+    }
+
+    /// Counts `count` messages handled together in `elapsed` (a call timed
+    /// by its caller).
     #[inline]
     pub(crate) fn record(&self, count: u64, elapsed: Duration, failed: bool) {
         self.messages.fetch_add(count, Ordering::Relaxed);
+        self.timed(count, elapsed, failed);
+    }
+
+    fn timed(&self, count: u64, elapsed: Duration, failed: bool) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.processing_ns.fetch_add(nanos, Ordering::Relaxed);
+        self.timed_ns.fetch_add(nanos, Ordering::Relaxed);
+        self.timed_messages.fetch_add(count, Ordering::Relaxed);
         if let Some(observer) = &self.observer {
             observer(self, elapsed, failed);
         }
@@ -136,12 +195,26 @@ impl HandlerStats {
         last.push_str(&error[..end]);
     }
 
+    /// The total handling time: exact while every call was timed,
+    /// afterwards the timed calls' average per message times the messages
+    /// taken.
+    fn processing_ns(&self) -> u64 {
+        let messages = self.messages.load(Ordering::Relaxed);
+        let timed_ns = self.timed_ns.load(Ordering::Relaxed);
+        let timed = self.timed_messages.load(Ordering::Relaxed);
+        if timed == 0 || timed >= messages {
+            return timed_ns;
+        }
+        let estimate = u128::from(timed_ns) * u128::from(messages) / u128::from(timed);
+        u64::try_from(estimate).unwrap_or(u64::MAX)
+    }
+
     /// The counters now.
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             messages: self.messages.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
-            processing_ns: self.processing_ns.load(Ordering::Relaxed),
+            processing_ns: self.processing_ns(),
             last_error: self
                 .last_error
                 .lock()
@@ -174,5 +247,55 @@ mod tests {
         assert_eq!(snapshot.processing_ns, 30_000);
         assert_eq!(snapshot.average_ns(), 7_500);
         assert_eq!(snapshot.last_error.len(), 1024);
+    }
+
+    #[test]
+    fn after_the_first_calls_one_in_n_is_timed_and_the_total_estimated() {
+        let stats = HandlerStats::new(
+            "h".into(),
+            "s".into(),
+            None,
+            RouteKind::Subscription,
+            Vec::new(),
+            None,
+        );
+        let mut timed = 0;
+        let total = TIME_EVERY_CALL_UNTIL + 64 * TIME_ONE_IN;
+        for _ in 0..total {
+            let watch = stats.stopwatch();
+            timed += u64::from(watch.0.is_some());
+            stats.record_call(1, watch, false);
+        }
+        assert_eq!(timed, TIME_EVERY_CALL_UNTIL + 64);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.messages, total);
+        // Estimated: the timed calls' total scaled to every message.
+        let timed_ns = stats.timed_ns.load(Ordering::Relaxed);
+        assert_eq!(
+            u128::from(snapshot.processing_ns),
+            u128::from(timed_ns) * u128::from(total) / u128::from(timed)
+        );
+    }
+
+    #[test]
+    fn an_observer_gets_every_call_timed() {
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        let observer: Observer = Arc::new(move |_, _, _| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let stats = HandlerStats::new(
+            "h".into(),
+            "s".into(),
+            None,
+            RouteKind::Subscription,
+            Vec::new(),
+            Some(observer),
+        );
+        for _ in 0..1000 {
+            let watch = stats.stopwatch();
+            stats.record_call(1, watch, false);
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 1000);
     }
 }

@@ -102,9 +102,19 @@ impl Route {
 
     /// Makes this a batch route: its handler, which takes a
     /// [`Batch<T>`](crate::Batch), is called once for up to `max` messages
-    /// (at most [`MAX_BATCH`](crate::MAX_BATCH)), or for what arrived
-    /// within `window` after the first of them, in arrival order; one batch
-    /// at a time. Every request of the batch gets the return value (or the
+    /// (at most [`MAX_BATCH`](crate::MAX_BATCH)), in arrival order; one
+    /// batch at a time. A batch closes, and the handler is called, as soon
+    /// as one of these holds:
+    ///
+    /// - it holds `max` messages;
+    /// - `window` has passed since its first message arrived;
+    /// - no further message arrived for 1 ms (the quiet gap).
+    ///
+    /// So a batch is as large as the load makes it: messages published back
+    /// to back (one flush, a burst, a backlog) form one batch, while a lone
+    /// message is handled about a millisecond after it arrived instead of
+    /// waiting out the window. `window` bounds how long the first message
+    /// of a batch can wait while more keep coming. Every request of the batch gets the return value (or the
     /// error) as its reply, and the return value is published once to the
     /// [publish targets](Route::publish_to). On a durable route every message of the
     /// batch is acknowledged when the call succeeds and redelivered when it

@@ -99,6 +99,7 @@ pub(crate) fn reconnect_delay(attempt: usize, servers: usize) -> Duration {
 pub(crate) async fn connect(
     config: &Config,
     service_name: &str,
+    subscription_capacity: usize,
     errors: Arc<ErrorCounter>,
     watch: Arc<ConnectionWatch>,
 ) -> Result<async_nats::Client, StartError> {
@@ -150,7 +151,7 @@ pub(crate) async fn connect(
         .subscription_capacity(capacity(
             config,
             "NATS_SUBSCRIPTION_CAPACITY",
-            DEFAULT_SUBSCRIPTION_CAPACITY,
+            subscription_capacity,
         )?);
 
     let password = match (

@@ -39,7 +39,7 @@ pub(crate) const STANDARD_KEYS: [(&str, &str); 10] = [
     ("SHUTDOWN_TIMEOUT", "seconds a drain may take (default 10)"),
     (
         "NATS_SUBSCRIPTION_CAPACITY",
-        "messages buffered per subscription (default 65536)",
+        "messages buffered per subscription (default 65536, or the service's own)",
     ),
     (
         "METRICS_ADDR",
@@ -86,6 +86,9 @@ pub struct Options {
     /// [`crate::permissions`]). `#[telestion::service(publishes = [...],
     /// ...)]` sets it.
     pub uses: crate::permissions::Uses,
+    /// The service's own default for `NATS_SUBSCRIPTION_CAPACITY` (see
+    /// [`Options::subscription_capacity`]); `None`: 65,536 messages.
+    pub subscription_capacity: Option<usize>,
 }
 
 impl Default for Options {
@@ -96,6 +99,7 @@ impl Default for Options {
             signals: true,
             uses: crate::permissions::Uses::new(),
             version: None,
+            subscription_capacity: None,
         }
     }
 }
@@ -137,6 +141,29 @@ impl Options {
     /// ```
     pub fn version(mut self, version: impl Into<String>) -> Options {
         self.version = Some(version.into());
+        self
+    }
+
+    /// The service's own default for `NATS_SUBSCRIPTION_CAPACITY`: how many
+    /// messages each subscription buffers before the client drops further
+    /// ones as a slow consumer (at least 1). The configuration key, when
+    /// set, overrides it; without either it is 65,536.
+    ///
+    /// The buffer is counted in messages, so what it can hold is at most
+    /// `capacity` times the largest message the server accepts
+    /// (`max_payload`, 1 MiB by default) plus about 300 bytes per message
+    /// for the client's bookkeeping. Raise it for a service whose messages
+    /// are small and come in bursts faster than it handles them (the
+    /// Standard Operations service takes 262,144 for log lines), and lower
+    /// it for one whose messages may be large and may be skipped.
+    /// `#[telestion::service(subscription_capacity = 262_144)]` sets it.
+    ///
+    /// ```
+    /// let options = telestion::Options::new().subscription_capacity(262_144);
+    /// assert_eq!(options.subscription_capacity, Some(262_144));
+    /// ```
+    pub fn subscription_capacity(mut self, messages: usize) -> Options {
+        self.subscription_capacity = Some(messages.max(1));
         self
     }
 
@@ -343,7 +370,10 @@ async fn prepare(options: Options) -> Result<Inner, StartError> {
     let errors = Arc::new(ErrorCounter::new(Duration::from_secs(window)));
     let connection = Arc::new(ConnectionWatch::default());
     let client = if options.nats {
-        Some(connect::connect(&config, &name, errors.clone(), connection.clone()).await?)
+        let capacity = options
+            .subscription_capacity
+            .unwrap_or(connect::DEFAULT_SUBSCRIPTION_CAPACITY);
+        Some(connect::connect(&config, &name, capacity, errors.clone(), connection.clone()).await?)
     } else {
         None
     };
