@@ -87,24 +87,18 @@ pub fn help_text(routes: &[Route]) -> String {
 /// `SERVICE_VERSION` (else the crate's version), without connecting.
 fn print_asyncapi(options: &Options, routes: &[Route]) -> ExitCode {
     let config = crate::route::asyncapi::lenient_config();
-    let name = config
-        .get_str("SERVICE_NAME")
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(exe_name);
     let version = config
         .get_str("SERVICE_VERSION")
         .filter(|version| !version.is_empty())
         .or_else(|| options.version.clone())
         .unwrap_or_else(|| "0.0.0".into());
-    let document = crate::route::asyncapi::asyncapi_document(routes, &config, &name, &version);
-    let text = serde_json::to_string_pretty(&document).unwrap_or_default() + "\n";
-    match std::io::stdout().write_all(text.as_bytes()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            write_stderr(&format!("error: cannot write the AsyncAPI document: {e}\n"));
-            ExitCode::FAILURE
-        }
-    }
+    let document = crate::route::asyncapi::asyncapi_document(
+        routes,
+        &config,
+        &service_name(&config),
+        &version,
+    );
+    print_json(&document, "the AsyncAPI document")
 }
 
 /// `--nats-permissions`: prints the NATS permissions the service needs
@@ -112,16 +106,30 @@ fn print_asyncapi(options: &Options, routes: &[Route]) -> ExitCode {
 /// (else the executable's name), without connecting.
 fn print_permissions(options: &Options, routes: &[Route]) -> ExitCode {
     let config = crate::route::asyncapi::lenient_config();
-    let name = config
+    let permissions = crate::permissions::nats_permissions(
+        routes,
+        &options.uses,
+        &config,
+        &service_name(&config),
+    );
+    print_json(&permissions, "the permissions")
+}
+
+/// `SERVICE_NAME`, else the executable's name.
+fn service_name(config: &crate::Config) -> String {
+    config
         .get_str("SERVICE_NAME")
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(exe_name);
-    let permissions = crate::permissions::nats_permissions(routes, &options.uses, &config, &name);
-    let text = serde_json::to_string_pretty(&permissions).unwrap_or_default() + "\n";
+        .unwrap_or_else(exe_name)
+}
+
+/// Prints `value` as pretty JSON on stdout; `what` names it in the error.
+fn print_json(value: &impl serde::Serialize, what: &str) -> ExitCode {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
     match std::io::stdout().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            write_stderr(&format!("error: cannot write the permissions: {e}\n"));
+            write_stderr(&format!("error: cannot write {what}: {e}\n"));
             ExitCode::FAILURE
         }
     }

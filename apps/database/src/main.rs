@@ -87,12 +87,7 @@ async fn setup(service: Service) -> Result<Vec<Route>, telestion::BoxError> {
             telestion::error_chain(&e)
         )
     })?;
-    let prefix = service
-        .config()
-        .get_str("DURABLE_DEAD_LETTER_PREFIX")
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| telestion::DEFAULT_DEAD_LETTER_PREFIX.into());
-    let dead_letter = format!("{prefix}.{}.store", token(service.name()));
+    let dead_letter = dead_letter_subject(service.config(), service.name());
     tracing::info!(
         store = %plan.location.describe(),
         subject = %plan.data_subject,
@@ -127,15 +122,19 @@ fn main() -> ExitCode {
     )
 }
 
-/// What the writer does besides its route: dead letters of its own
-/// (`<prefix>.<SERVICE_NAME>.store`), and with `DURABLE=true` its stream.
-fn uses(config: &telestion::Config, name: &str) -> telestion::permissions::Uses {
+/// Where the writer's dead letters go: `<prefix>.<SERVICE_NAME>.store`.
+fn dead_letter_subject(config: &telestion::Config, name: &str) -> String {
     let prefix = config
         .get_str("DURABLE_DEAD_LETTER_PREFIX")
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| telestion::DEFAULT_DEAD_LETTER_PREFIX.into());
-    let mut uses =
-        telestion::permissions::Uses::new().publishes(format!("{prefix}.{}.store", token(name)));
+    format!("{prefix}.{}.store", token(name))
+}
+
+/// What the writer does besides its route: dead letters of its own
+/// (`<prefix>.<SERVICE_NAME>.store`), and with `DURABLE=true` its stream.
+fn uses(config: &telestion::Config, name: &str) -> telestion::permissions::Uses {
+    let mut uses = telestion::permissions::Uses::new().publishes(dead_letter_subject(config, name));
     if config.get_str("DURABLE").as_deref() == Some("true") {
         let stream = config
             .get_str("DATA_STREAM")

@@ -17,8 +17,8 @@ use crate::error::{BoxError, StartError, error_chain};
 use crate::jetstream::condition::Condition;
 use crate::jetstream::declare as stream;
 use crate::jetstream::settings::{
-    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_DEAD_LETTER_PREFIX, DEFAULT_MAX_DELIVER,
-    DEFAULT_RETRY_FOR_SECS, Durable, backoff_from, default_consumer, default_dead_letter, invalid,
+    DEFAULT_ACK_WAIT_SECS, DEFAULT_BACKOFF_SECS, DEFAULT_MAX_DELIVER, DEFAULT_RETRY_FOR_SECS,
+    Durable, backoff_from, dead_letter_prefix, default_consumer, default_dead_letter, invalid,
     seconds,
 };
 use crate::jetstream::stream::StreamSpec;
@@ -175,13 +175,7 @@ pub(crate) async fn prepare(
     };
     let dead_letter = match &durable.dead_letter {
         Some(subject) => subject.clone(),
-        None => {
-            let prefix = config
-                .get_str("DURABLE_DEAD_LETTER_PREFIX")
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned());
-            default_dead_letter(&prefix, service.name(), handler)
-        }
+        None => default_dead_letter(&dead_letter_prefix(config), service.name(), handler),
     };
     telestion_rules::subject::validate(&dead_letter).map_err(|reason| {
         handler_error(
@@ -299,11 +293,7 @@ async fn ensure_dead_letter_stream(
     if js.stream_by_subject(dead_letter).await.is_ok() {
         return Ok(());
     }
-    let prefix = service
-        .config()
-        .get_str("DURABLE_DEAD_LETTER_PREFIX")
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned());
+    let prefix = dead_letter_prefix(service.config());
     if !dead_letter.starts_with(&format!("{prefix}.")) {
         return Err(handler_error(
             handler,

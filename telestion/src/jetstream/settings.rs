@@ -212,6 +212,14 @@ pub(crate) fn default_consumer(service_name: &str, handler: &str) -> String {
     format!("{}_{}", token(service_name), token(short_name(handler)))
 }
 
+/// `DURABLE_DEAD_LETTER_PREFIX`, or [`DEFAULT_DEAD_LETTER_PREFIX`].
+pub(crate) fn dead_letter_prefix(config: &Config) -> String {
+    config
+        .get_str("DURABLE_DEAD_LETTER_PREFIX")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_DEAD_LETTER_PREFIX.to_owned())
+}
+
 /// The stream a service declares for dead letters under `prefix`:
 /// `TELESTION_DEAD_LETTERS`, or `TELESTION_DEAD_LETTERS_<prefix>` for
 /// another prefix.

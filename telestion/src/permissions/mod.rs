@@ -27,15 +27,16 @@
 //! ```
 
 mod jetstream;
-mod uses;
 
 use serde::Serialize;
 
-pub use uses::Uses;
+pub use crate::service::uses::{Uses, inbox_prefix};
+
+use crate::service::uses;
 
 use crate::config::Config;
 use crate::route::kind::Kind;
-use crate::route::{QueueGroup, Route, SubjectSource};
+use crate::route::{QueueGroup, Route};
 
 /// Allowed and denied subjects of one direction (publish or subscribe).
 /// A subscribe entry may name a queue group after a space
@@ -85,16 +86,6 @@ pub struct NatsPermissions {
     /// reply subjects), which every service needs; `None`: it may not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_responses: Option<Responses>,
-}
-
-/// The inbox prefix of service (or person) `name`: its requests' replies
-/// come to `_INBOX.<name>.…`, the only inbox its permissions let it read.
-///
-/// ```
-/// assert_eq!(telestion::permissions::inbox_prefix("parser"), "_INBOX.parser");
-/// ```
-pub fn inbox_prefix(name: &str) -> String {
-    format!("_INBOX.{name}")
 }
 
 /// The permissions service `name` needs for `routes` and `uses`, subjects
@@ -161,13 +152,7 @@ pub fn nats_permissions(
         let Kind::Messages(_) = &route.kind else {
             continue;
         };
-        let subject = match &route.subject {
-            SubjectSource::Literal(subject) => Some(subject.clone()),
-            SubjectSource::ConfigKey(key) => config
-                .get_str(key)
-                .filter(|s| !s.is_empty())
-                .or_else(|| route.default_subject_value().map(str::to_owned)),
-        };
+        let subject = route.resolved_subject(config);
         match route.durable_settings() {
             None => {
                 let Some(subject) = subject else { continue };
@@ -192,12 +177,7 @@ pub fn nats_permissions(
                     p.publish.add(subject);
                 }
                 p.subscribe.add(jetstream::advisory(&stream, &consumer));
-                let prefix = config
-                    .get_str("DURABLE_DEAD_LETTER_PREFIX")
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| {
-                        crate::jetstream::settings::DEFAULT_DEAD_LETTER_PREFIX.into()
-                    });
+                let prefix = crate::jetstream::settings::dead_letter_prefix(config);
                 let dead_letter = durable.dead_letter.clone().unwrap_or_else(|| {
                     crate::jetstream::settings::default_dead_letter(&prefix, name, &route.name)
                 });

@@ -61,6 +61,18 @@ impl Route {
         self
     }
 
+    /// The route's subject: its literal, or the value of its config key in
+    /// `config`, else its default; `None` when the key is unset without one.
+    pub(crate) fn resolved_subject(&self, config: &crate::Config) -> Option<String> {
+        match &self.subject {
+            SubjectSource::Literal(subject) => Some(subject.clone()),
+            SubjectSource::ConfigKey(key) => config
+                .get_str(key)
+                .filter(|s| !s.is_empty())
+                .or_else(|| self.default_subject_value().map(str::to_owned)),
+        }
+    }
+
     /// The subject used when the route's config key is not set, if any
     /// (see [`Route::default_subject`]).
     pub fn default_subject_value(&self) -> Option<&str> {

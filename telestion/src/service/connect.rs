@@ -139,7 +139,7 @@ pub(crate) async fn connect(
         .name(service_name)
         // Replies come to the service's own inbox prefix, the only one
         // its generated permissions let it subscribe to.
-        .custom_inbox_prefix(crate::permissions::inbox_prefix(service_name))
+        .custom_inbox_prefix(crate::service::uses::inbox_prefix(service_name))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
         .reconnect_delay_callback(move |attempt| reconnect_delay(attempt, count))

@@ -9,6 +9,7 @@ mod publish;
 pub(crate) mod signals;
 mod start;
 mod state;
+pub(crate) mod uses;
 mod watchdog;
 
 use std::fmt;

@@ -85,7 +85,7 @@ pub struct Options {
     /// (publishes, requests, streams, ...), for its NATS permissions (see
     /// [`crate::permissions`]). `#[telestion::service(publishes = [...],
     /// ...)]` sets it.
-    pub uses: crate::permissions::Uses,
+    pub uses: crate::service::uses::Uses,
     /// The service's own default for `NATS_SUBSCRIPTION_CAPACITY` (see
     /// [`Options::subscription_capacity`]); `None`: 65,536 messages.
     pub subscription_capacity: Option<usize>,
@@ -97,7 +97,7 @@ impl Default for Options {
             nats: true,
             config: None,
             signals: true,
-            uses: crate::permissions::Uses::new(),
+            uses: crate::service::uses::Uses::new(),
             version: None,
             subscription_capacity: None,
         }
@@ -168,7 +168,7 @@ impl Options {
     }
 
     /// Declares a subject this service's own code publishes to (see
-    /// [`Uses::publishes`](crate::permissions::Uses::publishes)), for its
+    /// [`Uses::publishes`](crate::service::uses::Uses::publishes)), for its
     /// NATS permissions (`--nats-permissions`).
     ///
     /// ```

@@ -162,17 +162,10 @@ impl Builder<'_> {
     }
 
     fn subject(&self, route: &Route) -> Address {
-        match &route.subject {
-            SubjectSource::Literal(subject) => Address::Known(subject.clone()),
-            SubjectSource::ConfigKey(key) => match self
-                .config
-                .get_str(key)
-                .filter(|s| !s.is_empty())
-                .or_else(|| route.default_subject_value().map(str::to_owned))
-            {
-                Some(subject) => Address::Known(subject),
-                None => Address::Unknown(key.clone()),
-            },
+        match (route.resolved_subject(self.config), &route.subject) {
+            (Some(subject), _) => Address::Known(subject),
+            (None, SubjectSource::ConfigKey(key)) => Address::Unknown(key.clone()),
+            (None, SubjectSource::Literal(subject)) => Address::Known(subject.clone()),
         }
     }
 

@@ -1,5 +1,8 @@
 //! What a service does on the bus from its own code (besides its routes),
-//! declared once so that its permissions cover it.
+//! declared once so that its permissions cover it, and the inbox prefix
+//! its replies come to. (Here, in `service`, so that starting a service
+//! needs nothing from `permissions`; `telestion::permissions` re-exports
+//! both.)
 
 /// What a service's own code does on the bus besides its routes: the
 /// subjects it publishes to and requests on, the subjects it subscribes
@@ -67,6 +70,16 @@ impl Uses {
         self.key_values.push(bucket.into());
         self
     }
+}
+
+/// The inbox prefix of service (or person) `name`: its requests' replies
+/// come to `_INBOX.<name>.…`, the only inbox its permissions let it read.
+///
+/// ```
+/// assert_eq!(telestion::permissions::inbox_prefix("parser"), "_INBOX.parser");
+/// ```
+pub fn inbox_prefix(name: &str) -> String {
+    format!("_INBOX.{name}")
 }
 
 /// `subject` with a `{KEY}` or `{KEY:default}` form resolved from
